@@ -1,0 +1,152 @@
+//! The plaintext envelope inside every sealed object: a codec byte, the payload length,
+//! the (possibly compressed) payload and optional zero padding.
+//!
+//! ```text
+//! envelope := codec:u8 | payload_len:varint | payload | zero bytes (padding)
+//! codec    := 0 (stored) | 1 (zstd frame)
+//! ```
+
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::{Reader, Writer};
+use super::error::{FormatError, Result};
+
+pub const CODEC_STORED: u8 = 0;
+pub const CODEC_ZSTD: u8 = 1;
+
+/// How payloads are compressed. `Auto` keeps the stored form when zstd does not shrink it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Off,
+    Zstd { level: i32 },
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Zstd { level: 3 }
+    }
+}
+
+/// Size padding of sealed blobs, which hides exact chunk lengths from the storage provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    #[default]
+    None,
+    /// Padmé (Nikitin et al., 2019): at most 12 % overhead, leaks O(log log n) bits of length.
+    Padme,
+}
+
+pub fn padme_len(len: u64) -> u64 {
+    if len < 2 {
+        return len;
+    }
+    let e = 63 - u64::from(len.leading_zeros());
+    let s = 64 - u64::from(e.leading_zeros());
+    let last_bits = e - s;
+    let mask = (1u64 << last_bits) - 1;
+    (len + mask) & !mask
+}
+
+pub fn encode(raw: &[u8], compression: Compression, padding: Padding) -> Vec<u8> {
+    let compressed = match compression {
+        Compression::Off => None,
+        Compression::Zstd { level } => zstd::bulk::compress(raw, level).ok().filter(|c| c.len() < raw.len()),
+    };
+    let (codec, payload) = match &compressed {
+        Some(c) => (CODEC_ZSTD, c.as_slice()),
+        None => (CODEC_STORED, raw),
+    };
+    let mut w = Writer { buf: Vec::with_capacity(payload.len() + 12) };
+    w.u8(codec);
+    w.bytes(payload);
+    if padding == Padding::Padme {
+        let target = padme_len(w.buf.len() as u64) as usize;
+        w.buf.resize(target, 0);
+    }
+    w.finish()
+}
+
+/// Decodes an envelope; `max_len` bounds the decompressed size so that a hostile frame
+/// cannot exhaust memory.
+pub fn decode(envelope: &[u8], max_len: usize) -> Result<Vec<u8>> {
+    let mut r = Reader::new(envelope, "envelope");
+    let codec = r.u8()?;
+    let payload = r.bytes()?;
+    let padding = r.take(r.remaining())?;
+    if padding.iter().any(|&b| b != 0) {
+        return Err(FormatError::invalid("envelope", "non-zero padding"));
+    }
+    match codec {
+        CODEC_STORED => {
+            if payload.len() > max_len {
+                return Err(FormatError::invalid("envelope", format!("payload of {} bytes exceeds {max_len}", payload.len())));
+            }
+            Ok(payload.to_vec())
+        }
+        CODEC_ZSTD => {
+            let dec = zstd::stream::read::Decoder::new(payload).map_err(|e| FormatError::Decompression(e.to_string()))?;
+            let mut out = Vec::new();
+            dec.take(max_len as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| FormatError::Decompression(e.to_string()))?;
+            if out.len() > max_len {
+                return Err(FormatError::Decompression(format!("output exceeds {max_len} bytes")));
+            }
+            Ok(out)
+        }
+        other => Err(FormatError::invalid("envelope", format!("unknown codec {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn padme_values() {
+        assert_eq!(padme_len(0), 0);
+        assert_eq!(padme_len(1), 1);
+        assert_eq!(padme_len(9), 10);
+        assert_eq!(padme_len(1000), 1024);
+        assert!(padme_len(1_000_001) <= 1_000_001 * 112 / 100);
+    }
+
+    #[test]
+    fn compressible_data_shrinks_and_random_data_is_stored() {
+        let text = vec![b'a'; 100_000];
+        let env = encode(&text, Compression::default(), Padding::None);
+        assert_eq!(env[0], CODEC_ZSTD);
+        assert!(env.len() < 1000);
+        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let env = encode(&noise, Compression::Off, Padding::None);
+        assert_eq!(env[0], CODEC_STORED);
+    }
+
+    #[test]
+    fn bomb_is_refused() {
+        let zeros = vec![0u8; 1 << 20];
+        let env = encode(&zeros, Compression::default(), Padding::None);
+        assert!(decode(&env, 1000).is_err());
+        assert_eq!(decode(&env, 1 << 20).unwrap(), zeros);
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(data: Vec<u8>, compress: bool, pad: bool) {
+            let c = if compress { Compression::default() } else { Compression::Off };
+            let p = if pad { Padding::Padme } else { Padding::None };
+            let env = encode(&data, c, p);
+            prop_assert_eq!(decode(&env, data.len()).unwrap(), data);
+        }
+
+        #[test]
+        fn decode_never_panics(data: Vec<u8>) {
+            let _ = decode(&data, 1 << 16);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Key files: the master key wrapped under a key-encryption key derived from a password
+//! with Argon2id. Several key files may wrap one master key. Stored as JSON so that an
+//! administrator can read the KDF parameters without tools.
+
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{self, KEY_LEN, Keys, NONCE_LEN, ObjectKind, SecretKey};
+use super::error::{FormatError, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// Argon2id memory in KiB.
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
+    }
+}
+
+impl KdfParams {
+    /// Upper bounds protect `open` from a key file that asks for absurd work.
+    pub fn validate(&self) -> Result<()> {
+        let ok = (8..=4 * 1024 * 1024).contains(&self.memory_kib)
+            && (1..=100).contains(&self.iterations)
+            && (1..=64).contains(&self.parallelism)
+            && self.memory_kib >= 8 * self.parallelism;
+        if ok { Ok(()) } else { Err(FormatError::invalid("key file", format!("KDF parameters {self:?}"))) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kdf {
+    pub algorithm: String,
+    /// Argon2 version number (19 = 0x13).
+    pub version: u32,
+    #[serde(flatten)]
+    pub params: KdfParams,
+    /// 32 random bytes, hex.
+    pub salt: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    pub version: u32,
+    /// RFC 3339 creation time; informational.
+    pub created: String,
+    pub host: String,
+    pub username: String,
+    pub kdf: Kdf,
+    /// hex(nonce || ciphertext || tag) of the 32-byte master key, kind `KeyFile`.
+    pub wrapped_key: String,
+}
+
+pub const SALT_LEN: usize = 32;
+
+pub fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<SecretKey> {
+    params.validate()?;
+    let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(KEY_LEN))
+        .map_err(|e| FormatError::invalid("key file", e.to_string()))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut out = [0u8; KEY_LEN];
+    argon
+        .hash_password_into(password, salt, &mut out)
+        .map_err(|e| FormatError::invalid("key file", e.to_string()))?;
+    let key = SecretKey::from_bytes(out);
+    zeroize::Zeroize::zeroize(&mut out);
+    Ok(key)
+}
+
+/// What can go wrong when unwrapping: the password not matching is not a format error.
+#[derive(Debug)]
+pub enum Unwrap {
+    WrongPassword,
+    Invalid(FormatError),
+}
+
+impl KeyFile {
+    pub fn wrap(master: &SecretKey, password: &[u8], params: KdfParams, salt: [u8; SALT_LEN], nonce: [u8; NONCE_LEN], meta: KeyMeta) -> Result<KeyFile> {
+        let kek = derive_kek(password, &salt, params)?;
+        let sealed = crypto::seal_with_nonce(&kek, &nonce, ObjectKind::KeyFile, None, master.expose());
+        Ok(KeyFile {
+            version: 1,
+            created: meta.created,
+            host: meta.host,
+            username: meta.username,
+            kdf: Kdf { algorithm: "argon2id".into(), version: 0x13, params, salt: hex::encode(salt) },
+            wrapped_key: hex::encode(sealed),
+        })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.version != 1 {
+            return Err(FormatError::UnsupportedVersion { what: "key file", version: u64::from(self.version) });
+        }
+        if self.kdf.algorithm != "argon2id" || self.kdf.version != 0x13 {
+            return Err(FormatError::invalid("key file", format!("unsupported KDF {} v{}", self.kdf.algorithm, self.kdf.version)));
+        }
+        self.kdf.params.validate()
+    }
+
+    pub fn unwrap_master(&self, password: &[u8]) -> Result<Keys, Unwrap> {
+        self.validate().map_err(Unwrap::Invalid)?;
+        let salt = hex::decode(&self.kdf.salt).map_err(|e| Unwrap::Invalid(FormatError::invalid("key file salt", e.to_string())))?;
+        let sealed = hex::decode(&self.wrapped_key).map_err(|e| Unwrap::Invalid(FormatError::invalid("key file wrapped_key", e.to_string())))?;
+        let kek = derive_kek(password, &salt, self.kdf.params).map_err(Unwrap::Invalid)?;
+        let mut plain = match crypto::open(&kek, ObjectKind::KeyFile, None, &sealed) {
+            Ok(p) => p,
+            Err(FormatError::Authentication) => return Err(Unwrap::WrongPassword),
+            Err(e) => return Err(Unwrap::Invalid(e)),
+        };
+        let bytes: Result<[u8; KEY_LEN], _> = plain.as_slice().try_into();
+        zeroize::Zeroize::zeroize(&mut plain);
+        let bytes = bytes.map_err(|_| Unwrap::Invalid(FormatError::invalid("key file", "wrapped key is not 32 bytes")))?;
+        Ok(Keys::from_master(SecretKey::from_bytes(bytes)))
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("key file serialises");
+        v.push(b'\n');
+        v
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<KeyFile> {
+        serde_json::from_slice(bytes).map_err(|e| FormatError::invalid("key file", e.to_string()))
+    }
+}
+
+/// Informational fields of a new key file.
+#[derive(Clone, Debug, Default)]
+pub struct KeyMeta {
+    pub created: String,
+    pub host: String,
+    pub username: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+
+    #[test]
+    fn wrap_unwrap_and_wrong_password() {
+        let master = SecretKey::from_bytes([9u8; 32]);
+        let kf = KeyFile::wrap(&master, b"pw", FAST, [1u8; 32], [2u8; 24], KeyMeta::default()).unwrap();
+        let back = KeyFile::from_json(&kf.to_json()).unwrap();
+        let keys = back.unwrap_master(b"pw").unwrap();
+        assert_eq!(keys.master(), &master);
+        assert!(matches!(back.unwrap_master(b"nope"), Err(Unwrap::WrongPassword)));
+    }
+
+    #[test]
+    fn absurd_kdf_params_are_refused_before_work() {
+        let master = SecretKey::from_bytes([9u8; 32]);
+        let mut kf = KeyFile::wrap(&master, b"pw", FAST, [1u8; 32], [2u8; 24], KeyMeta::default()).unwrap();
+        kf.kdf.params.memory_kib = u32::MAX;
+        assert!(matches!(kf.unwrap_master(b"pw"), Err(Unwrap::Invalid(_))));
+    }
+}
