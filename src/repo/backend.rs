@@ -1,0 +1,282 @@
+//! The storage boundary: a blocking facade over one OpenDAL `Operator` and one Tokio
+//! runtime. Everything above this file is synchronous; OpenDAL's async API stays here.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{ErrorKind, Operator};
+use serde::Serialize;
+use thiserror::Error;
+
+use super::location::Location;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    NotFound,
+    PermissionDenied,
+    AlreadyExists,
+    /// Out of space, invalid configuration and everything else that will not heal by retrying.
+    Other,
+}
+
+#[derive(Debug, Error)]
+#[error("{backend}: cannot {op} {path}: {message}")]
+pub struct BackendError {
+    pub backend: String,
+    pub op: &'static str,
+    pub path: String,
+    pub kind: BackendErrorKind,
+    pub message: String,
+}
+
+/// Requests and bytes that crossed the storage boundary.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub lists: AtomicU64,
+    pub stats: AtomicU64,
+    pub deletes: AtomicU64,
+    pub bytes_up: AtomicU64,
+    pub bytes_down: AtomicU64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RequestStats {
+    pub reads: u64,
+    pub writes: u64,
+    pub lists: u64,
+    pub stats: u64,
+    pub deletes: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// One listed object: its path relative to the repository root and its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListEntry {
+    pub path: String,
+    pub size: u64,
+}
+
+#[derive(Clone)]
+pub struct Backend {
+    op: Operator,
+    rt: Arc<tokio::runtime::Runtime>,
+    name: String,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Backend({})", self.name)
+    }
+}
+
+/// Whether opening may create the repository's root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    Existing,
+    Create,
+}
+
+impl Backend {
+    pub fn open(location: &Location, mode: OpenMode) -> Result<Backend, BackendError> {
+        let name = location.to_string();
+        let fail = |op: &'static str, e: String| BackendError { backend: name.clone(), op, path: String::new(), kind: BackendErrorKind::Other, message: e };
+        let op = match location {
+            Location::Local(path) => {
+                let root = absolute(path).map_err(|e| fail("resolve", e.to_string()))?;
+                match std::fs::metadata(&root) {
+                    Ok(m) if !m.is_dir() => {
+                        return Err(BackendError { backend: name, op: "open", path: String::new(), kind: BackendErrorKind::Other, message: "not a directory".into() });
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == OpenMode::Existing => {
+                        return Err(BackendError { backend: name, op: "open", path: String::new(), kind: BackendErrorKind::NotFound, message: "no such directory".into() });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(fail("open", e.to_string())),
+                }
+                let root_s = root.to_str().ok_or_else(|| fail("open", "repository path is not valid UTF-8".into()))?;
+                // Writes go to tmp/ and are renamed into place after fsync: a crash never
+                // leaves a partial file under a final name.
+                let builder = opendal::services::Fs::default().root(root_s).atomic_write_dir(&format!("{root_s}/tmp"));
+                Operator::new(builder).map_err(|e| fail("open", e.to_string()))?
+            }
+            Location::Memory(_) => Operator::new(opendal::services::Memory::default()).map_err(|e| fail("open", e.to_string()))?,
+        };
+        let op = op
+            .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30)))
+            .layer(RetryLayer::new().with_max_times(4).with_jitter().with_min_delay(Duration::from_millis(200)));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vault-io")
+            .enable_all()
+            .build()
+            .map_err(|e| fail("start I/O runtime", e.to_string()))?;
+        Ok(Backend { op, rt: Arc::new(rt), name, counters: Arc::default() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn stats(&self) -> RequestStats {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RequestStats {
+            reads: g(&c.reads),
+            writes: g(&c.writes),
+            lists: g(&c.lists),
+            stats: g(&c.stats),
+            deletes: g(&c.deletes),
+            bytes_up: g(&c.bytes_up),
+            bytes_down: g(&c.bytes_down),
+        }
+    }
+
+    fn err(&self, op: &'static str, path: &str, e: opendal::Error) -> BackendError {
+        let kind = match e.kind() {
+            ErrorKind::NotFound => BackendErrorKind::NotFound,
+            ErrorKind::PermissionDenied => BackendErrorKind::PermissionDenied,
+            ErrorKind::AlreadyExists => BackendErrorKind::AlreadyExists,
+            _ => BackendErrorKind::Other,
+        };
+        BackendError { backend: self.name.clone(), op, path: path.to_string(), kind, message: short_message(&e) }
+    }
+
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, BackendError> {
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let buf = self.rt.block_on(self.op.read(path)).map_err(|e| self.err("read", path, e))?;
+        self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(buf.to_vec())
+    }
+
+    pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let buf = self
+            .rt
+            .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
+            .map_err(|e| self.err("read", path, e))?;
+        self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        if (buf.len() as u64) != len {
+            return Err(BackendError {
+                backend: self.name.clone(),
+                op: "read",
+                path: path.to_string(),
+                kind: BackendErrorKind::Other,
+                message: format!("short read: {} of {len} bytes at offset {offset}", buf.len()),
+            });
+        }
+        Ok(buf.to_vec())
+    }
+
+    /// Writes a whole object at once. On fs this is temp file + fsync + rename; on object
+    /// storage a single PUT, which is atomic.
+    pub fn write(&self, path: &str, data: Vec<u8>) -> Result<(), BackendError> {
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.rt.block_on(self.op.write(path, data)).map_err(|e| self.err("write", path, e))?;
+        Ok(())
+    }
+
+    /// Size of an object, or `None` when it does not exist.
+    pub fn stat(&self, path: &str) -> Result<Option<u64>, BackendError> {
+        self.counters.stats.fetch_add(1, Ordering::Relaxed);
+        match self.rt.block_on(self.op.stat(path)) {
+            Ok(m) => Ok(Some(m.content_length())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err("stat", path, e)),
+        }
+    }
+
+    /// Every object below `dir` (recursively), with sizes. A missing directory lists empty.
+    pub fn list(&self, dir: &str) -> Result<Vec<ListEntry>, BackendError> {
+        self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        let entries = match self.rt.block_on(async { self.op.list_with(&prefix).recursive(true).await }) {
+            Ok(v) => v,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.err("list", &prefix, e)),
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            if e.metadata().is_dir() || e.path().ends_with('/') {
+                continue;
+            }
+            let path = e.path().to_string();
+            let size = e.metadata().content_length();
+            out.push(ListEntry { path, size });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    pub fn delete(&self, path: &str) -> Result<(), BackendError> {
+        self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+        self.rt.block_on(self.op.delete(path)).map_err(|e| self.err("delete", path, e))
+    }
+}
+
+fn absolute(p: &Path) -> std::io::Result<std::path::PathBuf> {
+    if p.is_absolute() { Ok(p.to_path_buf()) } else { Ok(std::env::current_dir()?.join(p)) }
+}
+
+/// OpenDAL's Display output carries a multi-line context dump; users get its first part.
+fn short_message(e: &opendal::Error) -> String {
+    let kind = e.kind();
+    let src = std::error::Error::source(e).map(|s| s.to_string());
+    match src {
+        Some(s) => format!("{kind}: {s}"),
+        None => format!("{kind}: {}", e.to_string().lines().next().unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_conformance() {
+        let b = Backend::open(&Location::Memory("t".into()), OpenMode::Create).unwrap();
+        assert_eq!(b.stat("a/x").unwrap(), None);
+        b.write("a/x", b"hello".to_vec()).unwrap();
+        b.write("a/b/y", b"world!".to_vec()).unwrap();
+        assert_eq!(b.read("a/x").unwrap(), b"hello");
+        assert_eq!(b.read_range("a/b/y", 1, 3).unwrap(), b"orl");
+        assert_eq!(b.stat("a/b/y").unwrap(), Some(6));
+        let l = b.list("a").unwrap();
+        assert_eq!(l, vec![ListEntry { path: "a/b/y".into(), size: 6 }, ListEntry { path: "a/x".into(), size: 5 }]);
+        b.write("a/x", b"replaced".to_vec()).unwrap();
+        assert_eq!(b.read("a/x").unwrap(), b"replaced");
+        b.delete("a/x").unwrap();
+        assert_eq!(b.stat("a/x").unwrap(), None);
+        assert!(b.list("missing").unwrap().is_empty());
+        let e = b.read("a/x").unwrap_err();
+        assert_eq!(e.kind, BackendErrorKind::NotFound);
+        assert!(e.to_string().contains("a/x"), "{e}");
+        assert!(b.stats().writes >= 3);
+    }
+
+    #[test]
+    fn fs_conformance_and_missing_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let e = Backend::open(&Location::Local(missing.clone()), OpenMode::Existing).unwrap_err();
+        assert_eq!(e.kind, BackendErrorKind::NotFound);
+        assert!(!missing.exists());
+        let b = Backend::open(&Location::Local(missing.clone()), OpenMode::Create).unwrap();
+        b.write("data/ab/cd", vec![1; 100]).unwrap();
+        assert_eq!(b.list("data").unwrap(), vec![ListEntry { path: "data/ab/cd".into(), size: 100 }]);
+        assert_eq!(b.read_range("data/ab/cd", 90, 10).unwrap(), vec![1; 10]);
+        assert!(b.read_range("data/ab/cd", 95, 10).is_err());
+        // Nothing is left in the temporary directory after a completed write.
+        let tmp: Vec<_> = std::fs::read_dir(missing.join("tmp")).unwrap().collect();
+        assert!(tmp.is_empty());
+    }
+}

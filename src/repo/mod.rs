@@ -1,0 +1,16 @@
+//! Layer 2: the repository. Storage access (through OpenDAL), keys, config, the in-memory
+//! index and the pack writer. Depends only on `format`.
+
+pub mod backend;
+pub mod error;
+pub mod location;
+pub mod master_index;
+pub mod pack_writer;
+pub mod repository;
+
+pub use backend::Backend;
+pub use error::RepoError;
+pub use location::Location;
+pub use master_index::{BlobLocation, MasterIndex};
+pub use pack_writer::{PackWriter, WriterStats};
+pub use repository::{InitOptions, Repository};
