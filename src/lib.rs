@@ -1,2 +1,4 @@
 pub mod format;
 pub mod repo;
+pub mod ops;
+pub mod cli;

@@ -1,1 +1,35 @@
-fn main(){}
+use clap::Parser;
+
+use vault::cli::ExitCode;
+use vault::cli::args::{Cli, Command};
+use vault::cli::commands;
+use vault::cli::exit::classify;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { ExitCode::Usage.code() } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let g = &cli.global;
+    let result = match &cli.command {
+        Command::Init(a) => commands::init::run(g, a),
+        Command::Backup(a) => commands::backup::run(g, a),
+        Command::Snapshots(a) => commands::snapshots::run(g, a),
+        Command::Ls(a) => commands::ls::run(g, a),
+        Command::Restore(a) => commands::restore::run(g, a),
+        Command::Cat(a) => commands::cat::run(g, a),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the error and its causes, joined.
+            eprintln!("vault: error: {e:#}");
+            classify(&e)
+        }
+    };
+    std::process::exit(code.code());
+}

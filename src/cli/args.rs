@@ -1,0 +1,145 @@
+//! Command-line arguments (clap). Global options may stand before or after the command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "vault", version, about = "Deduplicating, encrypted backups with independent restores", propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Repository: a local path or local:PATH
+    #[arg(short = 'r', long = "repo", env = "VAULT_REPOSITORY", global = true, value_name = "REPO")]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line)
+    #[arg(long, env = "VAULT_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Run this shell command and read the password from its output
+    #[arg(long, env = "VAULT_PASSWORD_COMMAND", global = true, value_name = "CMD")]
+    pub password_command: Option<String>,
+    /// Machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars and no summaries, only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository
+    Init(InitArgs),
+    /// Back up files and directories into a new snapshot
+    Backup(BackupArgs),
+    /// List snapshots
+    Snapshots(SnapshotsArgs),
+    /// List the files in a snapshot
+    Ls(LsArgs),
+    /// Restore a snapshot, or part of it, into a directory
+    Restore(RestoreArgs),
+    /// Print a decoded repository object as JSON (for debugging)
+    Cat(CatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Pad encrypted data blobs (Padmé) so that stored sizes reveal less about content
+    #[arg(long, value_parser = ["none", "padme"], default_value = "none")]
+    pub padding: String,
+    /// Compression of stored data
+    #[arg(long, value_parser = ["off", "fast", "auto", "max"], default_value = "auto")]
+    pub compression: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only snapshots of this host (repeatable)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags: `a,b` needs both, repeating the flag means either
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Host name recorded in the snapshot (default: this machine's)
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Exclude entries matching this glob (repeatable)
+    #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Read exclude globs from a file, one per line (repeatable)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Do not cross file system boundaries
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Use this snapshot as parent instead of the latest of the same host and paths
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "force")]
+    pub parent: Option<String>,
+    /// Read every file, ignoring the parent snapshot
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Snapshot: `latest`, an id or a unique id prefix
+    pub snapshot: String,
+    /// Only this path and what lies below it
+    pub path: Option<String>,
+    /// Long listing: mode, owner, size, time
+    #[arg(short, long)]
+    pub long: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// SNAPSHOT[:SUBPATH]
+    pub snapshot: String,
+    /// Directory to restore into; must be empty or not exist
+    #[arg(short, long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Restore only entries matching this glob (repeatable)
+    #[arg(short = 'i', long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// Skip entries matching this glob (repeatable)
+    #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// config, snapshot, tree, index or key
+    #[arg(value_parser = ["config", "snapshot", "tree", "index", "key"])]
+    pub kind: String,
+    /// Object id (full, or a unique prefix for snapshot, index and key)
+    pub id: Option<String>,
+}

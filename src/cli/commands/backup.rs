@@ -1,0 +1,98 @@
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::{hostname, open_repo};
+use crate::cli::ExitCode;
+use crate::cli::args::{BackupArgs, GlobalArgs};
+use crate::cli::output::print_json;
+use crate::cli::progress::{BarProgress, bytes};
+use crate::ops::backup::{BackupOptions, BackupReport, ParentChoice, backup};
+use crate::ops::pattern::read_pattern_file;
+use crate::ops::select::{self, SnapshotFilter};
+
+pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
+    let mut excludes = a.excludes.clone();
+    for f in &a.exclude_files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
+        excludes.extend(read_pattern_file(&text));
+    }
+    let repo = open_repo(g)?;
+    let parent = if a.force {
+        ParentChoice::None
+    } else if let Some(p) = &a.parent {
+        ParentChoice::Snapshot(select::find(&repo, p, &SnapshotFilter::default())?.0)
+    } else {
+        ParentChoice::Auto
+    };
+    let progress = BarProgress::new(!g.quiet && !g.json, "processed");
+    let opts = BackupOptions {
+        sources: a.paths.clone(),
+        host: a.host.clone().unwrap_or_else(hostname),
+        tags: a.tags.clone(),
+        excludes,
+        one_file_system: a.one_file_system,
+        parent,
+        scan_totals: progress.is_visible(),
+    };
+    let result = backup(repo, &opts, &progress);
+    progress.finish();
+    let report = result?;
+    for p in &report.index_problems {
+        eprintln!("warning: skipped a damaged index file: {p}");
+    }
+    if g.json {
+        print_json(&summary_json(&report))?;
+    } else if !g.quiet {
+        print_summary(&report);
+    }
+    if report.problems.is_empty() {
+        Ok(ExitCode::Ok)
+    } else {
+        eprintln!("warning: {} source entries could not be read; the snapshot lacks them", report.problems.len());
+        Ok(ExitCode::PartialBackup)
+    }
+}
+
+fn summary_json(r: &BackupReport) -> serde_json::Value {
+    let s = r.snapshot.summary.clone().unwrap_or_default();
+    json!({
+        "message_type": "summary",
+        "snapshot_id": r.snapshot_id,
+        "parent": r.parent,
+        "files_new": s.files_new,
+        "files_changed": s.files_changed,
+        "files_unchanged": s.files_unchanged,
+        "dirs": s.dirs,
+        "other": s.other,
+        "total_bytes": s.total_bytes,
+        "bytes_read": s.bytes_read,
+        "blobs_added": s.blobs_added,
+        "bytes_added": s.bytes_added,
+        "stored_bytes_added": r.writer.stored_bytes_added,
+        "packs_written": r.writer.packs_written,
+        "index_files_written": r.writer.index_files_written,
+        "duration_seconds": r.duration.as_secs_f64(),
+        "requests": r.requests,
+        "errors": r.problems,
+    })
+}
+
+fn rate(b: u64, d: Duration) -> String {
+    let secs = d.as_secs_f64().max(1e-3);
+    format!("{}/s", bytes((b as f64 / secs) as u64))
+}
+
+fn print_summary(r: &BackupReport) {
+    let s = r.snapshot.summary.clone().unwrap_or_default();
+    if let Some(p) = &r.parent {
+        println!("using parent snapshot {}", p.short());
+    }
+    println!("Files:       {} new, {} changed, {} unchanged", s.files_new, s.files_changed, s.files_unchanged);
+    println!("Dirs:        {}", s.dirs);
+    println!("Read:        {} of {} ({})", bytes(s.bytes_read), bytes(s.total_bytes), rate(s.bytes_read, r.duration));
+    println!("Added:       {} ({} stored after compression)", bytes(s.bytes_added), bytes(r.writer.stored_bytes_added));
+    println!("Duration:    {:.2}s", r.duration.as_secs_f64());
+    println!("snapshot {} saved", r.snapshot_id.short());
+}

@@ -1,0 +1,45 @@
+use anyhow::Result;
+use serde_json::json;
+
+use super::{hostname, location, password_source};
+use crate::cli::ExitCode;
+use crate::cli::args::{GlobalArgs, InitArgs};
+use crate::cli::output::print_json;
+use crate::cli::password::{Confirm, read_password};
+use crate::format::blob::{Compression, Padding};
+use crate::format::keyfile::KeyMeta;
+use crate::repo::backend::OpenMode;
+use crate::repo::{Backend, InitOptions, Repository};
+
+pub fn compression(name: &str) -> Compression {
+    match name {
+        "off" => Compression::Off,
+        "fast" => Compression::Zstd { level: 1 },
+        "max" => Compression::Zstd { level: 19 },
+        _ => Compression::Zstd { level: 3 },
+    }
+}
+
+pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
+    let loc = location(g)?;
+    let backend = Backend::open(&loc, OpenMode::Create)?;
+    let pw = read_password(&password_source(g), Confirm::Twice)?;
+    let opts = InitOptions {
+        compression: compression(&a.compression),
+        padding: if a.padding == "padme" { Padding::Padme } else { Padding::None },
+        ..Default::default()
+    };
+    let meta = KeyMeta {
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        host: hostname(),
+        username: std::env::var("USER").unwrap_or_default(),
+    };
+    let repo = Repository::init(backend, pw.as_bytes(), &opts, meta)?;
+    if g.json {
+        print_json(&json!({ "message_type": "initialized", "id": repo.config().id, "repository": loc.to_string() }))?;
+    } else if !g.quiet {
+        println!("created vault repository {} at {loc}", repo.config().id.short());
+        println!("Keep the password safe: without it the data cannot be recovered.");
+    }
+    Ok(ExitCode::Ok)
+}

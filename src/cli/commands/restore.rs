@@ -1,0 +1,61 @@
+use std::time::Instant;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::{filter, open_repo};
+use crate::cli::ExitCode;
+use crate::cli::args::{GlobalArgs, RestoreArgs};
+use crate::cli::output::print_json;
+use crate::cli::progress::{BarProgress, bytes};
+use crate::ops::restore::{RestoreOptions, restore};
+use crate::ops::select;
+
+pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
+    let (spec, subpath) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s.to_string(), p.to_string()),
+        None => (a.snapshot.clone(), String::new()),
+    };
+    let repo = open_repo(g)?;
+    let (id, snap) = select::find(&repo, &spec, &filter(&a.filter))?;
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        subpath,
+        includes: a.includes.clone(),
+        excludes: a.excludes.clone(),
+        ownership: nix::unistd::geteuid().is_root(),
+    };
+    let started = Instant::now();
+    let progress = BarProgress::new(!g.quiet && !g.json, "restored");
+    let result = restore(&repo, snap.tree, &id.short(), &opts, &progress);
+    progress.finish();
+    let r = result?;
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        print_json(&json!({
+            "message_type": "summary",
+            "snapshot_id": id,
+            "files": r.files, "dirs": r.dirs, "other": r.other, "hard_links": r.hard_links,
+            "bytes": r.bytes, "duration_seconds": secs, "errors": r.problems,
+        }))?;
+    } else if !g.quiet {
+        println!(
+            "restored snapshot {} to {}: {} files, {} dirs, {} other, {} in {secs:.2}s",
+            id.short(),
+            a.target.display(),
+            r.files,
+            r.dirs,
+            r.other + r.hard_links,
+            bytes(r.bytes)
+        );
+    }
+    if r.integrity_errors > 0 {
+        eprintln!("error: {} files could not be restored because repository data is damaged", r.integrity_errors);
+        Ok(ExitCode::Integrity)
+    } else if !r.problems.is_empty() {
+        eprintln!("error: {} problems during restore", r.problems.len());
+        Ok(ExitCode::Error)
+    } else {
+        Ok(ExitCode::Ok)
+    }
+}

@@ -1,0 +1,51 @@
+//! Stable, documented exit codes (docs/user-guide.md lists them).
+
+use crate::ops::OpError;
+use crate::repo::RepoError;
+use crate::repo::backend::BackendErrorKind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    Ok = 0,
+    Error = 1,
+    Usage = 2,
+    /// The backup finished, but some source files could not be read.
+    PartialBackup = 3,
+    RepositoryNotFound = 10,
+    WrongPassword = 12,
+    /// Stored data is damaged (failed authentication or verification).
+    Integrity = 13,
+    Interrupted = 130,
+}
+
+impl ExitCode {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// The exit code an error deserves: its most specific cause decides.
+pub fn classify(err: &anyhow::Error) -> ExitCode {
+    for cause in err.chain() {
+        let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<OpError>() {
+            Some(OpError::Repo(r)) => Some(r),
+            _ => None,
+        });
+        if let Some(r) = repo {
+            return match r {
+                RepoError::NotFound(_) => ExitCode::RepositoryNotFound,
+                RepoError::WrongPassword(_) => ExitCode::WrongPassword,
+                RepoError::Integrity { .. } => ExitCode::Integrity,
+                RepoError::Backend(b) if b.kind == BackendErrorKind::NotFound && b.path.is_empty() => ExitCode::RepositoryNotFound,
+                _ => ExitCode::Error,
+            };
+        }
+        if let Some(b) = cause.downcast_ref::<crate::repo::backend::BackendError>()
+            && b.kind == BackendErrorKind::NotFound
+            && b.path.is_empty()
+        {
+            return ExitCode::RepositoryNotFound;
+        }
+    }
+    ExitCode::Error
+}

@@ -1,0 +1,91 @@
+//! indicatif progress bars on stderr, shown only when stderr is a terminal.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::ops::Progress;
+
+pub struct BarProgress {
+    bar: Option<ProgressBar>,
+    files: AtomicU64,
+    total_files: AtomicU64,
+    verb: &'static str,
+}
+
+impl BarProgress {
+    /// A bar when `enabled` and stderr is a terminal; otherwise warnings only.
+    pub fn new(enabled: bool, verb: &'static str) -> Self {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            b.enable_steady_tick(Duration::from_millis(250));
+            b
+        });
+        BarProgress { bar, files: AtomicU64::new(0), total_files: AtomicU64::new(0), verb }
+    }
+
+    pub fn is_visible(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+
+    fn update_msg(&self) {
+        if let Some(b) = &self.bar {
+            let done = self.files.load(Ordering::Relaxed);
+            let total = self.total_files.load(Ordering::Relaxed);
+            if total > 0 {
+                b.set_message(format!("{done}/{total} files {}", self.verb));
+            } else {
+                b.set_message(format!("{done} files {}", self.verb));
+            }
+        }
+    }
+}
+
+impl Progress for BarProgress {
+    fn set_totals(&self, files: u64, bytes: u64) {
+        self.total_files.store(files, Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.set_length(bytes.max(b.position()));
+        }
+        self.update_msg();
+    }
+
+    fn add_files(&self, n: u64) {
+        self.files.fetch_add(n, Ordering::Relaxed);
+        self.update_msg();
+    }
+
+    fn add_bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+            if b.position() > b.length().unwrap_or(0) {
+                b.set_length(b.position());
+            }
+        }
+    }
+
+    fn warn(&self, path: &Path, message: &str) {
+        let line = format!("warning: {}: {message}", path.display());
+        match &self.bar {
+            Some(b) => b.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+pub fn bytes(n: u64) -> String {
+    HumanBytes(n).to_string()
+}

@@ -1,0 +1,16 @@
+//! Layer 3: operations. They return data and report progress through [`Progress`]; they
+//! never print. Depends on `repo` and `format`.
+
+pub mod backup;
+pub mod cat;
+pub mod error;
+pub mod fsmeta;
+pub mod ls;
+pub mod pattern;
+pub mod progress;
+pub mod restore;
+pub mod select;
+pub mod source;
+
+pub use error::OpError;
+pub use progress::{NoProgress, Progress};
