@@ -1,4 +1,4 @@
-pub mod format;
-pub mod repo;
-pub mod ops;
 pub mod cli;
+pub mod format;
+pub mod ops;
+pub mod repo;

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "vault", version, about = "Deduplicating, encrypted backups with independent restores", propagate_version = true)]
+#[command(
+    name = "vault",
+    version,
+    about = "Deduplicating, encrypted backups with independent restores",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -16,13 +21,24 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Repository: a local path or local:PATH
-    #[arg(short = 'r', long = "repo", env = "VAULT_REPOSITORY", global = true, value_name = "REPO")]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "VAULT_REPOSITORY",
+        global = true,
+        value_name = "REPO"
+    )]
     pub repo: Option<String>,
     /// Read the password from this file (first line)
     #[arg(long, env = "VAULT_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and read the password from its output
-    #[arg(long, env = "VAULT_PASSWORD_COMMAND", global = true, value_name = "CMD")]
+    #[arg(
+        long,
+        env = "VAULT_PASSWORD_COMMAND",
+        global = true,
+        value_name = "CMD"
+    )]
     pub password_command: Option<String>,
     /// Machine-readable JSON on stdout
     #[arg(long, global = true)]

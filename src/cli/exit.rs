@@ -27,16 +27,23 @@ impl ExitCode {
 /// The exit code an error deserves: its most specific cause decides.
 pub fn classify(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
-        let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<OpError>() {
-            Some(OpError::Repo(r)) => Some(r),
-            _ => None,
-        });
+        let repo =
+            cause
+                .downcast_ref::<RepoError>()
+                .or_else(|| match cause.downcast_ref::<OpError>() {
+                    Some(OpError::Repo(r)) => Some(r),
+                    _ => None,
+                });
         if let Some(r) = repo {
             return match r {
                 RepoError::NotFound(_) => ExitCode::RepositoryNotFound,
                 RepoError::WrongPassword(_) => ExitCode::WrongPassword,
                 RepoError::Integrity { .. } => ExitCode::Integrity,
-                RepoError::Backend(b) if b.kind == BackendErrorKind::NotFound && b.path.is_empty() => ExitCode::RepositoryNotFound,
+                RepoError::Backend(b)
+                    if b.kind == BackendErrorKind::NotFound && b.path.is_empty() =>
+                {
+                    ExitCode::RepositoryNotFound
+                }
                 _ => ExitCode::Error,
             };
         }

@@ -43,23 +43,34 @@ pub fn read_password(src: &PasswordSource, confirm: Confirm) -> Result<Zeroizing
         if !out.status.success() {
             bail!("password command {cmd:?} failed with {}", out.status);
         }
-        Zeroizing::new(strip_newline(String::from_utf8(out.stdout).map_err(|_| anyhow!("password command {cmd:?} printed invalid UTF-8"))?))
+        Zeroizing::new(strip_newline(String::from_utf8(out.stdout).map_err(
+            |_| anyhow!("password command {cmd:?} printed invalid UTF-8"),
+        )?))
     } else if let Some(file) = &src.file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read password file {}", file.display()))?;
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read password file {}", file.display()))?;
         Zeroizing::new(strip_newline(text))
     } else if let Ok(pw) = std::env::var("VAULT_PASSWORD") {
         Zeroizing::new(pw)
     } else if std::io::stdin().is_terminal() {
-        let first = Zeroizing::new(rpassword::prompt_password("enter password for repository: ").context("cannot read password from terminal")?);
+        let first = Zeroizing::new(
+            rpassword::prompt_password("enter password for repository: ")
+                .context("cannot read password from terminal")?,
+        );
         if confirm == Confirm::Twice {
-            let again = Zeroizing::new(rpassword::prompt_password("enter the password again: ").context("cannot read password from terminal")?);
+            let again = Zeroizing::new(
+                rpassword::prompt_password("enter the password again: ")
+                    .context("cannot read password from terminal")?,
+            );
             if *first != *again {
                 bail!("the two passwords differ");
             }
         }
         first
     } else {
-        bail!("no password given: set VAULT_PASSWORD, VAULT_PASSWORD_FILE, --password-file or --password-command (standard input is not a terminal, so vault cannot prompt)");
+        bail!(
+            "no password given: set VAULT_PASSWORD, VAULT_PASSWORD_FILE, --password-file or --password-command (standard input is not a terminal, so vault cannot prompt)"
+        );
     };
     if pw.is_empty() {
         bail!("the password is empty");

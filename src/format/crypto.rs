@@ -103,13 +103,26 @@ impl Keys {
     /// Keyed BLAKE3-256 of a blob's plaintext. Keyed, so that a storage provider cannot
     /// confirm that a known file is present by hashing it.
     pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
-        BlobId(super::Id(*blake3::keyed_hash(self.blob_id.expose(), plaintext).as_bytes()))
+        BlobId(super::Id(
+            *blake3::keyed_hash(self.blob_id.expose(), plaintext).as_bytes(),
+        ))
     }
 
-    pub fn seal(&self, kind: ObjectKind, blob: Option<&BlobId>, plaintext: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
+    pub fn seal(
+        &self,
+        kind: ObjectKind,
+        blob: Option<&BlobId>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, getrandom::Error> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)?;
-        Ok(seal_with_nonce(&self.encryption, &nonce, kind, blob, plaintext))
+        Ok(seal_with_nonce(
+            &self.encryption,
+            &nonce,
+            kind,
+            blob,
+            plaintext,
+        ))
     }
 
     pub fn open(&self, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[u8]) -> Result<Vec<u8>> {
@@ -118,7 +131,13 @@ impl Keys {
 
     /// Sealing with a chosen nonce: only for golden vectors and tests. Reusing a nonce under
     /// one key breaks confidentiality, so production code goes through [`Keys::seal`].
-    pub fn seal_with_nonce(&self, nonce: &[u8; NONCE_LEN], kind: ObjectKind, blob: Option<&BlobId>, plaintext: &[u8]) -> Vec<u8> {
+    pub fn seal_with_nonce(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        kind: ObjectKind,
+        blob: Option<&BlobId>,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
         seal_with_nonce(&self.encryption, nonce, kind, blob, plaintext)
     }
 }
@@ -135,11 +154,23 @@ pub fn associated_data(kind: ObjectKind, blob: Option<&BlobId>) -> Vec<u8> {
 }
 
 /// `nonce || ciphertext || tag`.
-pub fn seal_with_nonce(key: &SecretKey, nonce: &[u8; NONCE_LEN], kind: ObjectKind, blob: Option<&BlobId>, plaintext: &[u8]) -> Vec<u8> {
+pub fn seal_with_nonce(
+    key: &SecretKey,
+    nonce: &[u8; NONCE_LEN],
+    kind: ObjectKind,
+    blob: Option<&BlobId>,
+    plaintext: &[u8],
+) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     let ad = associated_data(kind, blob);
     let ct = cipher
-        .encrypt(XNonce::from_slice(nonce), Payload { msg: plaintext, aad: &ad })
+        .encrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &ad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(nonce);
@@ -147,7 +178,12 @@ pub fn seal_with_nonce(key: &SecretKey, nonce: &[u8; NONCE_LEN], kind: ObjectKin
     out
 }
 
-pub fn open(key: &SecretKey, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[u8]) -> Result<Vec<u8>> {
+pub fn open(
+    key: &SecretKey,
+    kind: ObjectKind,
+    blob: Option<&BlobId>,
+    sealed: &[u8],
+) -> Result<Vec<u8>> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(FormatError::Truncated("sealed object"));
     }
@@ -181,9 +217,15 @@ mod tests {
         let id = k.blob_id(b"x");
         let sealed = k.seal(ObjectKind::DataBlob, Some(&id), b"x").unwrap();
         assert!(k.open(ObjectKind::DataBlob, Some(&id), &sealed).is_ok());
-        assert!(matches!(k.open(ObjectKind::TreeBlob, Some(&id), &sealed), Err(FormatError::Authentication)));
+        assert!(matches!(
+            k.open(ObjectKind::TreeBlob, Some(&id), &sealed),
+            Err(FormatError::Authentication)
+        ));
         let other = k.blob_id(b"y");
-        assert!(matches!(k.open(ObjectKind::DataBlob, Some(&other), &sealed), Err(FormatError::Authentication)));
+        assert!(matches!(
+            k.open(ObjectKind::DataBlob, Some(&other), &sealed),
+            Err(FormatError::Authentication)
+        ));
     }
 
     #[test]

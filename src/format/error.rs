@@ -18,7 +18,10 @@ pub enum FormatError {
 
 impl FormatError {
     pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        FormatError::Invalid { what, reason: reason.into() }
+        FormatError::Invalid {
+            what,
+            reason: reason.into(),
+        }
     }
 }
 

@@ -25,17 +25,40 @@ pub struct FileKind {
     pub name: &'static str,
 }
 
-pub const CONFIG: FileKind = FileKind { magic: MAGIC_CONFIG, object: ObjectKind::Config, name: "config" };
-pub const INDEX: FileKind = FileKind { magic: MAGIC_INDEX, object: ObjectKind::Index, name: "index" };
-pub const SNAPSHOT: FileKind = FileKind { magic: MAGIC_SNAPSHOT, object: ObjectKind::Snapshot, name: "snapshot" };
+pub const CONFIG: FileKind = FileKind {
+    magic: MAGIC_CONFIG,
+    object: ObjectKind::Config,
+    name: "config",
+};
+pub const INDEX: FileKind = FileKind {
+    magic: MAGIC_INDEX,
+    object: ObjectKind::Index,
+    name: "index",
+};
+pub const SNAPSHOT: FileKind = FileKind {
+    magic: MAGIC_SNAPSHOT,
+    object: ObjectKind::Snapshot,
+    name: "snapshot",
+};
 
-pub fn seal(keys: &Keys, kind: FileKind, plaintext: &[u8], compression: Compression) -> Result<Vec<u8>, getrandom::Error> {
+pub fn seal(
+    keys: &Keys,
+    kind: FileKind,
+    plaintext: &[u8],
+    compression: Compression,
+) -> Result<Vec<u8>, getrandom::Error> {
     let env = blob::encode(plaintext, compression, Padding::None);
     let sealed = keys.seal(kind.object, None, &env)?;
     Ok(frame(kind, &sealed))
 }
 
-pub fn seal_with_nonce(keys: &Keys, kind: FileKind, plaintext: &[u8], compression: Compression, nonce: &[u8; 24]) -> Vec<u8> {
+pub fn seal_with_nonce(
+    keys: &Keys,
+    kind: FileKind,
+    plaintext: &[u8],
+    compression: Compression,
+    nonce: &[u8; 24],
+) -> Vec<u8> {
     let env = blob::encode(plaintext, compression, Padding::None);
     frame(kind, &keys.seal_with_nonce(nonce, kind.object, None, &env))
 }
@@ -62,7 +85,10 @@ pub fn check_header(magic: &[u8; 4], what: &'static str, bytes: &[u8]) -> Result
         return Err(FormatError::invalid(what, "wrong magic bytes"));
     }
     if bytes[4] != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { what, version: u64::from(bytes[4]) });
+        return Err(FormatError::UnsupportedVersion {
+            what,
+            version: u64::from(bytes[4]),
+        });
     }
     Ok(())
 }

@@ -103,7 +103,13 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn problem(&self, path: &Path, message: String) {
         self.progress.warn(path, &message);
-        self.problems.lock().unwrap_or_else(|p| p.into_inner()).push(SourceProblem { path: path.to_path_buf(), message });
+        self.problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(SourceProblem {
+                path: path.to_path_buf(),
+                message,
+            });
     }
 
     fn parent_subtree(&self, node: Option<&Node>) -> Option<Tree> {
@@ -121,20 +127,37 @@ impl Ctx<'_> {
     }
 }
 
-pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
+pub fn backup(
+    repo: Arc<Repository>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
     let started = Instant::now();
-    let cwd = std::env::current_dir().map_err(|e| OpError::Source { path: ".".into(), reason: format!("cannot read the current directory: {e}") })?;
+    let cwd = std::env::current_dir().map_err(|e| OpError::Source {
+        path: ".".into(),
+        reason: format!("cannot read the current directory: {e}"),
+    })?;
     if opts.sources.is_empty() {
-        return Err(OpError::Source { path: PathBuf::new(), reason: "no source paths given".into() });
+        return Err(OpError::Source {
+            path: PathBuf::new(),
+            reason: "no source paths given".into(),
+        });
     }
     for s in &opts.sources {
         if let Err(e) = std::fs::symlink_metadata(s) {
-            return Err(OpError::Source { path: s.clone(), reason: e.to_string() });
+            return Err(OpError::Source {
+                path: s.clone(),
+                reason: e.to_string(),
+            });
         }
     }
     let excludes = PatternSet::new(&opts.excludes)?;
     let vroot = source::build(&opts.sources, &cwd)?;
-    let mut abs_paths: Vec<String> = opts.sources.iter().map(|s| source::absolute(s, &cwd).to_string_lossy().into_owned()).collect();
+    let mut abs_paths: Vec<String> = opts
+        .sources
+        .iter()
+        .map(|s| source::absolute(s, &cwd).to_string_lossy().into_owned())
+        .collect();
     abs_paths.sort();
     abs_paths.dedup();
 
@@ -145,7 +168,11 @@ pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: &dyn Progre
         ParentChoice::Snapshot(id) => Some((*id, repo.load_snapshot(id)?)),
         ParentChoice::Auto => {
             let (snaps, _) = repo.load_all_snapshots()?;
-            select::newest(snaps.into_iter().filter(|(_, s)| s.hostname == opts.host && s.paths == abs_paths))
+            select::newest(
+                snaps
+                    .into_iter()
+                    .filter(|(_, s)| s.hostname == opts.host && s.paths == abs_paths),
+            )
         }
     };
     let parent_root = match &parent {
@@ -170,15 +197,26 @@ pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: &dyn Progre
     let tree_id = std::thread::scope(|scope| {
         if opts.scan_totals {
             let (excludes, stop) = (&ctx.excludes, &stop_scan);
-            let roots: Vec<PathBuf> = opts.sources.iter().map(|s| source::absolute(s, &cwd)).collect();
-            scope.spawn(move || scan_totals(&roots, excludes, opts.one_file_system, progress, stop));
+            let roots: Vec<PathBuf> = opts
+                .sources
+                .iter()
+                .map(|s| source::absolute(s, &cwd))
+                .collect();
+            scope
+                .spawn(move || scan_totals(&roots, excludes, opts.one_file_system, progress, stop));
         }
         let r = archive_virtual(&ctx, &vroot, parent_root.as_ref());
         stop_scan.store(true, Ordering::Relaxed);
         r
     })?;
 
-    let Ctx { writer, counters, problems, owners, .. } = ctx;
+    let Ctx {
+        writer,
+        counters,
+        problems,
+        owners,
+        ..
+    } = ctx;
     let writer_stats = writer.finish()?;
     let problems = problems.into_inner().unwrap_or_else(|p| p.into_inner());
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -232,12 +270,20 @@ fn archive_virtual(ctx: &Ctx<'_>, vdir: &VirtualDir, parent: Option<&Tree>) -> R
             let parent_node = parent.and_then(|t| t.find(name.as_bytes()));
             match child {
                 VirtualNode::Source(path) => {
-                    let dev = std::fs::symlink_metadata(path).map(|m| m.dev()).unwrap_or(0);
+                    let dev = std::fs::symlink_metadata(path)
+                        .map(|m| m.dev())
+                        .unwrap_or(0);
                     archive_entry(ctx, path, name, parent_node, dev)
                 }
                 VirtualNode::Dir(sub) => {
-                    let mut node = match sub.meta_path.as_deref().map(|p| (p, std::fs::symlink_metadata(p))) {
-                        Some((p, Ok(m))) if m.is_dir() => node_from_metadata(name, p, &m, &ctx.owners),
+                    let mut node = match sub
+                        .meta_path
+                        .as_deref()
+                        .map(|p| (p, std::fs::symlink_metadata(p)))
+                    {
+                        Some((p, Ok(m))) if m.is_dir() => {
+                            node_from_metadata(name, p, &m, &ctx.owners)
+                        }
                         _ => {
                             let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::Dir);
                             n.mode = 0o755;
@@ -258,12 +304,21 @@ fn archive_virtual(ctx: &Ctx<'_>, vdir: &VirtualDir, parent: Option<&Tree>) -> R
     if let Some(dir) = &vdir.contents {
         let dev = std::fs::symlink_metadata(dir).map(|m| m.dev()).unwrap_or(0);
         let extra = archive_dir_entries(ctx, dir, parent, dev)?;
-        nodes.extend(extra.into_iter().filter(|n| !vdir.children.contains_key(OsStr::from_bytes(&n.name))));
+        nodes.extend(
+            extra
+                .into_iter()
+                .filter(|n| !vdir.children.contains_key(OsStr::from_bytes(&n.name))),
+        );
     }
     ctx.save_tree(Tree { nodes })
 }
 
-fn archive_dir_entries(ctx: &Ctx<'_>, dir: &Path, parent: Option<&Tree>, dev: u64) -> Result<Vec<Node>> {
+fn archive_dir_entries(
+    ctx: &Ctx<'_>,
+    dir: &Path,
+    parent: Option<&Tree>,
+    dev: u64,
+) -> Result<Vec<Node>> {
     let names: Vec<OsString> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| match e {
@@ -281,14 +336,28 @@ fn archive_dir_entries(ctx: &Ctx<'_>, dir: &Path, parent: Option<&Tree>, dev: u6
     };
     Ok(names
         .par_iter()
-        .map(|name| archive_entry(ctx, &dir.join(name), name, parent.and_then(|t| t.find(name.as_bytes())), dev))
+        .map(|name| {
+            archive_entry(
+                ctx,
+                &dir.join(name),
+                name,
+                parent.and_then(|t| t.find(name.as_bytes())),
+                dev,
+            )
+        })
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .flatten()
         .collect())
 }
 
-fn archive_entry(ctx: &Ctx<'_>, path: &Path, name: &OsStr, parent: Option<&Node>, dev: u64) -> Result<Option<Node>> {
+fn archive_entry(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    name: &OsStr,
+    parent: Option<&Node>,
+    dev: u64,
+) -> Result<Option<Node>> {
     if ctx.excludes.matches(path) {
         return Ok(None);
     }
@@ -333,10 +402,20 @@ fn archive_entry(ctx: &Ctx<'_>, path: &Path, name: &OsStr, parent: Option<&Node>
 use std::os::unix::ffi::OsStringExt;
 
 fn unchanged(node: &Node, parent: &Node) -> bool {
-    parent.kind == NodeKind::File && parent.size == node.size && parent.mtime == node.mtime && parent.ctime == node.ctime && parent.inode == node.inode
+    parent.kind == NodeKind::File
+        && parent.size == node.size
+        && parent.mtime == node.mtime
+        && parent.ctime == node.ctime
+        && parent.inode == node.inode
 }
 
-fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, meta: &Metadata, parent: Option<&Node>) -> Result<Option<Node>> {
+fn archive_file(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    mut node: Node,
+    meta: &Metadata,
+    parent: Option<&Node>,
+) -> Result<Option<Node>> {
     if let Some(p) = parent
         && unchanged(&node, p)
         && p.content.iter().all(|c| match c {
@@ -346,7 +425,9 @@ fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, meta: &Metadata, par
     {
         node.content = p.content.clone();
         ctx.counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
-        ctx.counters.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+        ctx.counters
+            .total_bytes
+            .fetch_add(node.size, Ordering::Relaxed);
         ctx.progress.add_files(1);
         ctx.progress.add_bytes(node.size);
         return Ok(Some(node));
@@ -369,9 +450,15 @@ fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, meta: &Metadata, par
             return Ok(None);
         }
     }
-    let counter = if parent.is_some_and(|p| p.kind == NodeKind::File) { &ctx.counters.files_changed } else { &ctx.counters.files_new };
+    let counter = if parent.is_some_and(|p| p.kind == NodeKind::File) {
+        &ctx.counters.files_changed
+    } else {
+        &ctx.counters.files_new
+    };
     counter.fetch_add(1, Ordering::Relaxed);
-    ctx.counters.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+    ctx.counters
+        .total_bytes
+        .fetch_add(node.size, Ordering::Relaxed);
     ctx.progress.add_files(1);
     Ok(Some(node))
 }
@@ -419,7 +506,12 @@ fn data_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
 /// Outer error: the repository failed (fatal). Inner error: the file could not be read
 /// (reported, the backup goes on).
 #[allow(clippy::type_complexity)]
-fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<io::Result<(Vec<ContentItem>, u64)>> {
+fn read_content(
+    ctx: &Ctx<'_>,
+    file: &File,
+    size: u64,
+    sparse: bool,
+) -> Result<io::Result<(Vec<ContentItem>, u64)>> {
     let extents = if sparse {
         match data_extents(file, size) {
             Ok(e) => e,
@@ -432,7 +524,9 @@ fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<i
     let mut pos = 0u64;
     for (start, len) in extents {
         if start > pos {
-            items.push(ContentItem::Hole { length: start - pos });
+            items.push(ContentItem::Hole {
+                length: start - pos,
+            });
         }
         let mut f = file;
         if let Err(e) = f.seek(SeekFrom::Start(start)) {
@@ -450,7 +544,9 @@ fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<i
             let done = chunk.is_none();
             if let Some(c) = chunk {
                 read += c.len() as u64;
-                ctx.counters.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
+                ctx.counters
+                    .bytes_read
+                    .fetch_add(c.len() as u64, Ordering::Relaxed);
                 ctx.progress.add_bytes(c.len() as u64);
                 batch_bytes += c.len();
                 batch.push(c);
@@ -476,7 +572,10 @@ fn store_batch(ctx: &Ctx<'_>, batch: Vec<Vec<u8>>) -> Result<Vec<ContentItem>> {
     let store = |c: &Vec<u8>| -> Result<ContentItem> {
         let id = ctx.repo.keys().blob_id(c);
         ctx.writer.add(BlobKind::Data, id, c)?;
-        Ok(ContentItem::Data { id, length: c.len() as u32 })
+        Ok(ContentItem::Data {
+            id,
+            length: c.len() as u32,
+        })
     };
     if batch.len() <= 1 {
         batch.iter().map(store).collect()
@@ -486,7 +585,13 @@ fn store_batch(ctx: &Ctx<'_>, batch: Vec<Vec<u8>>) -> Result<Vec<ContentItem>> {
 }
 
 /// Counts files and bytes of the sources for the progress bar. Metadata only.
-fn scan_totals(roots: &[PathBuf], excludes: &PatternSet, one_fs: bool, progress: &dyn Progress, stop: &AtomicBool) {
+fn scan_totals(
+    roots: &[PathBuf],
+    excludes: &PatternSet,
+    one_fs: bool,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+) {
     let (mut files, mut bytes) = (0u64, 0u64);
     let mut stack: Vec<(PathBuf, u64)> = Vec::new();
     for r in roots {
@@ -499,7 +604,9 @@ fn scan_totals(roots: &[PathBuf], excludes: &PatternSet, one_fs: bool, progress:
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if m.is_dir() {
             if one_fs && m.dev() != dev {
                 continue;

@@ -26,14 +26,26 @@ impl OwnerNames {
     pub fn user(&self, uid: u32) -> Vec<u8> {
         let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(uid)
-            .or_insert_with(|| User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name.into_bytes()).unwrap_or_default())
+            .or_insert_with(|| {
+                User::from_uid(Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name.into_bytes())
+                    .unwrap_or_default()
+            })
             .clone()
     }
 
     pub fn group(&self, gid: u32) -> Vec<u8> {
         let mut m = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(gid)
-            .or_insert_with(|| Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name.into_bytes()).unwrap_or_default())
+            .or_insert_with(|| {
+                Group::from_gid(Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name.into_bytes())
+                    .unwrap_or_default()
+            })
             .clone()
     }
 }
@@ -67,8 +79,14 @@ pub fn node_from_metadata(name: &OsStr, path: &Path, meta: &Metadata, owners: &O
     n.gid = meta.gid();
     n.user = owners.user(n.uid);
     n.group = owners.group(n.gid);
-    n.mtime = Timestamp { sec: meta.mtime(), nsec: meta.mtime_nsec() as u32 };
-    n.ctime = Timestamp { sec: meta.ctime(), nsec: meta.ctime_nsec() as u32 };
+    n.mtime = Timestamp {
+        sec: meta.mtime(),
+        nsec: meta.mtime_nsec() as u32,
+    };
+    n.ctime = Timestamp {
+        sec: meta.ctime(),
+        nsec: meta.ctime_nsec() as u32,
+    };
     n.inode = meta.ino();
     n.device = meta.dev();
     n.links = meta.nlink();
@@ -85,7 +103,9 @@ pub fn node_from_metadata(name: &OsStr, path: &Path, meta: &Metadata, owners: &O
 /// Extended attributes of `path` itself (not a symlink's target). A file system without
 /// xattr support simply yields none.
 pub fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let Ok(names) = xattr::list(path) else { return Vec::new() };
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
     let mut out: Vec<(Vec<u8>, Vec<u8>)> = names
         .filter_map(|name| {
             let value = xattr::get(path, &name).ok().flatten()?;
@@ -125,7 +145,13 @@ pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions) -> Vec<Strin
         }
     }
     let t = TimeSpec::new(node.mtime.sec, i64::from(node.mtime.nsec));
-    if let Err(e) = utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink) {
+    if let Err(e) = utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    ) {
         problems.push(format!("set times: {e}"));
     }
     problems

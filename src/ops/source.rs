@@ -28,7 +28,11 @@ pub enum VirtualNode {
 
 /// Lexically normalised absolute path (no `.`/`..`, symlinks not resolved, like restic).
 pub fn absolute(path: &Path, cwd: &Path) -> PathBuf {
-    let joined = if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) };
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
     let mut out = PathBuf::from("/");
     for c in joined.components() {
         match c {
@@ -45,10 +49,13 @@ pub fn absolute(path: &Path, cwd: &Path) -> PathBuf {
 /// The components a source occupies inside the snapshot.
 pub fn snapshot_components(path: &Path, cwd: &Path) -> Vec<OsString> {
     if path.is_absolute() {
-        return absolute(path, cwd).components().filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            _ => None,
-        }).collect();
+        return absolute(path, cwd)
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                _ => None,
+            })
+            .collect();
     }
     let mut out: Vec<OsString> = Vec::new();
     for c in path.components() {
@@ -65,13 +72,20 @@ pub fn snapshot_components(path: &Path, cwd: &Path) -> Vec<OsString> {
 
 /// Builds the virtual root from the sources. `sources` must exist (checked by the caller).
 pub fn build(sources: &[PathBuf], cwd: &Path) -> Result<VirtualDir> {
-    let mut root = VirtualDir { meta_path: None, contents: None, children: BTreeMap::new() };
+    let mut root = VirtualDir {
+        meta_path: None,
+        contents: None,
+        children: BTreeMap::new(),
+    };
     for src in sources {
         let abs = absolute(src, cwd);
         let comps = snapshot_components(src, cwd);
         if comps.is_empty() {
             if root.contents.as_ref().is_some_and(|c| c != &abs) {
-                return Err(OpError::Source { path: src.clone(), reason: "two sources map to the snapshot's root".into() });
+                return Err(OpError::Source {
+                    path: src.clone(),
+                    reason: "two sources map to the snapshot's root".into(),
+                });
             }
             root.meta_path = Some(abs.clone());
             root.contents = Some(abs);
@@ -87,18 +101,33 @@ pub fn build(sources: &[PathBuf], cwd: &Path) -> Result<VirtualDir> {
                 match dir.children.get(name) {
                     Some(VirtualNode::Source(p)) if p == &abs => {}
                     Some(_) => {
-                        return Err(OpError::Source { path: src.clone(), reason: format!("overlaps another source at {:?} in the snapshot", name) });
+                        return Err(OpError::Source {
+                            path: src.clone(),
+                            reason: format!(
+                                "overlaps another source at {:?} in the snapshot",
+                                name
+                            ),
+                        });
                     }
                     None => {
-                        dir.children.insert(name.clone(), VirtualNode::Source(abs.clone()));
+                        dir.children
+                            .insert(name.clone(), VirtualNode::Source(abs.clone()));
                     }
                 }
             } else {
-                let entry = dir.children.entry(name.clone()).or_insert_with(|| VirtualNode::Dir(VirtualDir { meta_path: Some(real.clone()), ..Default::default() }));
+                let entry = dir.children.entry(name.clone()).or_insert_with(|| {
+                    VirtualNode::Dir(VirtualDir {
+                        meta_path: Some(real.clone()),
+                        ..Default::default()
+                    })
+                });
                 dir = match entry {
                     VirtualNode::Dir(d) => d,
                     VirtualNode::Source(_) => {
-                        return Err(OpError::Source { path: src.clone(), reason: "lies inside another source; give only the outer one".into() });
+                        return Err(OpError::Source {
+                            path: src.clone(),
+                            reason: "lies inside another source; give only the outer one".into(),
+                        });
                     }
                 };
             }
@@ -122,20 +151,48 @@ mod tests {
     #[test]
     fn mapping() {
         let cwd = Path::new("/work/x");
-        assert_eq!(snapshot_components(Path::new("/home/u/docs"), cwd), vec!["home", "u", "docs"]);
-        assert_eq!(snapshot_components(Path::new("."), cwd), Vec::<OsString>::new());
-        assert_eq!(snapshot_components(Path::new("../y/z"), cwd), vec!["y", "z"]);
-        assert_eq!(absolute(Path::new("../y/./z"), cwd), PathBuf::from("/work/y/z"));
+        assert_eq!(
+            snapshot_components(Path::new("/home/u/docs"), cwd),
+            vec!["home", "u", "docs"]
+        );
+        assert_eq!(
+            snapshot_components(Path::new("."), cwd),
+            Vec::<OsString>::new()
+        );
+        assert_eq!(
+            snapshot_components(Path::new("../y/z"), cwd),
+            vec!["y", "z"]
+        );
+        assert_eq!(
+            absolute(Path::new("../y/./z"), cwd),
+            PathBuf::from("/work/y/z")
+        );
     }
 
     #[test]
     fn virtual_tree() {
         let cwd = Path::new("/c");
-        let root = build(&[PathBuf::from("/a/b"), PathBuf::from("/a/c"), PathBuf::from("d")], cwd).unwrap();
-        let VirtualNode::Dir(a) = &root.children[&OsString::from("a")] else { panic!() };
+        let root = build(
+            &[
+                PathBuf::from("/a/b"),
+                PathBuf::from("/a/c"),
+                PathBuf::from("d"),
+            ],
+            cwd,
+        )
+        .unwrap();
+        let VirtualNode::Dir(a) = &root.children[&OsString::from("a")] else {
+            panic!()
+        };
         assert_eq!(a.meta_path.as_deref(), Some(Path::new("/a")));
-        assert_eq!(a.children[&OsString::from("b")], VirtualNode::Source("/a/b".into()));
-        assert_eq!(root.children[&OsString::from("d")], VirtualNode::Source("/c/d".into()));
+        assert_eq!(
+            a.children[&OsString::from("b")],
+            VirtualNode::Source("/a/b".into())
+        );
+        assert_eq!(
+            root.children[&OsString::from("d")],
+            VirtualNode::Source("/c/d".into())
+        );
         assert!(build(&[PathBuf::from("/a"), PathBuf::from("/a/b")], cwd).is_err());
         let dot = build(&[PathBuf::from(".")], cwd).unwrap();
         assert_eq!(dot.contents.as_deref(), Some(Path::new("/c")));

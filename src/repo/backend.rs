@@ -87,39 +87,79 @@ pub enum OpenMode {
 impl Backend {
     pub fn open(location: &Location, mode: OpenMode) -> Result<Backend, BackendError> {
         let name = location.to_string();
-        let fail = |op: &'static str, e: String| BackendError { backend: name.clone(), op, path: String::new(), kind: BackendErrorKind::Other, message: e };
+        let fail = |op: &'static str, e: String| BackendError {
+            backend: name.clone(),
+            op,
+            path: String::new(),
+            kind: BackendErrorKind::Other,
+            message: e,
+        };
         let op = match location {
             Location::Local(path) => {
                 let root = absolute(path).map_err(|e| fail("resolve", e.to_string()))?;
                 match std::fs::metadata(&root) {
                     Ok(m) if !m.is_dir() => {
-                        return Err(BackendError { backend: name, op: "open", path: String::new(), kind: BackendErrorKind::Other, message: "not a directory".into() });
+                        return Err(BackendError {
+                            backend: name,
+                            op: "open",
+                            path: String::new(),
+                            kind: BackendErrorKind::Other,
+                            message: "not a directory".into(),
+                        });
                     }
                     Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == OpenMode::Existing => {
-                        return Err(BackendError { backend: name, op: "open", path: String::new(), kind: BackendErrorKind::NotFound, message: "no such directory".into() });
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::NotFound
+                            && mode == OpenMode::Existing =>
+                    {
+                        return Err(BackendError {
+                            backend: name,
+                            op: "open",
+                            path: String::new(),
+                            kind: BackendErrorKind::NotFound,
+                            message: "no such directory".into(),
+                        });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(fail("open", e.to_string())),
                 }
-                let root_s = root.to_str().ok_or_else(|| fail("open", "repository path is not valid UTF-8".into()))?;
+                let root_s = root
+                    .to_str()
+                    .ok_or_else(|| fail("open", "repository path is not valid UTF-8".into()))?;
                 // Writes go to tmp/ and are renamed into place after fsync: a crash never
                 // leaves a partial file under a final name.
-                let builder = opendal::services::Fs::default().root(root_s).atomic_write_dir(&format!("{root_s}/tmp"));
+                let builder = opendal::services::Fs::default()
+                    .root(root_s)
+                    .atomic_write_dir(&format!("{root_s}/tmp"));
                 Operator::new(builder).map_err(|e| fail("open", e.to_string()))?
             }
-            Location::Memory(_) => Operator::new(opendal::services::Memory::default()).map_err(|e| fail("open", e.to_string()))?,
+            Location::Memory(_) => Operator::new(opendal::services::Memory::default())
+                .map_err(|e| fail("open", e.to_string()))?,
         };
         let op = op
-            .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(60)).with_io_timeout(Duration::from_secs(30)))
-            .layer(RetryLayer::new().with_max_times(4).with_jitter().with_min_delay(Duration::from_millis(200)));
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(Duration::from_secs(60))
+                    .with_io_timeout(Duration::from_secs(30)),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(4)
+                    .with_jitter()
+                    .with_min_delay(Duration::from_millis(200)),
+            );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("vault-io")
             .enable_all()
             .build()
             .map_err(|e| fail("start I/O runtime", e.to_string()))?;
-        Ok(Backend { op, rt: Arc::new(rt), name, counters: Arc::default() })
+        Ok(Backend {
+            op,
+            rt: Arc::new(rt),
+            name,
+            counters: Arc::default(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -147,13 +187,24 @@ impl Backend {
             ErrorKind::AlreadyExists => BackendErrorKind::AlreadyExists,
             _ => BackendErrorKind::Other,
         };
-        BackendError { backend: self.name.clone(), op, path: path.to_string(), kind, message: short_message(&e) }
+        BackendError {
+            backend: self.name.clone(),
+            op,
+            path: path.to_string(),
+            kind,
+            message: short_message(&e),
+        }
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let buf = self.rt.block_on(self.op.read(path)).map_err(|e| self.err("read", path, e))?;
-        self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let buf = self
+            .rt
+            .block_on(self.op.read(path))
+            .map_err(|e| self.err("read", path, e))?;
+        self.counters
+            .bytes_down
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(buf.to_vec())
     }
 
@@ -163,14 +214,19 @@ impl Backend {
             .rt
             .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
             .map_err(|e| self.err("read", path, e))?;
-        self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_down
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         if (buf.len() as u64) != len {
             return Err(BackendError {
                 backend: self.name.clone(),
                 op: "read",
                 path: path.to_string(),
                 kind: BackendErrorKind::Other,
-                message: format!("short read: {} of {len} bytes at offset {offset}", buf.len()),
+                message: format!(
+                    "short read: {} of {len} bytes at offset {offset}",
+                    buf.len()
+                ),
             });
         }
         Ok(buf.to_vec())
@@ -180,8 +236,12 @@ impl Backend {
     /// storage a single PUT, which is atomic.
     pub fn write(&self, path: &str, data: Vec<u8>) -> Result<(), BackendError> {
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.rt.block_on(self.op.write(path, data)).map_err(|e| self.err("write", path, e))?;
+        self.counters
+            .bytes_up
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.rt
+            .block_on(self.op.write(path, data))
+            .map_err(|e| self.err("write", path, e))?;
         Ok(())
     }
 
@@ -199,7 +259,10 @@ impl Backend {
     pub fn list(&self, dir: &str) -> Result<Vec<ListEntry>, BackendError> {
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{}/", dir.trim_end_matches('/'));
-        let entries = match self.rt.block_on(async { self.op.list_with(&prefix).recursive(true).await }) {
+        let entries = match self
+            .rt
+            .block_on(async { self.op.list_with(&prefix).recursive(true).await })
+        {
             Ok(v) => v,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.err("list", &prefix, e)),
@@ -219,12 +282,18 @@ impl Backend {
 
     pub fn delete(&self, path: &str) -> Result<(), BackendError> {
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
-        self.rt.block_on(self.op.delete(path)).map_err(|e| self.err("delete", path, e))
+        self.rt
+            .block_on(self.op.delete(path))
+            .map_err(|e| self.err("delete", path, e))
     }
 }
 
 fn absolute(p: &Path) -> std::io::Result<std::path::PathBuf> {
-    if p.is_absolute() { Ok(p.to_path_buf()) } else { Ok(std::env::current_dir()?.join(p)) }
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(p))
+    }
 }
 
 /// OpenDAL's Display output carries a multi-line context dump; users get its first part.
@@ -233,7 +302,10 @@ fn short_message(e: &opendal::Error) -> String {
     let src = std::error::Error::source(e).map(|s| s.to_string());
     match src {
         Some(s) => format!("{kind}: {s}"),
-        None => format!("{kind}: {}", e.to_string().lines().next().unwrap_or_default()),
+        None => format!(
+            "{kind}: {}",
+            e.to_string().lines().next().unwrap_or_default()
+        ),
     }
 }
 
@@ -251,7 +323,19 @@ mod tests {
         assert_eq!(b.read_range("a/b/y", 1, 3).unwrap(), b"orl");
         assert_eq!(b.stat("a/b/y").unwrap(), Some(6));
         let l = b.list("a").unwrap();
-        assert_eq!(l, vec![ListEntry { path: "a/b/y".into(), size: 6 }, ListEntry { path: "a/x".into(), size: 5 }]);
+        assert_eq!(
+            l,
+            vec![
+                ListEntry {
+                    path: "a/b/y".into(),
+                    size: 6
+                },
+                ListEntry {
+                    path: "a/x".into(),
+                    size: 5
+                }
+            ]
+        );
         b.write("a/x", b"replaced".to_vec()).unwrap();
         assert_eq!(b.read("a/x").unwrap(), b"replaced");
         b.delete("a/x").unwrap();
@@ -272,7 +356,13 @@ mod tests {
         assert!(!missing.exists());
         let b = Backend::open(&Location::Local(missing.clone()), OpenMode::Create).unwrap();
         b.write("data/ab/cd", vec![1; 100]).unwrap();
-        assert_eq!(b.list("data").unwrap(), vec![ListEntry { path: "data/ab/cd".into(), size: 100 }]);
+        assert_eq!(
+            b.list("data").unwrap(),
+            vec![ListEntry {
+                path: "data/ab/cd".into(),
+                size: 100
+            }]
+        );
         assert_eq!(b.read_range("data/ab/cd", 90, 10).unwrap(), vec![1; 10]);
         assert!(b.read_range("data/ab/cd", 95, 10).is_err());
         // Nothing is left in the temporary directory after a completed write.

@@ -20,7 +20,10 @@ pub struct LocationError {
 
 impl Location {
     pub fn parse(s: &str) -> Result<Location, LocationError> {
-        let err = |reason: &str| LocationError { input: s.to_string(), reason: reason.to_string() };
+        let err = |reason: &str| LocationError {
+            input: s.to_string(),
+            reason: reason.to_string(),
+        };
         if s.is_empty() {
             return Err(err("empty repository string"));
         }
@@ -34,7 +37,9 @@ impl Location {
             return Ok(Location::Memory(rest.to_string()));
         }
         if let Some((scheme, _)) = s.split_once("://") {
-            return Err(err(&format!("unsupported scheme {scheme:?} (supported: a local path or local:PATH)")));
+            return Err(err(&format!(
+                "unsupported scheme {scheme:?} (supported: a local path or local:PATH)"
+            )));
         }
         Ok(Location::Local(PathBuf::from(s)))
     }
@@ -55,8 +60,14 @@ mod tests {
 
     #[test]
     fn parses() {
-        assert_eq!(Location::parse("/a/b").unwrap(), Location::Local("/a/b".into()));
-        assert_eq!(Location::parse("local:rel").unwrap(), Location::Local("rel".into()));
+        assert_eq!(
+            Location::parse("/a/b").unwrap(),
+            Location::Local("/a/b".into())
+        );
+        assert_eq!(
+            Location::parse("local:rel").unwrap(),
+            Location::Local("rel".into())
+        );
         assert!(Location::parse("ftp://x").is_err());
         assert!(Location::parse("").is_err());
     }

@@ -62,7 +62,12 @@ impl MasterIndex {
             BlobKind::Tree => &mut self.tree,
         };
         for b in blobs {
-            map.entry(b.id).or_insert(Entry { pack: pos, offset: b.offset, length: b.length, raw_length: b.raw_length });
+            map.entry(b.id).or_insert(Entry {
+                pack: pos,
+                offset: b.offset,
+                length: b.length,
+                raw_length: b.raw_length,
+            });
         }
     }
 
@@ -75,7 +80,13 @@ impl MasterIndex {
     pub fn get(&self, kind: BlobKind, id: &BlobId) -> Option<BlobLocation> {
         self.map(kind).get(id).map(|e| {
             let p = &self.packs[e.pack as usize];
-            BlobLocation { pack: p.id, kind, offset: e.offset, length: e.length, raw_length: e.raw_length }
+            BlobLocation {
+                pack: p.id,
+                kind,
+                offset: e.offset,
+                length: e.length,
+                raw_length: e.raw_length,
+            }
         })
     }
 

@@ -26,7 +26,11 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
     let pw = read_password(&password_source(g), Confirm::Twice)?;
     let opts = InitOptions {
         compression: compression(&a.compression),
-        padding: if a.padding == "padme" { Padding::Padme } else { Padding::None },
+        padding: if a.padding == "padme" {
+            Padding::Padme
+        } else {
+            Padding::None
+        },
         ..Default::default()
     };
     let meta = KeyMeta {
@@ -36,9 +40,14 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
     };
     let repo = Repository::init(backend, pw.as_bytes(), &opts, meta)?;
     if g.json {
-        print_json(&json!({ "message_type": "initialized", "id": repo.config().id, "repository": loc.to_string() }))?;
+        print_json(
+            &json!({ "message_type": "initialized", "id": repo.config().id, "repository": loc.to_string() }),
+        )?;
     } else if !g.quiet {
-        println!("created vault repository {} at {loc}", repo.config().id.short());
+        println!(
+            "created vault repository {} at {loc}",
+            repo.config().id.short()
+        );
         println!("Keep the password safe: without it the data cannot be recovered.");
     }
     Ok(ExitCode::Ok)

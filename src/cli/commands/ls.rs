@@ -19,43 +19,69 @@ pub fn run(g: &GlobalArgs, a: &LsArgs) -> Result<ExitCode> {
     let path = a.path.clone().unwrap_or_default();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
-    let mut emit = |p: &str, n: &Node| {
-        if failed.is_some() {
-            return;
-        }
-        let r = if g.json {
-            let mut v = node_json(n);
-            if let Some(m) = v.as_object_mut() {
-                m.insert("path".into(), json!(p));
+    {
+        let mut emit = |p: &str, n: &Node| {
+            if failed.is_some() {
+                return;
             }
-            writeln!(out, "{v}")
-        } else if a.long {
-            let t = chrono::DateTime::from_timestamp(n.mtime.sec, n.mtime.nsec).unwrap_or_default();
-            let user = if n.user.is_empty() { n.uid.to_string() } else { String::from_utf8_lossy(&n.user).into_owned() };
-            let group = if n.group.is_empty() { n.gid.to_string() } else { String::from_utf8_lossy(&n.group).into_owned() };
-            let link = if n.kind == NodeKind::Symlink { format!(" -> {}", String::from_utf8_lossy(&n.target)) } else { String::new() };
-            writeln!(out, "{} {:>8} {:>8} {:>12} {} {p}{link}", mode_string(n), user, group, n.size, local_time(t))
-        } else {
-            writeln!(out, "{p}")
+            let r = if g.json {
+                let mut v = node_json(n);
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("path".into(), json!(p));
+                }
+                writeln!(out, "{v}")
+            } else if a.long {
+                let t =
+                    chrono::DateTime::from_timestamp(n.mtime.sec, n.mtime.nsec).unwrap_or_default();
+                let user = if n.user.is_empty() {
+                    n.uid.to_string()
+                } else {
+                    String::from_utf8_lossy(&n.user).into_owned()
+                };
+                let group = if n.group.is_empty() {
+                    n.gid.to_string()
+                } else {
+                    String::from_utf8_lossy(&n.group).into_owned()
+                };
+                let link = if n.kind == NodeKind::Symlink {
+                    format!(" -> {}", String::from_utf8_lossy(&n.target))
+                } else {
+                    String::new()
+                };
+                writeln!(
+                    out,
+                    "{} {:>8} {:>8} {:>12} {} {p}{link}",
+                    mode_string(n),
+                    user,
+                    group,
+                    n.size,
+                    local_time(t)
+                )
+            } else {
+                writeln!(out, "{p}")
+            };
+            if let Err(e) = r {
+                failed = Some(e);
+            }
         };
-        if let Err(e) = r {
-            failed = Some(e);
+        if g.json {
+            writeln!(
+                std::io::stdout(),
+                "{}",
+                json!({"struct_type": "snapshot", "id": id, "time": snap.time, "tree": snap.tree, "paths": snap.paths, "hostname": snap.hostname})
+            )?;
         }
-    };
-    if g.json {
-        writeln!(std::io::stdout(), "{}", json!({"struct_type": "snapshot", "id": id, "time": snap.time, "tree": snap.tree, "paths": snap.paths, "hostname": snap.hostname}))?;
-    }
-    let prefix = format!("/{}", components(&path).join("/"));
-    match locate(&repo, &index, snap.tree, &path, &a.snapshot)? {
-        Located::Dir { tree, node } => {
-            if let Some(n) = &node {
-                emit(&prefix, n);
+        let prefix = format!("/{}", components(&path).join("/"));
+        match locate(&repo, &index, snap.tree, &path, &a.snapshot)? {
+            Located::Dir { tree, node } => {
+                if let Some(n) = &node {
+                    emit(&prefix, n);
+                }
+                walk(&repo, &index, tree, &prefix, &mut emit)?;
             }
-            walk(&repo, &index, tree, &prefix, &mut emit)?;
+            Located::File(n) => emit(&prefix, &n),
         }
-        Located::File(n) => emit(&prefix, &n),
     }
-    drop(emit);
     if let Some(e) = failed
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
