@@ -2,9 +2,10 @@
 //!
 //! Blobs are spread at random over several open packs per kind (so pack contents do not
 //! mirror file order, which would help a chunk-size fingerprinting attacker). Full packs go
-//! through a bounded channel to uploader threads; an index file is written every
-//! [`INDEX_FLUSH_PACKS`] packs and at the end, so an interrupted backup leaves packs that
-//! the next one reuses. Nothing is ever locked in the repository.
+//! through a bounded channel to uploader threads. Index files are written as checkpoints
+//! after 4, 8, 16, 32 and then every 64 packs (or every 5 minutes), and at the end, so an
+//! interrupted backup leaves packs that the next one reuses, while a long backup does not
+//! leave thousands of tiny index files. Nothing is ever locked in the repository.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,10 @@ use crate::format::{BlobId, Id, IndexId, PackId};
 
 pub const OPEN_PACKS_PER_KIND: usize = 3;
 pub const UPLOAD_THREADS: usize = 3;
-pub const INDEX_FLUSH_PACKS: usize = 32;
+/// Packs per index checkpoint: the first checkpoint comes early, later ones grow to this.
+pub const INDEX_FLUSH_MAX_PACKS: usize = 64;
+pub const INDEX_FLUSH_FIRST_PACKS: usize = 4;
+pub const INDEX_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct WriterStats {
@@ -51,6 +55,7 @@ struct Shared {
     pending: Mutex<IndexFile>,
     error: Mutex<Option<RepoError>>,
     written_indexes: Mutex<Vec<IndexId>>,
+    last_flush: Mutex<std::time::Instant>,
     blobs_added: AtomicU64,
     bytes_added: AtomicU64,
     stored_bytes: AtomicU64,
@@ -85,6 +90,7 @@ impl PackWriter {
             pending: Mutex::default(),
             error: Mutex::default(),
             written_indexes: Mutex::default(),
+            last_flush: Mutex::new(std::time::Instant::now()),
             blobs_added: AtomicU64::new(0),
             bytes_added: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
@@ -227,7 +233,7 @@ impl PackWriter {
             let _ = h.join();
         }
         self.check_failed()?;
-        self.shared.flush_index(0)?;
+        self.shared.flush_index(true)?;
         Ok(self.stats())
     }
 }
@@ -272,20 +278,24 @@ impl Shared {
             size,
             blobs: job.entries,
         });
-        self.flush_index(INDEX_FLUSH_PACKS)
+        self.flush_index(false)
     }
 
-    /// Writes the pending index entries once at least `min_packs` packs are waiting.
-    fn flush_index(&self, min_packs: usize) -> Result<()> {
+    /// Writes the pending index entries when a checkpoint is due (or `always`).
+    fn flush_index(&self, always: bool) -> Result<()> {
         let file = {
             let mut p = lock(&self.pending);
-            if p.packs.is_empty() || p.packs.len() < min_packs {
+            let done = lock(&self.written_indexes).len() as u32;
+            let threshold = (INDEX_FLUSH_FIRST_PACKS << done.min(8)).min(INDEX_FLUSH_MAX_PACKS);
+            let due = always || p.packs.len() >= threshold || lock(&self.last_flush).elapsed() >= INDEX_FLUSH_INTERVAL;
+            if p.packs.is_empty() || !due {
                 return Ok(());
             }
             std::mem::take(&mut *p)
         };
         let id = self.repo.save_index(&file)?;
         lock(&self.written_indexes).push(id);
+        *lock(&self.last_flush) = std::time::Instant::now();
         Ok(())
     }
 }

@@ -1,0 +1,224 @@
+//! Helpers for integration tests that drive the real `vault` binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn vault_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vault"))
+}
+
+/// A scratch area with a repository path inside it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        Env { dir, repo }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(vault_bin());
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("VAULT_PASSWORD", PASSWORD)
+            .arg("-r")
+            .arg(&self.repo)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run vault")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "vault {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn init(&self) {
+        self.ok(&["init"]);
+    }
+
+    /// `backup --json` and its summary.
+    pub fn backup_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["backup", "--json"];
+        a.extend_from_slice(args);
+        let out = self.ok(&a);
+        serde_json::from_str(out.lines().last().unwrap_or_default()).expect("summary JSON")
+    }
+
+    pub fn repo_size(&self) -> u64 {
+        dir_size(&self.repo)
+    }
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    for e in walk(p) {
+        if let Ok(m) = std::fs::symlink_metadata(&e)
+            && m.is_file()
+        {
+            total += m.len();
+        }
+    }
+    total
+}
+
+/// Every path below `root` (not `root` itself), depth first, sorted.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut names: Vec<_> = match std::fs::read_dir(root) {
+        Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+        Err(_) => return out,
+    };
+    names.sort();
+    for p in names {
+        out.push(p.clone());
+        if std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+            out.extend(walk(&p));
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes (incompressible).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub struct ManifestEntry {
+    pub kind: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub content: String,
+    pub target: String,
+    pub rdev: u64,
+    pub xattrs: Vec<(String, String)>,
+    /// Index of the first path of this inode among hard-linked files, so link structure
+    /// is compared without comparing inode numbers.
+    pub link_group: Option<String>,
+}
+
+/// Content and metadata of every entry below `root`, keyed by relative path (lossy).
+/// Directory mtimes are included; `root`'s own metadata is not.
+pub fn manifest(root: &Path) -> BTreeMap<String, ManifestEntry> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    for p in walk(root) {
+        let rel = p.strip_prefix(root).unwrap();
+        let rel_s = hex_if_needed(rel.as_os_str());
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let ft = m.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else if ft.is_char_device() {
+            "chardev"
+        } else if ft.is_block_device() {
+            "blockdev"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "file"
+        };
+        let content = if kind == "file" { blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string() } else { String::new() };
+        let target = if kind == "symlink" { hex_if_needed(std::fs::read_link(&p).unwrap().as_os_str()) } else { String::new() };
+        let link_group = (kind == "file" && m.nlink() > 1).then(|| inodes.entry((m.dev(), m.ino())).or_insert(rel_s.clone()).clone());
+        let mut xattrs: Vec<(String, String)> = xattr::list(&p)
+            .map(|l| l.map(|n| (n.to_string_lossy().into_owned(), hex::encode(xattr::get(&p, &n).ok().flatten().unwrap_or_default()))).collect())
+            .unwrap_or_default();
+        xattrs.sort();
+        out.insert(
+            rel_s,
+            ManifestEntry {
+                kind: kind.into(),
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                size: if kind == "file" { m.len() } else { 0 },
+                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+                content,
+                target,
+                rdev: if kind.ends_with("dev") { m.rdev() } else { 0 },
+                xattrs,
+                link_group,
+            },
+        );
+    }
+    out
+}
+
+fn hex_if_needed(s: &OsStr) -> String {
+    match s.to_str() {
+        Some(s) => s.to_string(),
+        None => format!("hex:{}", hex::encode(s.as_bytes())),
+    }
+}
+
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let ma = manifest(a);
+    let mb = manifest(b);
+    let keys_a: Vec<_> = ma.keys().collect();
+    let keys_b: Vec<_> = mb.keys().collect();
+    assert_eq!(keys_a, keys_b, "different entries");
+    for (k, ea) in &ma {
+        assert_eq!(ea, &mb[k], "entry {k} differs");
+    }
+}
+
+/// Whether the file system under `dir` supports user xattrs.
+pub fn xattrs_supported(dir: &Path) -> bool {
+    let probe = dir.join(".xattr-probe");
+    std::fs::write(&probe, b"").unwrap();
+    let ok = xattr::set(&probe, "user.vault.probe", b"1").is_ok();
+    std::fs::remove_file(&probe).unwrap();
+    ok
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
