@@ -31,15 +31,20 @@ impl Env {
         self.dir.path().join(rel)
     }
 
-    pub fn cmd(&self) -> Command {
+    /// `vault` with a clean environment and the password, but no repository.
+    pub fn raw(&self) -> Command {
         let mut c = Command::new(vault_bin());
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .env("VAULT_PASSWORD", PASSWORD)
-            .arg("-r")
-            .arg(&self.repo)
             .stdin(Stdio::null());
+        c
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = self.raw();
+        c.arg("-r").arg(&self.repo);
         c
     }
 
