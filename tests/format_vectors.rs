@@ -1,0 +1,288 @@
+//! Golden vectors: fixed keys, nonces and inputs → exact bytes, as checked-in JSON files in
+//! `repo-format/vectors/`. Every vector is decoded and re-encoded byte for byte.
+//! `VAULT_WRITE_VECTORS=1 cargo test --test format_vectors` rewrites them (only when the
+//! format changes on purpose, together with repo-format/SPEC.md).
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use vault::format::blob::{self, Compression, Padding};
+use vault::format::chunker::{Chunker, ChunkerParams, gear_table};
+use vault::format::config::Config;
+use vault::format::crypto::{self, Keys, ObjectKind, SecretKey};
+use vault::format::file;
+use vault::format::index::{IndexFile, IndexPack};
+use vault::format::keyfile::{KdfParams, KeyFile, KeyMeta};
+use vault::format::pack::{self, BlobKind, PackBuilder, PackEntry};
+use vault::format::snapshot::Snapshot;
+use vault::format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
+use vault::format::{BlobId, Id, IndexId, PackId, SnapshotId};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("repo-format/vectors")
+}
+
+fn keys() -> Keys {
+    let mut m = [0u8; 32];
+    for (i, b) in m.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    Keys::from_master(SecretKey::from_bytes(m))
+}
+
+fn nonce(n: u8) -> [u8; 24] {
+    [n; 24]
+}
+
+fn xorshift(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Compares with the checked-in vector, or writes it when asked to.
+fn check(name: &str, v: Value) {
+    let path = dir().join(format!("{name}.json"));
+    let text = serde_json::to_string_pretty(&v).unwrap() + "\n";
+    if std::env::var_os("VAULT_WRITE_VECTORS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored, v, "vector {name} differs from the code's output");
+}
+
+fn h(b: &[u8]) -> String {
+    hex::encode(b)
+}
+
+fn unh(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn key_derivation_and_blob_ids() {
+    let k = keys();
+    let sub = |ctx: &str| h(&blake3::derive_key(ctx, k.master().expose()));
+    let plain = b"vault blob id vector";
+    check(
+        "keys",
+        json!({
+            "master_key": h(k.master().expose()),
+            "encryption_key": sub(crypto::CONTEXT_ENCRYPTION),
+            "blob_id_key": sub(crypto::CONTEXT_BLOB_ID),
+            "chunker_key": h(k.chunker_key().expose()),
+            "contexts": [crypto::CONTEXT_ENCRYPTION, crypto::CONTEXT_BLOB_ID, crypto::CONTEXT_CHUNKER],
+            "blob_plaintext": h(plain),
+            "blob_id": k.blob_id(plain).to_hex(),
+            "stored_file_bytes": h(b"stored"),
+            "stored_file_name": Id::of_stored_bytes(b"stored").to_hex(),
+        }),
+    );
+}
+
+#[test]
+fn sealing() {
+    let k = keys();
+    let id = k.blob_id(b"data");
+    let sealed = k.seal_with_nonce(&nonce(1), ObjectKind::DataBlob, Some(&id), b"data");
+    assert_eq!(k.open(ObjectKind::DataBlob, Some(&id), &sealed).unwrap(), b"data");
+    let sealed_snap = k.seal_with_nonce(&nonce(2), ObjectKind::Snapshot, None, b"{}");
+    check(
+        "seal",
+        json!([
+            {"kind": ObjectKind::DataBlob as u8, "blob_id": id.to_hex(), "nonce": h(&nonce(1)), "plaintext": h(b"data"),
+             "associated_data": h(&crypto::associated_data(ObjectKind::DataBlob, Some(&id))), "sealed": h(&sealed)},
+            {"kind": ObjectKind::Snapshot as u8, "nonce": h(&nonce(2)), "plaintext": h(b"{}"),
+             "associated_data": h(&crypto::associated_data(ObjectKind::Snapshot, None)), "sealed": h(&sealed_snap)},
+        ]),
+    );
+}
+
+#[test]
+fn envelopes() {
+    let raw = b"envelope vector: stored";
+    let stored = blob::encode(raw, Compression::Off, Padding::None);
+    let padded = blob::encode(raw, Compression::Off, Padding::Padme);
+    assert_eq!(blob::decode(&padded, 100).unwrap(), raw);
+    // zstd output may differ between zstd releases; only decoding is normative.
+    let text = "compressible ".repeat(40);
+    let vector_path = dir().join("envelope.json");
+    let zstd_env = match std::fs::read_to_string(&vector_path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+        Some(v) if std::env::var_os("VAULT_WRITE_VECTORS").is_none() => unh(&v["zstd"]["envelope"]),
+        _ => blob::encode(text.as_bytes(), Compression::Zstd { level: 3 }, Padding::None),
+    };
+    assert_eq!(blob::decode(&zstd_env, 10_000).unwrap(), text.as_bytes());
+    check(
+        "envelope",
+        json!({
+            "stored": {"raw": h(raw), "envelope": h(&stored)},
+            "padme": {"raw": h(raw), "envelope": h(&padded)},
+            "zstd": {"raw": h(text.as_bytes()), "envelope": h(&zstd_env), "note": "decode only"},
+            "padme_lengths": [[9, blob::padme_len(9)], [1000, blob::padme_len(1000)], [1_000_001, blob::padme_len(1_000_001)]],
+        }),
+    );
+}
+
+#[test]
+fn key_file() {
+    let k = keys();
+    let params = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    let meta = KeyMeta { created: "2026-11-25T00:00:00Z".into(), host: "vector-host".into(), username: "vector".into() };
+    let kf = KeyFile::wrap(k.master(), b"vector password", params, [7u8; 32], nonce(3), meta).unwrap();
+    let bytes = kf.to_json();
+    let back = KeyFile::from_json(&bytes).unwrap();
+    assert_eq!(back.unwrap_master(b"vector password").unwrap().master(), k.master());
+    check(
+        "keyfile",
+        json!({"password": "vector password", "key_file": String::from_utf8(bytes.clone()).unwrap(), "name": Id::of_stored_bytes(&bytes).to_hex(), "master_key": h(k.master().expose())}),
+    );
+}
+
+#[test]
+fn config_file() {
+    let k = keys();
+    let c = Config::new(Id([9u8; 32]));
+    let bytes = file::seal_with_nonce(&k, file::CONFIG, &c.to_json(), Compression::Off, &nonce(4));
+    assert_eq!(Config::decode(&k, &bytes).unwrap(), c);
+    check("config", json!({"plaintext": String::from_utf8(c.to_json()).unwrap(), "nonce": h(&nonce(4)), "file": h(&bytes)}));
+}
+
+#[test]
+fn snapshot_file() {
+    let k = keys();
+    let s = Snapshot {
+        version: 1,
+        time: "2026-11-25T08:00:00.123456789Z".into(),
+        tree: BlobId(Id([1u8; 32])),
+        paths: vec!["/home/user".into()],
+        hostname: "host".into(),
+        username: "user".into(),
+        uid: 1000,
+        gid: 1000,
+        tags: vec!["daily".into()],
+        parent: Some(SnapshotId(Id([2u8; 32]))),
+        program_version: "vault 0.1.0".into(),
+        summary: None,
+    };
+    let bytes = file::seal_with_nonce(&k, file::SNAPSHOT, &s.to_json(), Compression::Off, &nonce(5));
+    assert_eq!(Snapshot::decode(&k, &bytes).unwrap(), s);
+    check(
+        "snapshot",
+        json!({"plaintext": String::from_utf8(s.to_json()).unwrap(), "nonce": h(&nonce(5)), "file": h(&bytes), "name": Id::of_stored_bytes(&bytes).to_hex()}),
+    );
+}
+
+fn sample_tree() -> Tree {
+    let mut file = Node::new(b"file.txt".to_vec(), NodeKind::File);
+    file.mode = 0o644;
+    file.uid = 1000;
+    file.gid = 100;
+    file.user = b"user".to_vec();
+    file.group = b"users".to_vec();
+    file.mtime = Timestamp { sec: 1_700_000_000, nsec: 5 };
+    file.ctime = Timestamp { sec: 1_700_000_001, nsec: 6 };
+    file.inode = 42;
+    file.device = 2049;
+    file.links = 1;
+    file.content = vec![ContentItem::Data { id: BlobId(Id([3u8; 32])), length: 10 }, ContentItem::Hole { length: 4096 }];
+    file.size = 4106;
+    file.xattrs = vec![(b"user.a".to_vec(), b"1".to_vec())];
+    let mut dir = Node::new(b"dir".to_vec(), NodeKind::Dir);
+    dir.mode = 0o755;
+    dir.subtree = Some(BlobId(Id([4u8; 32])));
+    dir.mtime = Timestamp { sec: -1, nsec: 999_999_999 };
+    let mut link = Node::new(vec![b'l', 0xe9], NodeKind::Symlink);
+    link.mode = 0o777;
+    link.target = b"../file.txt".to_vec();
+    let mut t = Tree { nodes: vec![link, file, dir] };
+    t.canonicalize();
+    t
+}
+
+#[test]
+fn tree_encoding() {
+    let k = keys();
+    let t = sample_tree();
+    let bytes = t.encode();
+    let back = Tree::decode(&bytes).unwrap();
+    assert_eq!(back, t);
+    assert_eq!(back.encode(), bytes);
+    check("tree", json!({"encoded": h(&bytes), "blob_id": k.blob_id(&bytes).to_hex(), "names": t.nodes.iter().map(|n| h(&n.name)).collect::<Vec<_>>()}));
+}
+
+#[test]
+fn pack_and_index() {
+    let k = keys();
+    let blobs: Vec<&[u8]> = vec![b"first blob", b"second, longer blob"];
+    let mut b = PackBuilder::new(BlobKind::Data, 0);
+    let mut sealed_list = Vec::new();
+    for (i, raw) in blobs.iter().enumerate() {
+        let id = k.blob_id(raw);
+        let env = blob::encode(raw, Compression::Off, Padding::None);
+        let sealed = k.seal_with_nonce(&nonce(10 + i as u8), ObjectKind::DataBlob, Some(&id), &env);
+        b.add(id, &sealed, raw.len() as u32);
+        sealed_list.push(json!({"raw": h(raw), "id": id.to_hex(), "nonce": h(&nonce(10 + i as u8)), "sealed": h(&sealed)}));
+    }
+    let (bytes, entries) = b.finish_with_nonce(&k, &nonce(20));
+    let (kind, parsed) = pack::parse_pack(&k, &bytes).unwrap();
+    assert_eq!((kind, &parsed), (BlobKind::Data, &entries));
+    for (e, raw) in entries.iter().zip(&blobs) {
+        let s = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+        assert_eq!(&pack::open_blob(&k, BlobKind::Data, &e.id, s, e.raw_length).unwrap(), raw);
+    }
+    let pack_id = PackId(Id::of_stored_bytes(&bytes));
+    let idx = IndexFile {
+        supersedes: vec![IndexId(Id([8u8; 32]))],
+        packs: vec![IndexPack { id: pack_id, kind: BlobKind::Data, size: bytes.len() as u64, blobs: entries.clone() }],
+    };
+    let plain = idx.encode_plain();
+    assert_eq!(IndexFile::decode_plain(&plain).unwrap(), idx);
+    let idx_file = file::seal_with_nonce(&k, file::INDEX, &plain, Compression::Off, &nonce(21));
+    assert_eq!(IndexFile::decode(&k, &idx_file).unwrap(), idx);
+    let entry_json = |e: &PackEntry| json!({"id": e.id.to_hex(), "offset": e.offset, "length": e.length, "raw_length": e.raw_length});
+    check(
+        "pack",
+        json!({
+            "blobs": sealed_list,
+            "header_nonce": h(&nonce(20)),
+            "pack": h(&bytes),
+            "pack_id": pack_id.to_hex(),
+            "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+        }),
+    );
+    check("index", json!({"plaintext": h(&plain), "nonce": h(&nonce(21)), "file": h(&idx_file)}));
+}
+
+#[test]
+fn chunker_boundaries() {
+    let k = keys();
+    let params = ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768 };
+    let c = Chunker::new(k.chunker_key(), params).unwrap();
+    let input = xorshift(200_000, 0x0123_4567_89ab_cdef);
+    let lens = c.chunk_lengths(&input);
+    assert_eq!(lens.iter().sum::<usize>(), input.len());
+    let default_c = Chunker::new(k.chunker_key(), ChunkerParams::default()).unwrap();
+    let big = xorshift(8 << 20, 99);
+    check(
+        "chunker",
+        json!({
+            "chunker_key": h(k.chunker_key().expose()),
+            "gear_first_8": gear_table(k.chunker_key())[..8].iter().map(|g| format!("{g:016x}")).collect::<Vec<_>>(),
+            "small_params": params,
+            "small_input": {"generator": "xorshift64", "seed": "0123456789abcdef", "length": 200000},
+            "small_chunk_lengths": lens,
+            "default_params": ChunkerParams::default(),
+            "default_input": {"generator": "xorshift64", "seed": "0000000000000063", "length": 8 << 20},
+            "default_chunk_lengths": default_c.chunk_lengths(&big),
+        }),
+    );
+}
