@@ -287,7 +287,9 @@ impl Shared {
             let mut p = lock(&self.pending);
             let done = lock(&self.written_indexes).len() as u32;
             let threshold = (INDEX_FLUSH_FIRST_PACKS << done.min(8)).min(INDEX_FLUSH_MAX_PACKS);
-            let due = always || p.packs.len() >= threshold || lock(&self.last_flush).elapsed() >= INDEX_FLUSH_INTERVAL;
+            let due = always
+                || p.packs.len() >= threshold
+                || lock(&self.last_flush).elapsed() >= INDEX_FLUSH_INTERVAL;
             if p.packs.is_empty() || !due {
                 return Ok(());
             }

@@ -55,7 +55,12 @@ impl Env {
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "vault {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "vault {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -106,7 +111,10 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
     names.sort();
     for p in names {
         out.push(p.clone());
-        if std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+        if std::fs::symlink_metadata(&p)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
             out.extend(walk(&p));
         }
     }
@@ -170,11 +178,34 @@ pub fn manifest(root: &Path) -> BTreeMap<String, ManifestEntry> {
         } else {
             "file"
         };
-        let content = if kind == "file" { blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string() } else { String::new() };
-        let target = if kind == "symlink" { hex_if_needed(std::fs::read_link(&p).unwrap().as_os_str()) } else { String::new() };
-        let link_group = (kind == "file" && m.nlink() > 1).then(|| inodes.entry((m.dev(), m.ino())).or_insert(rel_s.clone()).clone());
+        let content = if kind == "file" {
+            blake3::hash(&std::fs::read(&p).unwrap())
+                .to_hex()
+                .to_string()
+        } else {
+            String::new()
+        };
+        let target = if kind == "symlink" {
+            hex_if_needed(std::fs::read_link(&p).unwrap().as_os_str())
+        } else {
+            String::new()
+        };
+        let link_group = (kind == "file" && m.nlink() > 1).then(|| {
+            inodes
+                .entry((m.dev(), m.ino()))
+                .or_insert(rel_s.clone())
+                .clone()
+        });
         let mut xattrs: Vec<(String, String)> = xattr::list(&p)
-            .map(|l| l.map(|n| (n.to_string_lossy().into_owned(), hex::encode(xattr::get(&p, &n).ok().flatten().unwrap_or_default()))).collect())
+            .map(|l| {
+                l.map(|n| {
+                    (
+                        n.to_string_lossy().into_owned(),
+                        hex::encode(xattr::get(&p, &n).ok().flatten().unwrap_or_default()),
+                    )
+                })
+                .collect()
+            })
             .unwrap_or_default();
         xattrs.sort();
         out.insert(
