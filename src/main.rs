@@ -9,11 +9,7 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                ExitCode::Usage.code()
-            } else {
-                0
-            };
+            let code = if e.use_stderr() { ExitCode::Usage.code() } else { 0 };
             let _ = e.print();
             std::process::exit(code);
         }

@@ -13,11 +13,7 @@ fn unchanged_tree_adds_almost_nothing() {
         let dir = src.join(format!("d{d}"));
         std::fs::create_dir_all(&dir).unwrap();
         for f in 0..20 {
-            std::fs::write(
-                dir.join(format!("f{f}")),
-                noise(100_000 + f * 777, (d * 100 + f) as u64),
-            )
-            .unwrap();
+            std::fs::write(dir.join(format!("f{f}")), noise(100_000 + f * 777, (d * 100 + f) as u64)).unwrap();
         }
     }
     let source_size = dir_size(&src);
@@ -26,13 +22,8 @@ fn unchanged_tree_adds_almost_nothing() {
     let before = env.repo_size();
     let again = env.backup_json(&[src.to_str().unwrap()]);
     let growth = env.repo_size() - before;
-    eprintln!(
-        "unchanged re-backup: repository grew by {growth} bytes for a {source_size}-byte tree"
-    );
-    assert!(
-        (growth as f64) < source_size as f64 * 0.001,
-        "grew by {growth}"
-    );
+    eprintln!("unchanged re-backup: repository grew by {growth} bytes for a {source_size}-byte tree");
+    assert!((growth as f64) < source_size as f64 * 0.001, "grew by {growth}");
     assert_eq!(again["bytes_added"], 0);
     // Same data under --force: read again, still nothing new stored.
     let forced = env.backup_json(&["--force", src.to_str().unwrap()]);

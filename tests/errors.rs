@@ -12,14 +12,7 @@ fn assert_clean_error(out: &std::process::Output, expected_code: i32, needle: &s
     assert_eq!(code(out), expected_code, "stderr: {err}");
     assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
-    assert_eq!(
-        err.trim_end()
-            .lines()
-            .filter(|l| l.starts_with("vault: error"))
-            .count(),
-        1,
-        "{err}"
-    );
+    assert_eq!(err.trim_end().lines().filter(|l| l.starts_with("vault: error")).count(), 1, "{err}");
 }
 
 #[test]
@@ -36,19 +29,9 @@ fn missing_repository_has_its_own_code() {
     let out = env.raw().arg("snapshots").output().unwrap();
     assert_clean_error(&out, 1, "VAULT_REPOSITORY");
     // The repository may also come from the environment, and -r may follow the command.
-    let out = env
-        .raw()
-        .env("VAULT_REPOSITORY", &env.repo)
-        .arg("snapshots")
-        .output()
-        .unwrap();
+    let out = env.raw().env("VAULT_REPOSITORY", &env.repo).arg("snapshots").output().unwrap();
     assert_clean_error(&out, 10, "does not exist");
-    let out = env
-        .raw()
-        .args(["snapshots", "-r"])
-        .arg(&env.repo)
-        .output()
-        .unwrap();
+    let out = env.raw().args(["snapshots", "-r"]).arg(&env.repo).output().unwrap();
     assert_clean_error(&out, 10, "does not exist");
 }
 
@@ -57,43 +40,23 @@ fn init_twice_and_wrong_password() {
     let env = Env::new();
     env.init();
     assert_clean_error(&env.run(&["init"]), 1, "already exists");
-    let out = env
-        .cmd()
-        .env("VAULT_PASSWORD", "wrong")
-        .args(["snapshots"])
-        .output()
-        .unwrap();
+    let out = env.cmd().env("VAULT_PASSWORD", "wrong").args(["snapshots"]).output().unwrap();
     assert_clean_error(&out, 12, "wrong password");
     // Password from a file and from a command.
     let pwfile = env.path("pw");
     std::fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
-    let out = env
-        .cmd()
-        .env_remove("VAULT_PASSWORD")
-        .arg("--password-file")
-        .arg(&pwfile)
-        .arg("snapshots")
-        .output()
-        .unwrap();
+    let out =
+        env.cmd().env_remove("VAULT_PASSWORD").arg("--password-file").arg(&pwfile).arg("snapshots").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let out = env
         .cmd()
         .env_remove("VAULT_PASSWORD")
-        .args([
-            "snapshots",
-            "--password-command",
-            &format!("echo '{PASSWORD}'"),
-        ])
+        .args(["snapshots", "--password-command", &format!("echo '{PASSWORD}'")])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // No password and no terminal: a clear error, no hang.
-    let out = env
-        .cmd()
-        .env_remove("VAULT_PASSWORD")
-        .arg("snapshots")
-        .output()
-        .unwrap();
+    let out = env.cmd().env_remove("VAULT_PASSWORD").arg("snapshots").output().unwrap();
     assert_clean_error(&out, 1, "no password given");
     let out = env
         .cmd()
@@ -122,12 +85,7 @@ fn damaged_config_and_key_files() {
     std::fs::write(&config, &good).unwrap();
     env.ok(&["snapshots"]);
 
-    let key = std::fs::read_dir(env.repo.join("keys"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let key = std::fs::read_dir(env.repo.join("keys")).unwrap().next().unwrap().unwrap().path();
     let key_bytes = std::fs::read(&key).unwrap();
     let mut garbled = key_bytes.clone();
     garbled[40] ^= 1;
@@ -156,22 +114,11 @@ fn snapshot_selection_errors() {
     assert_clean_error(&env.run(&["ls", "deadbeefdeadbeef"]), 1, "deadbeefdeadbeef");
     assert_clean_error(&env.run(&["ls", "not-hex"]), 1, "not-hex");
     let snaps: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
-    let firsts: Vec<char> = snaps
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().chars().next().unwrap())
-        .collect();
-    let dup = firsts
-        .iter()
-        .find(|c| firsts.iter().filter(|d| d == c).count() > 1)
-        .unwrap();
+    let firsts: Vec<char> =
+        snaps.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().chars().next().unwrap()).collect();
+    let dup = firsts.iter().find(|c| firsts.iter().filter(|d| d == c).count() > 1).unwrap();
     assert_clean_error(&env.run(&["ls", &dup.to_string()]), 1, "ambiguous");
-    assert_clean_error(
-        &env.run(&["ls", "latest", "/no/such/path"]),
-        1,
-        "/no/such/path",
-    );
+    assert_clean_error(&env.run(&["ls", "latest", "/no/such/path"]), 1, "/no/such/path");
 }
 
 #[test]
@@ -182,21 +129,13 @@ fn bad_sources_targets_and_flags() {
     std::fs::write(src.join("f"), b"x").unwrap();
     env.init();
     let missing = env.path("missing-source");
-    assert_clean_error(
-        &env.run(&["backup", missing.to_str().unwrap()]),
-        1,
-        missing.to_str().unwrap(),
-    );
+    assert_clean_error(&env.run(&["backup", missing.to_str().unwrap()]), 1, missing.to_str().unwrap());
     env.ok(&["backup", src.to_str().unwrap()]);
     // Target not empty.
     let full = env.path("full");
     std::fs::create_dir_all(&full).unwrap();
     std::fs::write(full.join("x"), b"x").unwrap();
-    assert_clean_error(
-        &env.run(&["restore", "latest", "--target", full.to_str().unwrap()]),
-        1,
-        "not empty",
-    );
+    assert_clean_error(&env.run(&["restore", "latest", "--target", full.to_str().unwrap()]), 1, "not empty");
     // Target cannot be created.
     assert_clean_error(
         &env.run(&["restore", "latest", "--target", "/proc/vault-cannot-write"]),
@@ -204,41 +143,19 @@ fn bad_sources_targets_and_flags() {
         "/proc/vault-cannot-write",
     );
     let file_target = full.join("x");
-    assert_clean_error(
-        &env.run(&[
-            "restore",
-            "latest",
-            "--target",
-            file_target.to_str().unwrap(),
-        ]),
-        1,
-        "target",
-    );
+    assert_clean_error(&env.run(&["restore", "latest", "--target", file_target.to_str().unwrap()]), 1, "target");
     // Bad flags are usage errors.
     let out = env.run(&["backup", "--no-such-flag", src.to_str().unwrap()]);
     assert_eq!(code(&out), 2);
     let out = env.run(&["cat", "nonsense"]);
     assert_eq!(code(&out), 2);
+    assert_clean_error(&env.run(&["backup", src.to_str().unwrap(), "--exclude", "a[b"]), 1, "a[b");
     assert_clean_error(
-        &env.run(&["backup", src.to_str().unwrap(), "--exclude", "a[b"]),
-        1,
-        "a[b",
-    );
-    assert_clean_error(
-        &env.run(&[
-            "backup",
-            src.to_str().unwrap(),
-            "--exclude-file",
-            "/nonexistent/ex",
-        ]),
+        &env.run(&["backup", src.to_str().unwrap(), "--exclude-file", "/nonexistent/ex"]),
         1,
         "/nonexistent/ex",
     );
-    let out = env
-        .raw()
-        .args(["-r", "ftp://host/x", "snapshots"])
-        .output()
-        .unwrap();
+    let out = env.raw().args(["-r", "ftp://host/x", "snapshots"]).output().unwrap();
     assert_clean_error(&out, 1, "ftp");
 }
 
@@ -257,36 +174,21 @@ fn unreadable_files_give_exit_code_3() {
     std::fs::write(src.join("ok.txt"), b"fine").unwrap();
     std::fs::write(src.join("secret.txt"), b"no").unwrap();
     std::fs::write(src.join("locked-dir/inner"), b"no").unwrap();
-    std::fs::set_permissions(
-        src.join("secret.txt"),
-        std::fs::Permissions::from_mode(0o000),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        src.join("locked-dir"),
-        std::fs::Permissions::from_mode(0o000),
-    )
-    .unwrap();
+    std::fs::set_permissions(src.join("secret.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(src.join("locked-dir"), std::fs::Permissions::from_mode(0o000)).unwrap();
     let run_as_nobody = |args: &[&str]| {
         let mut c = env.cmd();
         if is_root() {
             c.uid(65534).gid(65534);
         }
-        c.args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap()
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).output().unwrap()
     };
     let out = run_as_nobody(&["init"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = run_as_nobody(&["backup", "--json", src.to_str().unwrap()]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(
-        err.contains("secret.txt") && err.contains("locked-dir"),
-        "{err}"
-    );
+    assert!(err.contains("secret.txt") && err.contains("locked-dir"), "{err}");
     let summary: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     let errors = summary["errors"].as_array().unwrap();
@@ -308,31 +210,15 @@ fn no_plaintext_in_the_repository() {
     std::fs::write(src.join("plain"), marker).unwrap();
     std::os::unix::fs::symlink(marker, src.join("link")).unwrap();
     if xattrs_supported(&src) {
-        xattr::set(
-            src.join("plain"),
-            format!("user.{marker}"),
-            marker.as_bytes(),
-        )
-        .unwrap();
+        xattr::set(src.join("plain"), format!("user.{marker}"), marker.as_bytes()).unwrap();
     }
     env.init();
-    env.ok(&[
-        "backup",
-        src.to_str().unwrap(),
-        "--tag",
-        marker,
-        "--host",
-        marker,
-    ]);
+    env.ok(&["backup", src.to_str().unwrap(), "--tag", marker, "--host", marker]);
     let mut scanned = 0;
     for p in walk(&env.repo) {
         if p.is_file() {
             let bytes = std::fs::read(&p).unwrap();
-            assert!(
-                !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
-                "marker found in {}",
-                p.display()
-            );
+            assert!(!bytes.windows(marker.len()).any(|w| w == marker.as_bytes()), "marker found in {}", p.display());
             scanned += 1;
         }
     }
@@ -349,10 +235,7 @@ fn restore_reports_damaged_data_and_restores_the_rest() {
     env.init();
     env.ok(&["backup", src.to_str().unwrap()]);
     // Damage the data pack in place (simulating bit rot).
-    let pack = walk(&env.repo.join("data"))
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap();
+    let pack = walk(&env.repo.join("data")).into_iter().find(|p| p.is_file()).unwrap();
     let mut bytes = std::fs::read(&pack).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&pack, &bytes).unwrap();
@@ -360,19 +243,12 @@ fn restore_reports_damaged_data_and_restores_the_rest() {
     let out = env.run(&["restore", "latest", "--target", out_dir.to_str().unwrap()]);
     assert_eq!(code(&out), 13, "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(
-        err.contains("damaged") || err.contains("authentication"),
-        "{err}"
-    );
+    assert!(err.contains("damaged") || err.contains("authentication"), "{err}");
     assert!(!err.contains("panicked"));
     let restored = out_dir.join(src.strip_prefix("/").unwrap());
     let ok = [("a", 1u64), ("b", 2)]
         .iter()
-        .filter(|(n, seed)| {
-            std::fs::read(restored.join(n))
-                .map(|d| d == noise(300_000, *seed))
-                .unwrap_or(false)
-        })
+        .filter(|(n, seed)| std::fs::read(restored.join(n)).map(|d| d == noise(300_000, *seed)).unwrap_or(false))
         .count();
     assert_eq!(ok, 1, "exactly the undamaged file restores intact");
 }

@@ -55,8 +55,7 @@ fn check(name: &str, v: Value) {
         std::fs::write(&path, &text).unwrap();
         return;
     }
-    let stored =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let stored: Value = serde_json::from_str(&stored).unwrap();
     assert_eq!(stored, v, "vector {name} differs from the code's output");
 }
@@ -95,10 +94,7 @@ fn sealing() {
     let k = keys();
     let id = k.blob_id(b"data");
     let sealed = k.seal_with_nonce(&nonce(1), ObjectKind::DataBlob, Some(&id), b"data");
-    assert_eq!(
-        k.open(ObjectKind::DataBlob, Some(&id), &sealed).unwrap(),
-        b"data"
-    );
+    assert_eq!(k.open(ObjectKind::DataBlob, Some(&id), &sealed).unwrap(), b"data");
     let sealed_snap = k.seal_with_nonce(&nonce(2), ObjectKind::Snapshot, None, b"{}");
     check(
         "seal",
@@ -120,16 +116,10 @@ fn envelopes() {
     // zstd output may differ between zstd releases; only decoding is normative.
     let text = "compressible ".repeat(40);
     let vector_path = dir().join("envelope.json");
-    let zstd_env = match std::fs::read_to_string(&vector_path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    let zstd_env = match std::fs::read_to_string(&vector_path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
     {
         Some(v) if std::env::var_os("VAULT_WRITE_VECTORS").is_none() => unh(&v["zstd"]["envelope"]),
-        _ => blob::encode(
-            text.as_bytes(),
-            Compression::Zstd { level: 3 },
-            Padding::None,
-        ),
+        _ => blob::encode(text.as_bytes(), Compression::Zstd { level: 3 }, Padding::None),
     };
     assert_eq!(blob::decode(&zstd_env, 10_000).unwrap(), text.as_bytes());
     check(
@@ -146,31 +136,13 @@ fn envelopes() {
 #[test]
 fn key_file() {
     let k = keys();
-    let params = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
-    let meta = KeyMeta {
-        created: "2026-11-25T00:00:00Z".into(),
-        host: "vector-host".into(),
-        username: "vector".into(),
-    };
-    let kf = KeyFile::wrap(
-        k.master(),
-        b"vector password",
-        params,
-        [7u8; 32],
-        nonce(3),
-        meta,
-    )
-    .unwrap();
+    let params = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    let meta =
+        KeyMeta { created: "2026-11-25T00:00:00Z".into(), host: "vector-host".into(), username: "vector".into() };
+    let kf = KeyFile::wrap(k.master(), b"vector password", params, [7u8; 32], nonce(3), meta).unwrap();
     let bytes = kf.to_json();
     let back = KeyFile::from_json(&bytes).unwrap();
-    assert_eq!(
-        back.unwrap_master(b"vector password").unwrap().master(),
-        k.master()
-    );
+    assert_eq!(back.unwrap_master(b"vector password").unwrap().master(), k.master());
     check(
         "keyfile",
         json!({"password": "vector password", "key_file": String::from_utf8(bytes.clone()).unwrap(), "name": Id::of_stored_bytes(&bytes).to_hex(), "master_key": h(k.master().expose())}),
@@ -206,13 +178,7 @@ fn snapshot_file() {
         program_version: "vault 0.1.0".into(),
         summary: None,
     };
-    let bytes = file::seal_with_nonce(
-        &k,
-        file::SNAPSHOT,
-        &s.to_json(),
-        Compression::Off,
-        &nonce(5),
-    );
+    let bytes = file::seal_with_nonce(&k, file::SNAPSHOT, &s.to_json(), Compression::Off, &nonce(5));
     assert_eq!(Snapshot::decode(&k, &bytes).unwrap(), s);
     check(
         "snapshot",
@@ -227,39 +193,23 @@ fn sample_tree() -> Tree {
     file.gid = 100;
     file.user = b"user".to_vec();
     file.group = b"users".to_vec();
-    file.mtime = Timestamp {
-        sec: 1_700_000_000,
-        nsec: 5,
-    };
-    file.ctime = Timestamp {
-        sec: 1_700_000_001,
-        nsec: 6,
-    };
+    file.mtime = Timestamp { sec: 1_700_000_000, nsec: 5 };
+    file.ctime = Timestamp { sec: 1_700_000_001, nsec: 6 };
     file.inode = 42;
     file.device = 2049;
     file.links = 1;
-    file.content = vec![
-        ContentItem::Data {
-            id: BlobId(Id([3u8; 32])),
-            length: 10,
-        },
-        ContentItem::Hole { length: 4096 },
-    ];
+    file.content =
+        vec![ContentItem::Data { id: BlobId(Id([3u8; 32])), length: 10 }, ContentItem::Hole { length: 4096 }];
     file.size = 4106;
     file.xattrs = vec![(b"user.a".to_vec(), b"1".to_vec())];
     let mut dir = Node::new(b"dir".to_vec(), NodeKind::Dir);
     dir.mode = 0o755;
     dir.subtree = Some(BlobId(Id([4u8; 32])));
-    dir.mtime = Timestamp {
-        sec: -1,
-        nsec: 999_999_999,
-    };
+    dir.mtime = Timestamp { sec: -1, nsec: 999_999_999 };
     let mut link = Node::new(vec![b'l', 0xe9], NodeKind::Symlink);
     link.mode = 0o777;
     link.target = b"../file.txt".to_vec();
-    let mut t = Tree {
-        nodes: vec![link, file, dir],
-    };
+    let mut t = Tree { nodes: vec![link, file, dir] };
     t.canonicalize();
     t
 }
@@ -289,27 +239,20 @@ fn pack_and_index() {
         let env = blob::encode(raw, Compression::Off, Padding::None);
         let sealed = k.seal_with_nonce(&nonce(10 + i as u8), ObjectKind::DataBlob, Some(&id), &env);
         b.add(id, &sealed, raw.len() as u32);
-        sealed_list.push(json!({"raw": h(raw), "id": id.to_hex(), "nonce": h(&nonce(10 + i as u8)), "sealed": h(&sealed)}));
+        sealed_list
+            .push(json!({"raw": h(raw), "id": id.to_hex(), "nonce": h(&nonce(10 + i as u8)), "sealed": h(&sealed)}));
     }
     let (bytes, entries) = b.finish_with_nonce(&k, &nonce(20));
     let (kind, parsed) = pack::parse_pack(&k, &bytes).unwrap();
     assert_eq!((kind, &parsed), (BlobKind::Data, &entries));
     for (e, raw) in entries.iter().zip(&blobs) {
         let s = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-        assert_eq!(
-            &pack::open_blob(&k, BlobKind::Data, &e.id, s, e.raw_length).unwrap(),
-            raw
-        );
+        assert_eq!(&pack::open_blob(&k, BlobKind::Data, &e.id, s, e.raw_length).unwrap(), raw);
     }
     let pack_id = PackId(Id::of_stored_bytes(&bytes));
     let idx = IndexFile {
         supersedes: vec![IndexId(Id([8u8; 32]))],
-        packs: vec![IndexPack {
-            id: pack_id,
-            kind: BlobKind::Data,
-            size: bytes.len() as u64,
-            blobs: entries.clone(),
-        }],
+        packs: vec![IndexPack { id: pack_id, kind: BlobKind::Data, size: bytes.len() as u64, blobs: entries.clone() }],
     };
     let plain = idx.encode_plain();
     assert_eq!(IndexFile::decode_plain(&plain).unwrap(), idx);
@@ -326,20 +269,13 @@ fn pack_and_index() {
             "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
         }),
     );
-    check(
-        "index",
-        json!({"plaintext": h(&plain), "nonce": h(&nonce(21)), "file": h(&idx_file)}),
-    );
+    check("index", json!({"plaintext": h(&plain), "nonce": h(&nonce(21)), "file": h(&idx_file)}));
 }
 
 #[test]
 fn chunker_boundaries() {
     let k = keys();
-    let params = ChunkerParams {
-        min_size: 2048,
-        avg_size: 8192,
-        max_size: 32768,
-    };
+    let params = ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768 };
     let c = Chunker::new(k.chunker_key(), params).unwrap();
     let input = xorshift(200_000, 0x0123_4567_89ab_cdef);
     let lens = c.chunk_lengths(&input);

@@ -14,14 +14,7 @@ use nix::sys::time::TimeSpec;
 
 fn set_mtime(p: &Path, sec: i64, nsec: i64) {
     let t = TimeSpec::new(sec, nsec);
-    utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &t,
-        &t,
-        UtimensatFlags::NoFollowSymlink,
-    )
-    .unwrap();
+    utimensat(nix::fcntl::AT_FDCWD, p, &t, &t, UtimensatFlags::NoFollowSymlink).unwrap();
 }
 
 /// Builds a tree with every kind of entry vault stores. Returns whether xattrs were set.
@@ -31,17 +24,9 @@ fn build_tree(src: &Path) -> bool {
     std::fs::write(src.join("small.txt"), b"hello, vault\n").unwrap();
     std::fs::write(src.join("empty"), b"").unwrap();
     std::fs::write(src.join("dir/big.bin"), noise(5_000_000, 1)).unwrap();
-    std::fs::write(
-        src.join("dir/sub/text.log"),
-        "line of text\n".repeat(50_000),
-    )
-    .unwrap();
+    std::fs::write(src.join("dir/sub/text.log"), "line of text\n".repeat(50_000)).unwrap();
     std::fs::write(src.join("dir/sub/deeper/copy.bin"), noise(5_000_000, 1)).unwrap();
-    std::fs::write(
-        src.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")),
-        b"not utf-8 name",
-    )
-    .unwrap();
+    std::fs::write(src.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")), b"not utf-8 name").unwrap();
     std::os::unix::fs::symlink("small.txt", src.join("link")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
     std::fs::hard_link(src.join("small.txt"), src.join("dir/hardlink")).unwrap();
@@ -54,11 +39,7 @@ fn build_tree(src: &Path) -> bool {
     f.write_all_at(&noise(100_000, 7), 40 << 20).unwrap();
     drop(f);
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        src.join("small.txt"),
-        std::fs::Permissions::from_mode(0o4755),
-    )
-    .unwrap();
+    std::fs::set_permissions(src.join("small.txt"), std::fs::Permissions::from_mode(0o4755)).unwrap();
     std::fs::set_permissions(src.join("dir/sub"), std::fs::Permissions::from_mode(0o1750)).unwrap();
     if is_root() {
         std::os::unix::fs::lchown(src.join("dir/big.bin"), Some(1234), Some(5678)).unwrap();
@@ -95,10 +76,7 @@ fn every_file_kind_round_trips() {
     assert_eq!(summary["errors"].as_array().unwrap().len(), 0);
     // Identical files in different directories are stored once.
     let added = summary["bytes_added"].as_u64().unwrap();
-    assert!(
-        added < 5_000_000 + 1_000_000 + 200_000,
-        "bytes_added {added}"
-    );
+    assert!(added < 5_000_000 + 1_000_000 + 200_000, "bytes_added {added}");
 
     let out = env.path("out");
     env.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
@@ -108,22 +86,11 @@ fn every_file_kind_round_trips() {
     // Holes are restored as holes.
     let m = std::fs::metadata(restored.join("sparse")).unwrap();
     assert_eq!(m.len(), 64 << 20);
-    assert!(
-        m.blocks() * 512 < 4 << 20,
-        "sparse file restored dense: {} blocks",
-        m.blocks()
-    );
+    assert!(m.blocks() * 512 < 4 << 20, "sparse file restored dense: {} blocks", m.blocks());
     if xattrs {
-        assert_eq!(
-            xattr::get(restored.join("dir/big.bin"), "user.origin")
-                .unwrap()
-                .unwrap(),
-            b"camera \x00 roll"
-        );
+        assert_eq!(xattr::get(restored.join("dir/big.bin"), "user.origin").unwrap().unwrap(), b"camera \x00 roll");
     } else {
-        eprintln!(
-            "note: the test file system has no user xattrs; xattr round trip not exercised here"
-        );
+        eprintln!("note: the test file system has no user xattrs; xattr round trip not exercised here");
     }
     if is_root() {
         let m = std::fs::symlink_metadata(restored.join("dir/big.bin")).unwrap();
@@ -140,12 +107,7 @@ fn dot_source_goes_to_root_and_subpaths_restore() {
     let src = env.path("src");
     build_tree(&src);
     env.init();
-    let out = env
-        .cmd()
-        .current_dir(&src)
-        .args(["backup", "."])
-        .output()
-        .unwrap();
+    let out = env.cmd().current_dir(&src).args(["backup", "."]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let ls = env.ok(&["ls", "latest"]);
     assert!(ls.lines().any(|l| l == "/small.txt"), "{ls}");
@@ -153,12 +115,7 @@ fn dot_source_goes_to_root_and_subpaths_restore() {
 
     // SNAPSHOT:SUBPATH restores the directory's contents into the target.
     let out = env.path("sub");
-    env.ok(&[
-        "restore",
-        "latest:/dir/sub",
-        "--target",
-        out.to_str().unwrap(),
-    ]);
+    env.ok(&["restore", "latest:/dir/sub", "--target", out.to_str().unwrap()]);
     assert_same_tree(&src.join("dir/sub"), &out);
 
     // Include and exclude.
@@ -173,34 +130,11 @@ fn dot_source_goes_to_root_and_subpaths_restore() {
         "--include",
         "/dir/sub/deeper",
     ]);
-    let got: Vec<_> = walk(&out)
-        .iter()
-        .map(|p| p.strip_prefix(&out).unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            "dir",
-            "dir/sub",
-            "dir/sub/deeper",
-            "dir/sub/deeper/copy.bin",
-            "dir/sub/text.log"
-        ]
-    );
+    let got: Vec<_> = walk(&out).iter().map(|p| p.strip_prefix(&out).unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(got, vec!["dir", "dir/sub", "dir/sub/deeper", "dir/sub/deeper/copy.bin", "dir/sub/text.log"]);
     let out = env.path("exc");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        out.to_str().unwrap(),
-        "--exclude",
-        "dir",
-        "--exclude",
-        "sparse",
-    ]);
-    assert!(
-        !out.join("dir").exists() && !out.join("sparse").exists() && out.join("small.txt").exists()
-    );
+    env.ok(&["restore", "latest", "--target", out.to_str().unwrap(), "--exclude", "dir", "--exclude", "sparse"]);
+    assert!(!out.join("dir").exists() && !out.join("sparse").exists() && out.join("small.txt").exists());
 }
 
 #[test]
@@ -215,55 +149,33 @@ fn listing_filters_and_cat() {
     env.ok(&["backup", s, "--tag", "weekly", "--host", "beta"]);
     let all: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
     assert_eq!(all.as_array().unwrap().len(), 2);
-    let beta: serde_json::Value =
-        serde_json::from_str(&env.ok(&["snapshots", "--json", "--host", "beta"])).unwrap();
+    let beta: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json", "--host", "beta"])).unwrap();
     assert_eq!(beta[0]["hostname"], "beta");
-    let daily: serde_json::Value =
-        serde_json::from_str(&env.ok(&["snapshots", "--json", "--tag", "daily"])).unwrap();
+    let daily: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json", "--tag", "daily"])).unwrap();
     assert_eq!(daily[0]["tags"][0], "daily");
     let table = env.ok(&["snapshots"]);
     assert!(table.contains(&daily[0]["short_id"].as_str().unwrap().to_string()));
 
     // ls with a path, long format, JSON lines.
     let long = env.ok(&["ls", "latest", &format!("{s}/d"), "-l"]);
-    assert!(
-        long.lines()
-            .any(|l| l.starts_with("-rw") && l.ends_with("/d/f")),
-        "{long}"
-    );
+    assert!(long.lines().any(|l| l.starts_with("-rw") && l.ends_with("/d/f")), "{long}");
     let json = env.ok(&["ls", "--json", "latest"]);
-    assert!(
-        json.lines()
-            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
-    );
+    assert!(json.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
 
     // cat: every kind decodes to JSON.
     let id = daily[0]["id"].as_str().unwrap();
-    let snap: serde_json::Value =
-        serde_json::from_str(&env.ok(&["cat", "snapshot", &id[..8]])).unwrap();
+    let snap: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "snapshot", &id[..8]])).unwrap();
     let tree: serde_json::Value =
         serde_json::from_str(&env.ok(&["cat", "tree", snap["tree"].as_str().unwrap()])).unwrap();
     assert!(tree["nodes"].is_array());
     let cfg: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "config"])).unwrap();
     assert_eq!(cfg["version"], 1);
-    let index_name = std::fs::read_dir(env.repo.join("index"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name();
+    let index_name = std::fs::read_dir(env.repo.join("index")).unwrap().next().unwrap().unwrap().file_name();
     let idx: serde_json::Value =
-        serde_json::from_str(&env.ok(&["cat", "index", &index_name.to_string_lossy()[..10]]))
-            .unwrap();
+        serde_json::from_str(&env.ok(&["cat", "index", &index_name.to_string_lossy()[..10]])).unwrap();
     assert!(idx["packs"].is_array());
-    let key_name = std::fs::read_dir(env.repo.join("keys"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name();
-    let key: serde_json::Value =
-        serde_json::from_str(&env.ok(&["cat", "key", &key_name.to_string_lossy()])).unwrap();
+    let key_name = std::fs::read_dir(env.repo.join("keys")).unwrap().next().unwrap().unwrap().file_name();
+    let key: serde_json::Value = serde_json::from_str(&env.ok(&["cat", "key", &key_name.to_string_lossy()])).unwrap();
     assert_eq!(key["kdf"]["algorithm"], "argon2id");
     assert!(key["kdf"]["memory_kib"].as_u64().unwrap() >= 65536);
 }
@@ -304,15 +216,7 @@ fn excludes_and_one_file_system() {
     std::fs::write(env.path("excludes"), "# comment\n\n*.tmp\n").unwrap();
     env.init();
     let s = src.to_str().unwrap();
-    env.ok(&[
-        "backup",
-        s,
-        "--exclude",
-        "cache",
-        "--exclude-file",
-        env.path("excludes").to_str().unwrap(),
-        "-x",
-    ]);
+    env.ok(&["backup", s, "--exclude", "cache", "--exclude-file", env.path("excludes").to_str().unwrap(), "-x"]);
     let ls = env.ok(&["ls", "latest"]);
     assert!(ls.contains("/keep/a.txt"));
     assert!(!ls.contains("a.tmp") && !ls.contains("/cache"), "{ls}");

@@ -20,25 +20,23 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Repository: a local path or local:PATH
-    #[arg(
-        short = 'r',
-        long = "repo",
-        env = "VAULT_REPOSITORY",
-        global = true,
-        value_name = "REPO"
-    )]
+    /// Repository: a local path, local:PATH, sftp://[user@]host[:port]/path or s3://bucket[/prefix]
+    #[arg(short = 'r', long = "repo", env = "VAULT_REPOSITORY", global = true, value_name = "REPO")]
     pub repo: Option<String>,
+    /// Backend option KEY=VALUE (repeatable): s3.endpoint, s3.region, sftp.key, sftp.known-hosts, timeout
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Local cache directory (default: $XDG_CACHE_HOME/vault or ~/.cache/vault)
+    #[arg(long, env = "VAULT_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use the local cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Read the password from this file (first line)
     #[arg(long, env = "VAULT_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and read the password from its output
-    #[arg(
-        long,
-        env = "VAULT_PASSWORD_COMMAND",
-        global = true,
-        value_name = "CMD"
-    )]
+    #[arg(long, env = "VAULT_PASSWORD_COMMAND", global = true, value_name = "CMD")]
     pub password_command: Option<String>,
     /// Machine-readable JSON on stdout
     #[arg(long, global = true)]

@@ -2,7 +2,7 @@
 
 use crate::ops::OpError;
 use crate::repo::RepoError;
-use crate::repo::backend::BackendErrorKind;
+use crate::repo::backend::{BackendError, BackendErrorKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitCode {
@@ -15,6 +15,8 @@ pub enum ExitCode {
     WrongPassword = 12,
     /// Stored data is damaged (failed authentication or verification).
     Integrity = 13,
+    /// The storage backend failed: unreachable, access denied, misconfigured, out of space.
+    Backend = 14,
     Interrupted = 130,
 }
 
@@ -27,32 +29,32 @@ impl ExitCode {
 /// The exit code an error deserves: its most specific cause decides.
 pub fn classify(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
-        let repo =
-            cause
-                .downcast_ref::<RepoError>()
-                .or_else(|| match cause.downcast_ref::<OpError>() {
-                    Some(OpError::Repo(r)) => Some(r),
-                    _ => None,
-                });
+        let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<OpError>() {
+            Some(OpError::Repo(r)) => Some(r),
+            _ => None,
+        });
         if let Some(r) = repo {
             return match r {
                 RepoError::NotFound(_) => ExitCode::RepositoryNotFound,
                 RepoError::WrongPassword(_) => ExitCode::WrongPassword,
                 RepoError::Integrity { .. } => ExitCode::Integrity,
-                RepoError::Backend(b)
-                    if b.kind == BackendErrorKind::NotFound && b.path.is_empty() =>
-                {
+                RepoError::Backend(b) if b.kind == BackendErrorKind::NotFound && b.path.is_empty() => {
                     ExitCode::RepositoryNotFound
                 }
                 _ => ExitCode::Error,
             };
         }
-        if let Some(b) = cause.downcast_ref::<crate::repo::backend::BackendError>()
-            && b.kind == BackendErrorKind::NotFound
-            && b.path.is_empty()
-        {
-            return ExitCode::RepositoryNotFound;
+        if let Some(b) = cause.downcast_ref::<BackendError>() {
+            return backend_code(b);
         }
     }
     ExitCode::Error
+}
+
+fn backend_code(b: &BackendError) -> ExitCode {
+    if b.kind == BackendErrorKind::NotFound && b.path.is_empty() {
+        ExitCode::RepositoryNotFound
+    } else {
+        ExitCode::Backend
+    }
 }

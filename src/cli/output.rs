@@ -21,9 +21,7 @@ pub fn print_json_pretty(v: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 pub fn local_time(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Local)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// `drwxr-xr-x`-style mode string.

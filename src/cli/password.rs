@@ -43,12 +43,12 @@ pub fn read_password(src: &PasswordSource, confirm: Confirm) -> Result<Zeroizing
         if !out.status.success() {
             bail!("password command {cmd:?} failed with {}", out.status);
         }
-        Zeroizing::new(strip_newline(String::from_utf8(out.stdout).map_err(
-            |_| anyhow!("password command {cmd:?} printed invalid UTF-8"),
-        )?))
+        Zeroizing::new(strip_newline(
+            String::from_utf8(out.stdout).map_err(|_| anyhow!("password command {cmd:?} printed invalid UTF-8"))?,
+        ))
     } else if let Some(file) = &src.file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read password file {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("cannot read password file {}", file.display()))?;
         Zeroizing::new(strip_newline(text))
     } else if let Ok(pw) = std::env::var("VAULT_PASSWORD") {
         Zeroizing::new(pw)

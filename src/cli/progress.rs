@@ -28,12 +28,7 @@ impl BarProgress {
             b.enable_steady_tick(Duration::from_millis(250));
             b
         });
-        BarProgress {
-            bar,
-            files: AtomicU64::new(0),
-            total_files: AtomicU64::new(0),
-            verb,
-        }
+        BarProgress { bar, files: AtomicU64::new(0), total_files: AtomicU64::new(0), verb }
     }
 
     pub fn is_visible(&self) -> bool {

@@ -54,17 +54,13 @@ pub fn padme_len(len: u64) -> u64 {
 pub fn encode(raw: &[u8], compression: Compression, padding: Padding) -> Vec<u8> {
     let compressed = match compression {
         Compression::Off => None,
-        Compression::Zstd { level } => zstd::bulk::compress(raw, level)
-            .ok()
-            .filter(|c| c.len() < raw.len()),
+        Compression::Zstd { level } => zstd::bulk::compress(raw, level).ok().filter(|c| c.len() < raw.len()),
     };
     let (codec, payload) = match &compressed {
         Some(c) => (CODEC_ZSTD, c.as_slice()),
         None => (CODEC_STORED, raw),
     };
-    let mut w = Writer {
-        buf: Vec::with_capacity(payload.len() + 12),
-    };
+    let mut w = Writer { buf: Vec::with_capacity(payload.len() + 12) };
     w.u8(codec);
     w.bytes(payload);
     if padding == Padding::Padme {
@@ -95,23 +91,18 @@ pub fn decode(envelope: &[u8], max_len: usize) -> Result<Vec<u8>> {
             Ok(payload.to_vec())
         }
         CODEC_ZSTD => {
-            let dec = zstd::stream::read::Decoder::new(payload)
-                .map_err(|e| FormatError::Decompression(e.to_string()))?;
+            let dec =
+                zstd::stream::read::Decoder::new(payload).map_err(|e| FormatError::Decompression(e.to_string()))?;
             let mut out = Vec::new();
             dec.take(max_len as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| FormatError::Decompression(e.to_string()))?;
             if out.len() > max_len {
-                return Err(FormatError::Decompression(format!(
-                    "output exceeds {max_len} bytes"
-                )));
+                return Err(FormatError::Decompression(format!("output exceeds {max_len} bytes")));
             }
             Ok(out)
         }
-        other => Err(FormatError::invalid(
-            "envelope",
-            format!("unknown codec {other}"),
-        )),
+        other => Err(FormatError::invalid("envelope", format!("unknown codec {other}"))),
     }
 }
 
@@ -135,9 +126,7 @@ mod tests {
         let env = encode(&text, Compression::default(), Padding::None);
         assert_eq!(env[0], CODEC_ZSTD);
         assert!(env.len() < 1000);
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
+        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let env = encode(&noise, Compression::Off, Padding::None);
         assert_eq!(env[0], CODEC_STORED);
     }

@@ -19,11 +19,7 @@ pub struct ChunkerParams {
 
 impl Default for ChunkerParams {
     fn default() -> Self {
-        ChunkerParams {
-            min_size: 512 * 1024,
-            avg_size: 1024 * 1024,
-            max_size: 4 * 1024 * 1024,
-        }
+        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 4 * 1024 * 1024 }
     }
 }
 
@@ -40,14 +36,7 @@ impl ChunkerParams {
             && min % 2 == 0
             && avg % 2 == 0
             && max % 2 == 0;
-        if ok {
-            Ok(())
-        } else {
-            Err(FormatError::invalid(
-                "chunker parameters",
-                format!("{self:?}"),
-            ))
-        }
+        if ok { Ok(()) } else { Err(FormatError::invalid("chunker parameters", format!("{self:?}"))) }
     }
 }
 
@@ -68,13 +57,7 @@ impl Chunker {
             *ls = g << 1;
         }
         let (mask_s, mask_l) = select_masks(params.avg_size as usize, Normalization::Level1);
-        Ok(Chunker {
-            params,
-            gear,
-            gear_ls,
-            mask_s,
-            mask_l,
-        })
+        Ok(Chunker { params, gear, gear_ls, mask_s, mask_l })
     }
 
     pub fn params(&self) -> ChunkerParams {
@@ -112,14 +95,7 @@ impl Chunker {
 
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
         let cap = self.params.max_size as usize * 2;
-        ChunkStream {
-            chunker: self,
-            reader,
-            buf: vec![0u8; cap],
-            start: 0,
-            end: 0,
-            eof: false,
-        }
+        ChunkStream { chunker: self, reader, buf: vec![0u8; cap], start: 0, end: 0, eof: false }
     }
 }
 
@@ -127,9 +103,7 @@ impl Chunker {
 /// chunker key over the empty input, read as little-endian u64.
 pub fn gear_table(key: &SecretKey) -> [u64; 256] {
     let mut bytes = [0u8; 2048];
-    blake3::Hasher::new_keyed(key.expose())
-        .finalize_xof()
-        .fill(&mut bytes);
+    blake3::Hasher::new_keyed(key.expose()).finalize_xof().fill(&mut bytes);
     let mut table = [0u64; 256];
     for (v, c) in table.iter_mut().zip(bytes.chunks_exact(8)) {
         *v = u64::from_le_bytes(c.try_into().expect("chunks_exact(8)"));
@@ -194,11 +168,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn small() -> ChunkerParams {
-        ChunkerParams {
-            min_size: 256,
-            avg_size: 1024,
-            max_size: 4096,
-        }
+        ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 }
     }
 
     fn chunker() -> Chunker {
@@ -228,26 +198,10 @@ mod tests {
     fn bad_params_are_errors() {
         let k = SecretKey::from_bytes([0u8; 32]);
         for p in [
-            ChunkerParams {
-                min_size: 0,
-                avg_size: 1024,
-                max_size: 4096,
-            },
-            ChunkerParams {
-                min_size: 2048,
-                avg_size: 1024,
-                max_size: 4096,
-            },
-            ChunkerParams {
-                min_size: 256,
-                avg_size: 1 << 30,
-                max_size: 1 << 31,
-            },
-            ChunkerParams {
-                min_size: 257,
-                avg_size: 1024,
-                max_size: 4096,
-            },
+            ChunkerParams { min_size: 0, avg_size: 1024, max_size: 4096 },
+            ChunkerParams { min_size: 2048, avg_size: 1024, max_size: 4096 },
+            ChunkerParams { min_size: 256, avg_size: 1 << 30, max_size: 1 << 31 },
+            ChunkerParams { min_size: 257, avg_size: 1024, max_size: 4096 },
         ] {
             assert!(Chunker::new(&k, p).is_err());
         }

@@ -68,10 +68,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u8(&mut self) -> Result<u8> {
-        let b = *self
-            .data
-            .get(self.pos)
-            .ok_or(FormatError::Truncated(self.what))?;
+        let b = *self.data.get(self.pos).ok_or(FormatError::Truncated(self.what))?;
         self.pos += 1;
         Ok(b)
     }
@@ -94,16 +91,12 @@ impl<'a> Reader<'a> {
                 return Ok(v);
             }
         }
-        Err(FormatError::invalid(
-            self.what,
-            "varint longer than 10 bytes",
-        ))
+        Err(FormatError::invalid(self.what, "varint longer than 10 bytes"))
     }
 
     pub fn varint_u32(&mut self) -> Result<u32> {
         let v = self.varint()?;
-        u32::try_from(v)
-            .map_err(|_| FormatError::invalid(self.what, format!("value {v} exceeds 32 bits")))
+        u32::try_from(v).map_err(|_| FormatError::invalid(self.what, format!("value {v} exceeds 32 bits")))
     }
 
     pub fn signed(&mut self) -> Result<i64> {
@@ -123,10 +116,7 @@ impl<'a> Reader<'a> {
     pub fn bytes(&mut self) -> Result<&'a [u8]> {
         let n = self.varint()?;
         if n > MAX_BYTES_LEN {
-            return Err(FormatError::invalid(
-                self.what,
-                format!("byte string of {n} bytes"),
-            ));
+            return Err(FormatError::invalid(self.what, format!("byte string of {n} bytes")));
         }
         self.take(n as usize)
     }
@@ -148,10 +138,7 @@ impl<'a> Reader<'a> {
 
     pub fn expect_end(&self) -> Result<()> {
         if self.remaining() != 0 {
-            return Err(FormatError::invalid(
-                self.what,
-                format!("{} trailing bytes", self.remaining()),
-            ));
+            return Err(FormatError::invalid(self.what, format!("{} trailing bytes", self.remaining())));
         }
         Ok(())
     }

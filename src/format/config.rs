@@ -39,10 +39,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<()> {
         if self.version != 1 {
-            return Err(FormatError::UnsupportedVersion {
-                what: "config",
-                version: u64::from(self.version),
-            });
+            return Err(FormatError::UnsupportedVersion { what: "config", version: u64::from(self.version) });
         }
         self.chunker.validate()?;
         for size in [self.data_pack_size, self.tree_pack_size] {
@@ -53,10 +50,7 @@ impl Config {
         if let Compression::Zstd { level } = self.compression
             && !(1..=22).contains(&level)
         {
-            return Err(FormatError::invalid(
-                "config",
-                format!("zstd level {level}"),
-            ));
+            return Err(FormatError::invalid("config", format!("zstd level {level}")));
         }
         Ok(())
     }
@@ -71,8 +65,8 @@ impl Config {
 
     pub fn decode(keys: &Keys, bytes: &[u8]) -> Result<Config> {
         let plain = file::open(keys, file::CONFIG, bytes)?;
-        let config: Config = serde_json::from_slice(&plain)
-            .map_err(|e| FormatError::invalid("config", e.to_string()))?;
+        let config: Config =
+            serde_json::from_slice(&plain).map_err(|e| FormatError::invalid("config", e.to_string()))?;
         config.validate()?;
         Ok(config)
     }

@@ -103,26 +103,13 @@ impl Keys {
     /// Keyed BLAKE3-256 of a blob's plaintext. Keyed, so that a storage provider cannot
     /// confirm that a known file is present by hashing it.
     pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
-        BlobId(super::Id(
-            *blake3::keyed_hash(self.blob_id.expose(), plaintext).as_bytes(),
-        ))
+        BlobId(super::Id(*blake3::keyed_hash(self.blob_id.expose(), plaintext).as_bytes()))
     }
 
-    pub fn seal(
-        &self,
-        kind: ObjectKind,
-        blob: Option<&BlobId>,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, getrandom::Error> {
+    pub fn seal(&self, kind: ObjectKind, blob: Option<&BlobId>, plaintext: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)?;
-        Ok(seal_with_nonce(
-            &self.encryption,
-            &nonce,
-            kind,
-            blob,
-            plaintext,
-        ))
+        Ok(seal_with_nonce(&self.encryption, &nonce, kind, blob, plaintext))
     }
 
     pub fn open(&self, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[u8]) -> Result<Vec<u8>> {
@@ -164,13 +151,7 @@ pub fn seal_with_nonce(
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     let ad = associated_data(kind, blob);
     let ct = cipher
-        .encrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: plaintext,
-                aad: &ad,
-            },
-        )
+        .encrypt(XNonce::from_slice(nonce), Payload { msg: plaintext, aad: &ad })
         .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(nonce);
@@ -178,21 +159,14 @@ pub fn seal_with_nonce(
     out
 }
 
-pub fn open(
-    key: &SecretKey,
-    kind: ObjectKind,
-    blob: Option<&BlobId>,
-    sealed: &[u8],
-) -> Result<Vec<u8>> {
+pub fn open(key: &SecretKey, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[u8]) -> Result<Vec<u8>> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(FormatError::Truncated("sealed object"));
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     let ad = associated_data(kind, blob);
-    cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &ad })
-        .map_err(|_| FormatError::Authentication)
+    cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &ad }).map_err(|_| FormatError::Authentication)
 }
 
 #[cfg(test)]
@@ -217,15 +191,9 @@ mod tests {
         let id = k.blob_id(b"x");
         let sealed = k.seal(ObjectKind::DataBlob, Some(&id), b"x").unwrap();
         assert!(k.open(ObjectKind::DataBlob, Some(&id), &sealed).is_ok());
-        assert!(matches!(
-            k.open(ObjectKind::TreeBlob, Some(&id), &sealed),
-            Err(FormatError::Authentication)
-        ));
+        assert!(matches!(k.open(ObjectKind::TreeBlob, Some(&id), &sealed), Err(FormatError::Authentication)));
         let other = k.blob_id(b"y");
-        assert!(matches!(
-            k.open(ObjectKind::DataBlob, Some(&other), &sealed),
-            Err(FormatError::Authentication)
-        ));
+        assert!(matches!(k.open(ObjectKind::DataBlob, Some(&other), &sealed), Err(FormatError::Authentication)));
     }
 
     #[test]

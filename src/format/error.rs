@@ -18,10 +18,7 @@ pub enum FormatError {
 
 impl FormatError {
     pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        FormatError::Invalid {
-            what,
-            reason: reason.into(),
-        }
+        FormatError::Invalid { what, reason: reason.into() }
     }
 }
 

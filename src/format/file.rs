@@ -25,21 +25,9 @@ pub struct FileKind {
     pub name: &'static str,
 }
 
-pub const CONFIG: FileKind = FileKind {
-    magic: MAGIC_CONFIG,
-    object: ObjectKind::Config,
-    name: "config",
-};
-pub const INDEX: FileKind = FileKind {
-    magic: MAGIC_INDEX,
-    object: ObjectKind::Index,
-    name: "index",
-};
-pub const SNAPSHOT: FileKind = FileKind {
-    magic: MAGIC_SNAPSHOT,
-    object: ObjectKind::Snapshot,
-    name: "snapshot",
-};
+pub const CONFIG: FileKind = FileKind { magic: MAGIC_CONFIG, object: ObjectKind::Config, name: "config" };
+pub const INDEX: FileKind = FileKind { magic: MAGIC_INDEX, object: ObjectKind::Index, name: "index" };
+pub const SNAPSHOT: FileKind = FileKind { magic: MAGIC_SNAPSHOT, object: ObjectKind::Snapshot, name: "snapshot" };
 
 pub fn seal(
     keys: &Keys,
@@ -85,10 +73,7 @@ pub fn check_header(magic: &[u8; 4], what: &'static str, bytes: &[u8]) -> Result
         return Err(FormatError::invalid(what, "wrong magic bytes"));
     }
     if bytes[4] != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion {
-            what,
-            version: u64::from(bytes[4]),
-        });
+        return Err(FormatError::UnsupportedVersion { what, version: u64::from(bytes[4]) });
     }
     Ok(())
 }

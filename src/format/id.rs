@@ -50,8 +50,7 @@ impl FromStr for Id {
     type Err = FormatError;
     fn from_str(s: &str) -> Result<Id, FormatError> {
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out)
-            .map_err(|e| FormatError::invalid("id", format!("{s:?}: {e}")))?;
+        hex::decode_to_slice(s, &mut out).map_err(|e| FormatError::invalid("id", format!("{s:?}: {e}")))?;
         Ok(Id(out))
     }
 }

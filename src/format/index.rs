@@ -37,9 +37,7 @@ impl IndexFile {
     }
 
     pub fn encode_plain(&self) -> Vec<u8> {
-        let mut w = Writer {
-            buf: Vec::with_capacity(64 + self.blob_count() * 42),
-        };
+        let mut w = Writer { buf: Vec::with_capacity(64 + self.blob_count() * 42) };
         w.u8(FORMAT_VERSION);
         w.varint(self.supersedes.len() as u64);
         for s in &self.supersedes {
@@ -65,10 +63,7 @@ impl IndexFile {
         let mut r = Reader::new(plain, "index");
         let v = r.u8()?;
         if v != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                what: "index",
-                version: u64::from(v),
-            });
+            return Err(FormatError::UnsupportedVersion { what: "index", version: u64::from(v) });
         }
         let n = r.count(32)?;
         let mut supersedes = Vec::with_capacity(n);
@@ -89,24 +84,11 @@ impl IndexFile {
                 let length = r.varint_u32()?;
                 let raw_length = r.varint_u32()?;
                 if u64::from(offset) + u64::from(length) > size {
-                    return Err(FormatError::invalid(
-                        "index",
-                        format!("blob {bid} lies outside pack {id}"),
-                    ));
+                    return Err(FormatError::invalid("index", format!("blob {bid} lies outside pack {id}")));
                 }
-                blobs.push(PackEntry {
-                    id: bid,
-                    offset,
-                    length,
-                    raw_length,
-                });
+                blobs.push(PackEntry { id: bid, offset, length, raw_length });
             }
-            packs.push(IndexPack {
-                id,
-                kind,
-                size,
-                blobs,
-            });
+            packs.push(IndexPack { id, kind, size, blobs });
         }
         r.expect_end()?;
         Ok(IndexFile { supersedes, packs })
@@ -128,37 +110,19 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_index() -> impl Strategy<Value = IndexFile> {
-        let blob = (
-            any::<[u8; 32]>(),
-            0u32..1_000_000,
-            40u32..100_000,
-            any::<u32>(),
-        )
-            .prop_map(|(id, offset, length, raw_length)| PackEntry {
-                id: BlobId(Id(id)),
-                offset,
-                length,
-                raw_length,
+        let blob = (any::<[u8; 32]>(), 0u32..1_000_000, 40u32..100_000, any::<u32>())
+            .prop_map(|(id, offset, length, raw_length)| PackEntry { id: BlobId(Id(id)), offset, length, raw_length });
+        let pack =
+            (any::<[u8; 32]>(), any::<bool>(), proptest::collection::vec(blob, 0..20)).prop_map(|(id, tree, blobs)| {
+                IndexPack {
+                    id: PackId(Id(id)),
+                    kind: if tree { BlobKind::Tree } else { BlobKind::Data },
+                    size: 2_000_000,
+                    blobs,
+                }
             });
-        let pack = (
-            any::<[u8; 32]>(),
-            any::<bool>(),
-            proptest::collection::vec(blob, 0..20),
-        )
-            .prop_map(|(id, tree, blobs)| IndexPack {
-                id: PackId(Id(id)),
-                kind: if tree { BlobKind::Tree } else { BlobKind::Data },
-                size: 2_000_000,
-                blobs,
-            });
-        (
-            proptest::collection::vec(any::<[u8; 32]>(), 0..3),
-            proptest::collection::vec(pack, 0..8),
-        )
-            .prop_map(|(s, packs)| IndexFile {
-                supersedes: s.into_iter().map(|i| IndexId(Id(i))).collect(),
-                packs,
-            })
+        (proptest::collection::vec(any::<[u8; 32]>(), 0..3), proptest::collection::vec(pack, 0..8))
+            .prop_map(|(s, packs)| IndexFile { supersedes: s.into_iter().map(|i| IndexId(Id(i))).collect(), packs })
     }
 
     proptest! {

@@ -17,11 +17,7 @@ pub struct KdfParams {
 
 impl Default for KdfParams {
     fn default() -> Self {
-        KdfParams {
-            memory_kib: 64 * 1024,
-            iterations: 3,
-            parallelism: 1,
-        }
+        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
     }
 }
 
@@ -32,14 +28,7 @@ impl KdfParams {
             && (1..=100).contains(&self.iterations)
             && (1..=64).contains(&self.parallelism)
             && self.memory_kib >= 8 * self.parallelism;
-        if ok {
-            Ok(())
-        } else {
-            Err(FormatError::invalid(
-                "key file",
-                format!("KDF parameters {self:?}"),
-            ))
-        }
+        if ok { Ok(()) } else { Err(FormatError::invalid("key file", format!("KDF parameters {self:?}"))) }
     }
 }
 
@@ -72,18 +61,11 @@ pub const SALT_LEN: usize = 32;
 
 pub fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<SecretKey> {
     params.validate()?;
-    let p = argon2::Params::new(
-        params.memory_kib,
-        params.iterations,
-        params.parallelism,
-        Some(KEY_LEN),
-    )
-    .map_err(|e| FormatError::invalid("key file", e.to_string()))?;
+    let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(KEY_LEN))
+        .map_err(|e| FormatError::invalid("key file", e.to_string()))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut out = [0u8; KEY_LEN];
-    argon
-        .hash_password_into(password, salt, &mut out)
-        .map_err(|e| FormatError::invalid("key file", e.to_string()))?;
+    argon.hash_password_into(password, salt, &mut out).map_err(|e| FormatError::invalid("key file", e.to_string()))?;
     let key = SecretKey::from_bytes(out);
     zeroize::Zeroize::zeroize(&mut out);
     Ok(key)
@@ -106,37 +88,25 @@ impl KeyFile {
         meta: KeyMeta,
     ) -> Result<KeyFile> {
         let kek = derive_kek(password, &salt, params)?;
-        let sealed =
-            crypto::seal_with_nonce(&kek, &nonce, ObjectKind::KeyFile, None, master.expose());
+        let sealed = crypto::seal_with_nonce(&kek, &nonce, ObjectKind::KeyFile, None, master.expose());
         Ok(KeyFile {
             version: 1,
             created: meta.created,
             host: meta.host,
             username: meta.username,
-            kdf: Kdf {
-                algorithm: "argon2id".into(),
-                version: 0x13,
-                params,
-                salt: hex::encode(salt),
-            },
+            kdf: Kdf { algorithm: "argon2id".into(), version: 0x13, params, salt: hex::encode(salt) },
             wrapped_key: hex::encode(sealed),
         })
     }
 
     pub fn validate(&self) -> Result<()> {
         if self.version != 1 {
-            return Err(FormatError::UnsupportedVersion {
-                what: "key file",
-                version: u64::from(self.version),
-            });
+            return Err(FormatError::UnsupportedVersion { what: "key file", version: u64::from(self.version) });
         }
         if self.kdf.algorithm != "argon2id" || self.kdf.version != 0x13 {
             return Err(FormatError::invalid(
                 "key file",
-                format!(
-                    "unsupported KDF {} v{}",
-                    self.kdf.algorithm, self.kdf.version
-                ),
+                format!("unsupported KDF {} v{}", self.kdf.algorithm, self.kdf.version),
             ));
         }
         self.kdf.params.validate()
@@ -146,9 +116,8 @@ impl KeyFile {
         self.validate().map_err(Unwrap::Invalid)?;
         let salt = hex::decode(&self.kdf.salt)
             .map_err(|e| Unwrap::Invalid(FormatError::invalid("key file salt", e.to_string())))?;
-        let sealed = hex::decode(&self.wrapped_key).map_err(|e| {
-            Unwrap::Invalid(FormatError::invalid("key file wrapped_key", e.to_string()))
-        })?;
+        let sealed = hex::decode(&self.wrapped_key)
+            .map_err(|e| Unwrap::Invalid(FormatError::invalid("key file wrapped_key", e.to_string())))?;
         let kek = derive_kek(password, &salt, self.kdf.params).map_err(Unwrap::Invalid)?;
         let mut plain = match crypto::open(&kek, ObjectKind::KeyFile, None, &sealed) {
             Ok(p) => p,
@@ -157,12 +126,8 @@ impl KeyFile {
         };
         let bytes: Result<[u8; KEY_LEN], _> = plain.as_slice().try_into();
         zeroize::Zeroize::zeroize(&mut plain);
-        let bytes = bytes.map_err(|_| {
-            Unwrap::Invalid(FormatError::invalid(
-                "key file",
-                "wrapped key is not 32 bytes",
-            ))
-        })?;
+        let bytes =
+            bytes.map_err(|_| Unwrap::Invalid(FormatError::invalid("key file", "wrapped key is not 32 bytes")))?;
         Ok(Keys::from_master(SecretKey::from_bytes(bytes)))
     }
 
@@ -189,45 +154,22 @@ pub struct KeyMeta {
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const FAST: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
 
     #[test]
     fn wrap_unwrap_and_wrong_password() {
         let master = SecretKey::from_bytes([9u8; 32]);
-        let kf = KeyFile::wrap(
-            &master,
-            b"pw",
-            FAST,
-            [1u8; 32],
-            [2u8; 24],
-            KeyMeta::default(),
-        )
-        .unwrap();
+        let kf = KeyFile::wrap(&master, b"pw", FAST, [1u8; 32], [2u8; 24], KeyMeta::default()).unwrap();
         let back = KeyFile::from_json(&kf.to_json()).unwrap();
         let keys = back.unwrap_master(b"pw").unwrap();
         assert_eq!(keys.master(), &master);
-        assert!(matches!(
-            back.unwrap_master(b"nope"),
-            Err(Unwrap::WrongPassword)
-        ));
+        assert!(matches!(back.unwrap_master(b"nope"), Err(Unwrap::WrongPassword)));
     }
 
     #[test]
     fn absurd_kdf_params_are_refused_before_work() {
         let master = SecretKey::from_bytes([9u8; 32]);
-        let mut kf = KeyFile::wrap(
-            &master,
-            b"pw",
-            FAST,
-            [1u8; 32],
-            [2u8; 24],
-            KeyMeta::default(),
-        )
-        .unwrap();
+        let mut kf = KeyFile::wrap(&master, b"pw", FAST, [1u8; 32], [2u8; 24], KeyMeta::default()).unwrap();
         kf.kdf.params.memory_kib = u32::MAX;
         assert!(matches!(kf.unwrap_master(b"pw"), Err(Unwrap::Invalid(_))));
     }

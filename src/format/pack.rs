@@ -79,34 +79,18 @@ pub fn seal_blob(
     compression: Compression,
     padding: Padding,
 ) -> Result<Vec<u8>, getrandom::Error> {
-    keys.seal(
-        kind.object_kind(),
-        Some(id),
-        &blob::encode(raw, compression, padding),
-    )
+    keys.seal(kind.object_kind(), Some(id), &blob::encode(raw, compression, padding))
 }
 
 /// Decrypts a blob and checks that its plaintext hashes to `id`.
-pub fn open_blob(
-    keys: &Keys,
-    kind: BlobKind,
-    id: &BlobId,
-    sealed: &[u8],
-    raw_length: u32,
-) -> Result<Vec<u8>> {
+pub fn open_blob(keys: &Keys, kind: BlobKind, id: &BlobId, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>> {
     let env = keys.open(kind.object_kind(), Some(id), sealed)?;
     let raw = blob::decode(&env, raw_length as usize)?;
     if raw.len() != raw_length as usize {
-        return Err(FormatError::invalid(
-            "blob",
-            format!("{} bytes, expected {raw_length}", raw.len()),
-        ));
+        return Err(FormatError::invalid("blob", format!("{} bytes, expected {raw_length}", raw.len())));
     }
     if keys.blob_id(&raw) != *id {
-        return Err(FormatError::invalid(
-            "blob",
-            format!("content does not hash to {id}"),
-        ));
+        return Err(FormatError::invalid("blob", format!("content does not hash to {id}")));
     }
     Ok(raw)
 }
@@ -122,11 +106,7 @@ impl PackBuilder {
         let mut buf = Vec::with_capacity(capacity);
         buf.extend_from_slice(MAGIC_PACK);
         buf.push(FORMAT_VERSION);
-        PackBuilder {
-            kind,
-            buf,
-            entries: Vec::new(),
-        }
+        PackBuilder { kind, buf, entries: Vec::new() }
     }
 
     pub fn kind(&self) -> BlobKind {
@@ -142,19 +122,12 @@ impl PackBuilder {
     }
 
     pub fn add(&mut self, id: BlobId, sealed: &[u8], raw_length: u32) {
-        self.entries.push(PackEntry {
-            id,
-            offset: self.buf.len() as u32,
-            length: sealed.len() as u32,
-            raw_length,
-        });
+        self.entries.push(PackEntry { id, offset: self.buf.len() as u32, length: sealed.len() as u32, raw_length });
         self.buf.extend_from_slice(sealed);
     }
 
     fn header_plaintext(&self) -> Vec<u8> {
-        let mut w = Writer {
-            buf: Vec::with_capacity(3 + self.entries.len() * 40),
-        };
+        let mut w = Writer { buf: Vec::with_capacity(3 + self.entries.len() * 40) };
         w.u8(FORMAT_VERSION);
         w.u8(self.kind.to_byte());
         w.varint(self.entries.len() as u64);
@@ -172,47 +145,32 @@ impl PackBuilder {
     }
 
     pub fn finish_with_nonce(self, keys: &Keys, nonce: &[u8; 24]) -> (Vec<u8>, Vec<PackEntry>) {
-        let sealed = keys.seal_with_nonce(
-            nonce,
-            ObjectKind::PackHeader,
-            None,
-            &self.header_plaintext(),
-        );
+        let sealed = keys.seal_with_nonce(nonce, ObjectKind::PackHeader, None, &self.header_plaintext());
         self.append_header(&sealed)
     }
 
     fn append_header(mut self, sealed: &[u8]) -> (Vec<u8>, Vec<PackEntry>) {
         self.buf.extend_from_slice(sealed);
-        self.buf
-            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         (self.buf, self.entries)
     }
 }
 
 /// Length of the sealed header, from the pack's last 4 bytes.
 pub fn header_len_from_tail(tail: &[u8]) -> Result<u32> {
-    let b: [u8; 4] = tail
-        .try_into()
-        .map_err(|_| FormatError::Truncated("pack trailer"))?;
+    let b: [u8; 4] = tail.try_into().map_err(|_| FormatError::Truncated("pack trailer"))?;
     Ok(u32::from_le_bytes(b))
 }
 
 /// Decodes a sealed header found at `header_offset` in a pack; offsets are reconstructed
 /// and checked to end exactly where the header begins.
-pub fn decode_header(
-    keys: &Keys,
-    sealed: &[u8],
-    header_offset: u64,
-) -> Result<(BlobKind, Vec<PackEntry>)> {
+pub fn decode_header(keys: &Keys, sealed: &[u8], header_offset: u64) -> Result<(BlobKind, Vec<PackEntry>)> {
     let env = keys.open(ObjectKind::PackHeader, None, sealed)?;
     let plain = blob::decode(&env, sealed.len())?;
     let mut r = Reader::new(&plain, "pack header");
     let v = r.u8()?;
     if v != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion {
-            what: "pack header",
-            version: u64::from(v),
-        });
+        return Err(FormatError::UnsupportedVersion { what: "pack header", version: u64::from(v) });
     }
     let kind = BlobKind::from_byte(r.u8()?)?;
     let n = r.count(ENTRY_MIN_LEN)?;
@@ -223,17 +181,9 @@ pub fn decode_header(
         let length = r.varint_u32()?;
         let raw_length = r.varint_u32()?;
         if (length as usize) < SEAL_OVERHEAD || raw_length > MAX_BLOB_LEN {
-            return Err(FormatError::invalid(
-                "pack header",
-                format!("blob {id} has impossible length"),
-            ));
+            return Err(FormatError::invalid("pack header", format!("blob {id} has impossible length")));
         }
-        entries.push(PackEntry {
-            id,
-            offset: offset as u32,
-            length,
-            raw_length,
-        });
+        entries.push(PackEntry { id, offset: offset as u32, length, raw_length });
         offset += u64::from(length);
     }
     r.expect_end()?;

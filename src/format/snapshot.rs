@@ -46,12 +46,7 @@ pub struct SnapshotSummary {
 
 impl Snapshot {
     pub fn encode(&self, keys: &Keys) -> Result<Vec<u8>, getrandom::Error> {
-        file::seal(
-            keys,
-            file::SNAPSHOT,
-            &self.to_json(),
-            Compression::default(),
-        )
+        file::seal(keys, file::SNAPSHOT, &self.to_json(), Compression::default())
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -60,13 +55,10 @@ impl Snapshot {
 
     pub fn decode(keys: &Keys, bytes: &[u8]) -> Result<Snapshot> {
         let plain = file::open(keys, file::SNAPSHOT, bytes)?;
-        let s: Snapshot = serde_json::from_slice(&plain)
-            .map_err(|e| FormatError::invalid("snapshot", e.to_string()))?;
+        let s: Snapshot =
+            serde_json::from_slice(&plain).map_err(|e| FormatError::invalid("snapshot", e.to_string()))?;
         if s.version != 1 {
-            return Err(FormatError::UnsupportedVersion {
-                what: "snapshot",
-                version: u64::from(s.version),
-            });
+            return Err(FormatError::UnsupportedVersion { what: "snapshot", version: u64::from(s.version) });
         }
         Ok(s)
     }

@@ -59,9 +59,7 @@ impl NodeKind {
     }
 }
 
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp {
     pub sec: i64,
     pub nsec: u32,
@@ -158,16 +156,11 @@ impl Tree {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes
-            .binary_search_by(|n| n.name.as_slice().cmp(name))
-            .ok()
-            .map(|i| &self.nodes[i])
+        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer {
-            buf: Vec::with_capacity(16 + self.nodes.len() * 96),
-        };
+        let mut w = Writer { buf: Vec::with_capacity(16 + self.nodes.len() * 96) };
         w.u8(FORMAT_VERSION);
         w.varint(self.nodes.len() as u64);
         for n in &self.nodes {
@@ -223,21 +216,13 @@ impl Tree {
         let mut r = Reader::new(bytes, "tree");
         let v = r.u8()?;
         if v != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                what: "tree",
-                version: u64::from(v),
-            });
+            return Err(FormatError::UnsupportedVersion { what: "tree", version: u64::from(v) });
         }
         let count = r.count(NODE_MIN_LEN)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(count);
         for _ in 0..count {
             let name = r.bytes()?.to_vec();
-            if name.is_empty()
-                || name == b"."
-                || name == b".."
-                || name.contains(&b'/')
-                || name.contains(&0)
-            {
+            if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
                 return Err(FormatError::invalid(
                     "tree",
                     format!("bad entry name {:?}", String::from_utf8_lossy(&name)),
@@ -246,10 +231,7 @@ impl Tree {
             if let Some(prev) = nodes.last()
                 && prev.name >= name
             {
-                return Err(FormatError::invalid(
-                    "tree",
-                    "entries not sorted or not unique",
-                ));
+                return Err(FormatError::invalid("tree", "entries not sorted or not unique"));
             }
             let kind = NodeKind::from_byte(r.u8()?)?;
             let mut n = Node::new(name, kind);
@@ -258,14 +240,8 @@ impl Tree {
             n.gid = r.varint_u32()?;
             n.user = r.bytes()?.to_vec();
             n.group = r.bytes()?.to_vec();
-            n.mtime = Timestamp {
-                sec: r.signed()?,
-                nsec: r.varint_u32()?,
-            };
-            n.ctime = Timestamp {
-                sec: r.signed()?,
-                nsec: r.varint_u32()?,
-            };
+            n.mtime = Timestamp { sec: r.signed()?, nsec: r.varint_u32()? };
+            n.ctime = Timestamp { sec: r.signed()?, nsec: r.varint_u32()? };
             n.inode = r.varint()?;
             n.device = r.varint()?;
             n.links = r.varint()?;
@@ -278,22 +254,14 @@ impl Tree {
                 b => return Err(FormatError::invalid("tree", format!("subtree flag {b}"))),
             };
             if n.subtree.is_some() != (kind == NodeKind::Dir) {
-                return Err(FormatError::invalid(
-                    "tree",
-                    "subtree present exactly for directories",
-                ));
+                return Err(FormatError::invalid("tree", "subtree present exactly for directories"));
             }
             let items = r.count(2)?;
             let mut total: u64 = 0;
             for _ in 0..items {
                 let item = match r.u8()? {
-                    0 => ContentItem::Data {
-                        id: BlobId(r.id()?),
-                        length: r.varint_u32()?,
-                    },
-                    1 => ContentItem::Hole {
-                        length: r.varint()?,
-                    },
+                    0 => ContentItem::Data { id: BlobId(r.id()?), length: r.varint_u32()? },
+                    1 => ContentItem::Hole { length: r.varint()? },
                     b => return Err(FormatError::invalid("tree", format!("content tag {b}"))),
                 };
                 total = total
@@ -304,11 +272,7 @@ impl Tree {
             if kind == NodeKind::File && total != n.size {
                 return Err(FormatError::invalid(
                     "tree",
-                    format!(
-                        "content of {} sums to {total}, size is {}",
-                        n.name_lossy(),
-                        n.size
-                    ),
+                    format!("content of {} sums to {total}, size is {}", n.name_lossy(), n.size),
                 ));
             }
             let xn = r.count(2)?;
@@ -318,10 +282,7 @@ impl Tree {
                 if let Some((pk, _)) = n.xattrs.last()
                     && *pk >= k
                 {
-                    return Err(FormatError::invalid(
-                        "tree",
-                        "xattrs not sorted or not unique",
-                    ));
+                    return Err(FormatError::invalid("tree", "xattrs not sorted or not unique"));
                 }
                 n.xattrs.push((k, val));
             }
@@ -340,9 +301,8 @@ mod tests {
 
     fn arb_node() -> impl Strategy<Value = Node> {
         (
-            proptest::collection::vec(1u8..=255, 1..20).prop_filter("no slash or dots", |n| {
-                !n.contains(&b'/') && n != b"." && n != b".."
-            }),
+            proptest::collection::vec(1u8..=255, 1..20)
+                .prop_filter("no slash or dots", |n| !n.contains(&b'/') && n != b"." && n != b".."),
             0usize..4,
             any::<(u32, u32, u32, i64, u32, u64, u64)>(),
             proptest::collection::vec((any::<[u8; 32]>(), any::<u32>()), 0..4),
@@ -352,44 +312,31 @@ mod tests {
                 0..3,
             ),
         )
-            .prop_map(
-                |(name, k, (mode, uid, gid, sec, nsec, inode, hole), content, xattrs)| {
-                    let kind = [
-                        NodeKind::File,
-                        NodeKind::Dir,
-                        NodeKind::Symlink,
-                        NodeKind::Fifo,
-                    ][k];
-                    let mut n = Node::new(name, kind);
-                    n.mode = mode & 0o7777;
-                    n.uid = uid;
-                    n.gid = gid;
-                    n.mtime = Timestamp {
-                        sec,
-                        nsec: nsec % 1_000_000_000,
-                    };
-                    n.inode = inode;
-                    n.user = b"user".to_vec();
-                    n.xattrs = xattrs.into_iter().collect();
-                    match kind {
-                        NodeKind::File => {
-                            n.content = content
-                                .into_iter()
-                                .map(|(id, length)| ContentItem::Data {
-                                    id: BlobId(Id(id)),
-                                    length,
-                                })
-                                .collect();
-                            n.content.push(ContentItem::Hole { length: hole >> 4 });
-                            n.size = n.content.iter().map(|c| c.len()).sum();
-                        }
-                        NodeKind::Dir => n.subtree = Some(BlobId(Id([7; 32]))),
-                        NodeKind::Symlink => n.target = b"../x".to_vec(),
-                        _ => {}
+            .prop_map(|(name, k, (mode, uid, gid, sec, nsec, inode, hole), content, xattrs)| {
+                let kind = [NodeKind::File, NodeKind::Dir, NodeKind::Symlink, NodeKind::Fifo][k];
+                let mut n = Node::new(name, kind);
+                n.mode = mode & 0o7777;
+                n.uid = uid;
+                n.gid = gid;
+                n.mtime = Timestamp { sec, nsec: nsec % 1_000_000_000 };
+                n.inode = inode;
+                n.user = b"user".to_vec();
+                n.xattrs = xattrs.into_iter().collect();
+                match kind {
+                    NodeKind::File => {
+                        n.content = content
+                            .into_iter()
+                            .map(|(id, length)| ContentItem::Data { id: BlobId(Id(id)), length })
+                            .collect();
+                        n.content.push(ContentItem::Hole { length: hole >> 4 });
+                        n.size = n.content.iter().map(|c| c.len()).sum();
                     }
-                    n
-                },
-            )
+                    NodeKind::Dir => n.subtree = Some(BlobId(Id([7; 32]))),
+                    NodeKind::Symlink => n.target = b"../x".to_vec(),
+                    _ => {}
+                }
+                n
+            })
     }
 
     proptest! {

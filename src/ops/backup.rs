@@ -106,10 +106,7 @@ impl Ctx<'_> {
         self.problems
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(SourceProblem {
-                path: path.to_path_buf(),
-                message,
-            });
+            .push(SourceProblem { path: path.to_path_buf(), message });
     }
 
     fn parent_subtree(&self, node: Option<&Node>) -> Option<Tree> {
@@ -127,37 +124,22 @@ impl Ctx<'_> {
     }
 }
 
-pub fn backup(
-    repo: Arc<Repository>,
-    opts: &BackupOptions,
-    progress: &dyn Progress,
-) -> Result<BackupReport> {
+pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
     let started = Instant::now();
-    let cwd = std::env::current_dir().map_err(|e| OpError::Source {
-        path: ".".into(),
-        reason: format!("cannot read the current directory: {e}"),
-    })?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| OpError::Source { path: ".".into(), reason: format!("cannot read the current directory: {e}") })?;
     if opts.sources.is_empty() {
-        return Err(OpError::Source {
-            path: PathBuf::new(),
-            reason: "no source paths given".into(),
-        });
+        return Err(OpError::Source { path: PathBuf::new(), reason: "no source paths given".into() });
     }
     for s in &opts.sources {
         if let Err(e) = std::fs::symlink_metadata(s) {
-            return Err(OpError::Source {
-                path: s.clone(),
-                reason: e.to_string(),
-            });
+            return Err(OpError::Source { path: s.clone(), reason: e.to_string() });
         }
     }
     let excludes = PatternSet::new(&opts.excludes)?;
     let vroot = source::build(&opts.sources, &cwd)?;
-    let mut abs_paths: Vec<String> = opts
-        .sources
-        .iter()
-        .map(|s| source::absolute(s, &cwd).to_string_lossy().into_owned())
-        .collect();
+    let mut abs_paths: Vec<String> =
+        opts.sources.iter().map(|s| source::absolute(s, &cwd).to_string_lossy().into_owned()).collect();
     abs_paths.sort();
     abs_paths.dedup();
 
@@ -168,11 +150,7 @@ pub fn backup(
         ParentChoice::Snapshot(id) => Some((*id, repo.load_snapshot(id)?)),
         ParentChoice::Auto => {
             let (snaps, _) = repo.load_all_snapshots()?;
-            select::newest(
-                snaps
-                    .into_iter()
-                    .filter(|(_, s)| s.hostname == opts.host && s.paths == abs_paths),
-            )
+            select::newest(snaps.into_iter().filter(|(_, s)| s.hostname == opts.host && s.paths == abs_paths))
         }
     };
     let parent_root = match &parent {
@@ -197,26 +175,15 @@ pub fn backup(
     let tree_id = std::thread::scope(|scope| {
         if opts.scan_totals {
             let (excludes, stop) = (&ctx.excludes, &stop_scan);
-            let roots: Vec<PathBuf> = opts
-                .sources
-                .iter()
-                .map(|s| source::absolute(s, &cwd))
-                .collect();
-            scope
-                .spawn(move || scan_totals(&roots, excludes, opts.one_file_system, progress, stop));
+            let roots: Vec<PathBuf> = opts.sources.iter().map(|s| source::absolute(s, &cwd)).collect();
+            scope.spawn(move || scan_totals(&roots, excludes, opts.one_file_system, progress, stop));
         }
         let r = archive_virtual(&ctx, &vroot, parent_root.as_ref());
         stop_scan.store(true, Ordering::Relaxed);
         r
     })?;
 
-    let Ctx {
-        writer,
-        counters,
-        problems,
-        owners,
-        ..
-    } = ctx;
+    let Ctx { writer, counters, problems, owners, .. } = ctx;
     let writer_stats = writer.finish()?;
     let problems = problems.into_inner().unwrap_or_else(|p| p.into_inner());
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -270,20 +237,12 @@ fn archive_virtual(ctx: &Ctx<'_>, vdir: &VirtualDir, parent: Option<&Tree>) -> R
             let parent_node = parent.and_then(|t| t.find(name.as_bytes()));
             match child {
                 VirtualNode::Source(path) => {
-                    let dev = std::fs::symlink_metadata(path)
-                        .map(|m| m.dev())
-                        .unwrap_or(0);
+                    let dev = std::fs::symlink_metadata(path).map(|m| m.dev()).unwrap_or(0);
                     archive_entry(ctx, path, name, parent_node, dev)
                 }
                 VirtualNode::Dir(sub) => {
-                    let mut node = match sub
-                        .meta_path
-                        .as_deref()
-                        .map(|p| (p, std::fs::symlink_metadata(p)))
-                    {
-                        Some((p, Ok(m))) if m.is_dir() => {
-                            node_from_metadata(name, p, &m, &ctx.owners)
-                        }
+                    let mut node = match sub.meta_path.as_deref().map(|p| (p, std::fs::symlink_metadata(p))) {
+                        Some((p, Ok(m))) if m.is_dir() => node_from_metadata(name, p, &m, &ctx.owners),
                         _ => {
                             let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::Dir);
                             n.mode = 0o755;
@@ -304,21 +263,12 @@ fn archive_virtual(ctx: &Ctx<'_>, vdir: &VirtualDir, parent: Option<&Tree>) -> R
     if let Some(dir) = &vdir.contents {
         let dev = std::fs::symlink_metadata(dir).map(|m| m.dev()).unwrap_or(0);
         let extra = archive_dir_entries(ctx, dir, parent, dev)?;
-        nodes.extend(
-            extra
-                .into_iter()
-                .filter(|n| !vdir.children.contains_key(OsStr::from_bytes(&n.name))),
-        );
+        nodes.extend(extra.into_iter().filter(|n| !vdir.children.contains_key(OsStr::from_bytes(&n.name))));
     }
     ctx.save_tree(Tree { nodes })
 }
 
-fn archive_dir_entries(
-    ctx: &Ctx<'_>,
-    dir: &Path,
-    parent: Option<&Tree>,
-    dev: u64,
-) -> Result<Vec<Node>> {
+fn archive_dir_entries(ctx: &Ctx<'_>, dir: &Path, parent: Option<&Tree>, dev: u64) -> Result<Vec<Node>> {
     let names: Vec<OsString> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| match e {
@@ -336,28 +286,14 @@ fn archive_dir_entries(
     };
     Ok(names
         .par_iter()
-        .map(|name| {
-            archive_entry(
-                ctx,
-                &dir.join(name),
-                name,
-                parent.and_then(|t| t.find(name.as_bytes())),
-                dev,
-            )
-        })
+        .map(|name| archive_entry(ctx, &dir.join(name), name, parent.and_then(|t| t.find(name.as_bytes())), dev))
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .flatten()
         .collect())
 }
 
-fn archive_entry(
-    ctx: &Ctx<'_>,
-    path: &Path,
-    name: &OsStr,
-    parent: Option<&Node>,
-    dev: u64,
-) -> Result<Option<Node>> {
+fn archive_entry(ctx: &Ctx<'_>, path: &Path, name: &OsStr, parent: Option<&Node>, dev: u64) -> Result<Option<Node>> {
     if ctx.excludes.matches(path) {
         return Ok(None);
     }
@@ -425,9 +361,7 @@ fn archive_file(
     {
         node.content = p.content.clone();
         ctx.counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
-        ctx.counters
-            .total_bytes
-            .fetch_add(node.size, Ordering::Relaxed);
+        ctx.counters.total_bytes.fetch_add(node.size, Ordering::Relaxed);
         ctx.progress.add_files(1);
         ctx.progress.add_bytes(node.size);
         return Ok(Some(node));
@@ -456,9 +390,7 @@ fn archive_file(
         &ctx.counters.files_new
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    ctx.counters
-        .total_bytes
-        .fetch_add(node.size, Ordering::Relaxed);
+    ctx.counters.total_bytes.fetch_add(node.size, Ordering::Relaxed);
     ctx.progress.add_files(1);
     Ok(Some(node))
 }
@@ -506,12 +438,7 @@ fn data_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
 /// Outer error: the repository failed (fatal). Inner error: the file could not be read
 /// (reported, the backup goes on).
 #[allow(clippy::type_complexity)]
-fn read_content(
-    ctx: &Ctx<'_>,
-    file: &File,
-    size: u64,
-    sparse: bool,
-) -> Result<io::Result<(Vec<ContentItem>, u64)>> {
+fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<io::Result<(Vec<ContentItem>, u64)>> {
     let extents = if sparse {
         match data_extents(file, size) {
             Ok(e) => e,
@@ -524,9 +451,7 @@ fn read_content(
     let mut pos = 0u64;
     for (start, len) in extents {
         if start > pos {
-            items.push(ContentItem::Hole {
-                length: start - pos,
-            });
+            items.push(ContentItem::Hole { length: start - pos });
         }
         let mut f = file;
         if let Err(e) = f.seek(SeekFrom::Start(start)) {
@@ -544,9 +469,7 @@ fn read_content(
             let done = chunk.is_none();
             if let Some(c) = chunk {
                 read += c.len() as u64;
-                ctx.counters
-                    .bytes_read
-                    .fetch_add(c.len() as u64, Ordering::Relaxed);
+                ctx.counters.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
                 ctx.progress.add_bytes(c.len() as u64);
                 batch_bytes += c.len();
                 batch.push(c);
@@ -572,26 +495,13 @@ fn store_batch(ctx: &Ctx<'_>, batch: Vec<Vec<u8>>) -> Result<Vec<ContentItem>> {
     let store = |c: &Vec<u8>| -> Result<ContentItem> {
         let id = ctx.repo.keys().blob_id(c);
         ctx.writer.add(BlobKind::Data, id, c)?;
-        Ok(ContentItem::Data {
-            id,
-            length: c.len() as u32,
-        })
+        Ok(ContentItem::Data { id, length: c.len() as u32 })
     };
-    if batch.len() <= 1 {
-        batch.iter().map(store).collect()
-    } else {
-        batch.par_iter().map(store).collect()
-    }
+    if batch.len() <= 1 { batch.iter().map(store).collect() } else { batch.par_iter().map(store).collect() }
 }
 
 /// Counts files and bytes of the sources for the progress bar. Metadata only.
-fn scan_totals(
-    roots: &[PathBuf],
-    excludes: &PatternSet,
-    one_fs: bool,
-    progress: &dyn Progress,
-    stop: &AtomicBool,
-) {
+fn scan_totals(roots: &[PathBuf], excludes: &PatternSet, one_fs: bool, progress: &dyn Progress, stop: &AtomicBool) {
     let (mut files, mut bytes) = (0u64, 0u64);
     let mut stack: Vec<(PathBuf, u64)> = Vec::new();
     for r in roots {

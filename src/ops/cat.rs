@@ -42,9 +42,7 @@ pub fn node_json(n: &Node) -> Value {
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let v = NodeView {
         name: lossy(&n.name),
-        name_hex: std::str::from_utf8(&n.name)
-            .is_err()
-            .then(|| hex::encode(&n.name)),
+        name_hex: std::str::from_utf8(&n.name).is_err().then(|| hex::encode(&n.name)),
         kind: n.kind,
         mode: format!("{:04o}", n.mode),
         uid: n.uid,
@@ -61,11 +59,7 @@ pub fn node_json(n: &Node) -> Value {
         target: (!n.target.is_empty()).then(|| lossy(&n.target)),
         subtree: n.subtree.map(|s| s.to_hex()),
         content: &n.content,
-        xattrs: n
-            .xattrs
-            .iter()
-            .map(|(k, v)| (lossy(k), hex::encode(v)))
-            .collect(),
+        xattrs: n.xattrs.iter().map(|(k, v)| (lossy(k), hex::encode(v))).collect(),
     };
     serde_json::to_value(v).unwrap_or(Value::Null)
 }

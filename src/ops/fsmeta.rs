@@ -27,11 +27,7 @@ impl OwnerNames {
         let mut m = self.users.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(uid)
             .or_insert_with(|| {
-                User::from_uid(Uid::from_raw(uid))
-                    .ok()
-                    .flatten()
-                    .map(|u| u.name.into_bytes())
-                    .unwrap_or_default()
+                User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name.into_bytes()).unwrap_or_default()
             })
             .clone()
     }
@@ -40,11 +36,7 @@ impl OwnerNames {
         let mut m = self.groups.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(gid)
             .or_insert_with(|| {
-                Group::from_gid(Gid::from_raw(gid))
-                    .ok()
-                    .flatten()
-                    .map(|g| g.name.into_bytes())
-                    .unwrap_or_default()
+                Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name.into_bytes()).unwrap_or_default()
             })
             .clone()
     }
@@ -79,14 +71,8 @@ pub fn node_from_metadata(name: &OsStr, path: &Path, meta: &Metadata, owners: &O
     n.gid = meta.gid();
     n.user = owners.user(n.uid);
     n.group = owners.group(n.gid);
-    n.mtime = Timestamp {
-        sec: meta.mtime(),
-        nsec: meta.mtime_nsec() as u32,
-    };
-    n.ctime = Timestamp {
-        sec: meta.ctime(),
-        nsec: meta.ctime_nsec() as u32,
-    };
+    n.mtime = Timestamp { sec: meta.mtime(), nsec: meta.mtime_nsec() as u32 };
+    n.ctime = Timestamp { sec: meta.ctime(), nsec: meta.ctime_nsec() as u32 };
     n.inode = meta.ino();
     n.device = meta.dev();
     n.links = meta.nlink();
@@ -145,13 +131,7 @@ pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions) -> Vec<Strin
         }
     }
     let t = TimeSpec::new(node.mtime.sec, i64::from(node.mtime.nsec));
-    if let Err(e) = utimensat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        &t,
-        &t,
-        UtimensatFlags::NoFollowSymlink,
-    ) {
+    if let Err(e) = utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink) {
         problems.push(format!("set times: {e}"));
     }
     problems

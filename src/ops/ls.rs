@@ -8,9 +8,7 @@ use super::error::{OpError, Result};
 
 /// Splits a snapshot path into its components (`/home/u` → `home`, `u`).
 pub fn components(path: &str) -> Vec<&str> {
-    path.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect()
+    path.split('/').filter(|c| !c.is_empty() && *c != ".").collect()
 }
 
 /// What a path inside a snapshot points at.
@@ -23,40 +21,22 @@ pub enum Located {
     File(Node),
 }
 
-pub fn locate(
-    repo: &Repository,
-    index: &MasterIndex,
-    root: BlobId,
-    path: &str,
-    snapshot: &str,
-) -> Result<Located> {
-    let mut cur = Located::Dir {
-        tree: root,
-        node: None,
-    };
+pub fn locate(repo: &Repository, index: &MasterIndex, root: BlobId, path: &str, snapshot: &str) -> Result<Located> {
+    let mut cur = Located::Dir { tree: root, node: None };
     for comp in components(path) {
         let tree_id = match &cur {
             Located::Dir { tree, .. } => *tree,
             Located::File(_) => {
-                return Err(OpError::PathNotInSnapshot {
-                    path: path.into(),
-                    snapshot: snapshot.into(),
-                });
+                return Err(OpError::PathNotInSnapshot { path: path.into(), snapshot: snapshot.into() });
             }
         };
         let tree = repo.load_tree(index, &tree_id)?;
-        let node =
-            tree.find(comp.as_bytes())
-                .cloned()
-                .ok_or_else(|| OpError::PathNotInSnapshot {
-                    path: path.into(),
-                    snapshot: snapshot.into(),
-                })?;
+        let node = tree
+            .find(comp.as_bytes())
+            .cloned()
+            .ok_or_else(|| OpError::PathNotInSnapshot { path: path.into(), snapshot: snapshot.into() })?;
         cur = match (node.kind, node.subtree) {
-            (NodeKind::Dir, Some(t)) => Located::Dir {
-                tree: t,
-                node: Some(node),
-            },
+            (NodeKind::Dir, Some(t)) => Located::Dir { tree: t, node: Some(node) },
             _ => Located::File(node),
         };
     }

@@ -26,38 +26,23 @@ impl PatternSet {
             if p.is_empty() {
                 continue;
             }
-            let bad = |e: globset::Error| OpError::Pattern {
-                pattern: p.to_string(),
-                reason: e.kind().to_string(),
-            };
+            let bad = |e: globset::Error| OpError::Pattern { pattern: p.to_string(), reason: e.kind().to_string() };
             let glob = |s: &str| Glob::new(s).map_err(bad);
             if p.contains('/') {
-                let anchored = if p.starts_with('/') {
-                    p.to_string()
-                } else {
-                    format!("**/{p}")
-                };
+                let anchored = if p.starts_with('/') { p.to_string() } else { format!("**/{p}") };
                 paths.add(glob(&anchored)?);
             } else {
                 names.add(glob(p)?);
             }
         }
         let bad = |e: globset::Error| OpError::Pattern {
-            pattern: patterns
-                .iter()
-                .map(|p| p.as_ref())
-                .collect::<Vec<_>>()
-                .join(", "),
+            pattern: patterns.iter().map(|p| p.as_ref()).collect::<Vec<_>>().join(", "),
             reason: e.to_string(),
         };
         let names = names.build().map_err(bad)?;
         let paths = paths.build().map_err(bad)?;
         let empty = names.is_empty() && paths.is_empty();
-        Ok(PatternSet {
-            names,
-            paths,
-            empty,
-        })
+        Ok(PatternSet { names, paths, empty })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -80,11 +65,7 @@ impl PatternSet {
 
 /// Reads patterns from an exclude file: one per line, `#` comments and blank lines skipped.
 pub fn read_pattern_file(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect()
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
 }
 
 #[cfg(test)]
@@ -99,11 +80,7 @@ mod tests {
         assert!(p.matches(Path::new("/home/u/cache")));
         assert!(!p.matches(Path::new("/x/home/u/cache")));
         assert!(p.matches(Path::new("/src/build/out")));
-        assert!(
-            !PatternSet::new::<&str>(&[])
-                .unwrap()
-                .matches(Path::new("/x"))
-        );
+        assert!(!PatternSet::new::<&str>(&[]).unwrap().matches(Path::new("/x")));
         assert!(PatternSet::new(&["a[b"]).is_err());
     }
 }

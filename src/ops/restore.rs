@@ -84,30 +84,12 @@ pub fn restore(
     let target = &opts.target;
     prepare_target(target)?;
     let (index, _) = repo.load_index()?;
-    let sel = Selector {
-        includes: PatternSet::new(&opts.includes)?,
-        excludes: PatternSet::new(&opts.excludes)?,
-    };
-    let mut plan = Plan {
-        dirs: Vec::new(),
-        files: Vec::new(),
-        links: Vec::new(),
-        special: Vec::new(),
-    };
+    let sel = Selector { includes: PatternSet::new(&opts.includes)?, excludes: PatternSet::new(&opts.excludes)? };
+    let mut plan = Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new(), special: Vec::new() };
     let mut seen_inodes: HashMap<(u64, u64), PathBuf> = HashMap::new();
     match locate(repo, &index, tree, &opts.subpath, snapshot_label)? {
         Located::Dir { tree, .. } => {
-            plan_dir(
-                repo,
-                &index,
-                tree,
-                "",
-                target,
-                &sel,
-                false,
-                &mut plan,
-                &mut seen_inodes,
-            )?;
+            plan_dir(repo, &index, tree, "", target, &sel, false, &mut plan, &mut seen_inodes)?;
         }
         Located::File(node) => {
             let name = OsStr::from_bytes(&node.name).to_owned();
@@ -126,14 +108,9 @@ pub fn restore(
         if integrity {
             r.integrity_errors += 1;
         }
-        r.problems.push(RestoreProblem {
-            path: path.to_path_buf(),
-            message,
-        });
+        r.problems.push(RestoreProblem { path: path.to_path_buf(), message });
     };
-    let apply = ApplyOptions {
-        ownership: opts.ownership,
-    };
+    let apply = ApplyOptions { ownership: opts.ownership };
 
     for (path, _) in &plan.dirs {
         if let Err(e) = std::fs::create_dir(path) {
@@ -163,11 +140,7 @@ pub fn restore(
     });
     for (path, first) in &plan.links {
         if let Err(e) = std::fs::hard_link(first, path) {
-            problem(
-                path,
-                format!("cannot create hard link to {}: {e}", first.display()),
-                false,
-            );
+            problem(path, format!("cannot create hard link to {}: {e}", first.display()), false);
         }
     }
     for (path, node) in plan.dirs.iter().rev() {
@@ -185,16 +158,11 @@ pub fn restore(
 }
 
 fn prepare_target(target: &Path) -> Result<()> {
-    let err = |reason: String| OpError::Target {
-        path: target.to_path_buf(),
-        reason,
-    };
+    let err = |reason: String| OpError::Target { path: target.to_path_buf(), reason };
     match std::fs::read_dir(target) {
         Ok(mut rd) => {
             if rd.next().is_some() {
-                return Err(err(
-                    "is not empty; restore only into an empty or new directory".into(),
-                ));
+                return Err(err("is not empty; restore only into an empty or new directory".into()));
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -204,17 +172,14 @@ fn prepare_target(target: &Path) -> Result<()> {
     }
     // Prove it is writable before doing any work.
     let probe = target.join(".vault-restore-probe");
-    File::create(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| err(format!("not writable: {e}")))
+    File::create(&probe).and_then(|_| std::fs::remove_file(&probe)).map_err(|e| err(format!("not writable: {e}")))
 }
 
 impl Selector {
     /// `inherited`: an ancestor directory matched an include pattern.
     fn selected(&self, snap_path: &str, inherited: bool) -> bool {
         let p = Path::new(snap_path);
-        !self.excludes.matches(p)
-            && (self.includes.is_empty() || inherited || self.includes.matches(p))
+        !self.excludes.matches(p) && (self.includes.is_empty() || inherited || self.includes.matches(p))
     }
 }
 
@@ -244,9 +209,7 @@ fn plan_dir(
             let here = inherited || sel.includes.matches(p);
             let pos = plan.dirs.len();
             plan.dirs.push((dest_path.clone(), node));
-            let below = plan_dir(
-                repo, index, sub, &snap_path, &dest_path, sel, here, plan, seen,
-            )?;
+            let below = plan_dir(repo, index, sub, &snap_path, &dest_path, sel, here, plan, seen)?;
             if !(here || below || sel.includes.is_empty()) {
                 plan.dirs.remove(pos);
             } else {
@@ -280,12 +243,8 @@ fn create_special(path: &Path, node: &Node) -> std::io::Result<()> {
     match node.kind {
         NodeKind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), path),
         NodeKind::Fifo => nix::unistd::mkfifo(path, perm).map_err(nix_err),
-        NodeKind::CharDev => {
-            mknod(path, SFlag::S_IFCHR, perm, node.rdev as libc::dev_t).map_err(nix_err)
-        }
-        NodeKind::BlockDev => {
-            mknod(path, SFlag::S_IFBLK, perm, node.rdev as libc::dev_t).map_err(nix_err)
-        }
+        NodeKind::CharDev => mknod(path, SFlag::S_IFCHR, perm, node.rdev as libc::dev_t).map_err(nix_err),
+        NodeKind::BlockDev => mknod(path, SFlag::S_IFBLK, perm, node.rdev as libc::dev_t).map_err(nix_err),
         // A socket cannot be meaningfully recreated; an inode of the same type keeps `ls` right.
         NodeKind::Socket => mknod(path, SFlag::S_IFSOCK, perm, 0).map_err(nix_err),
         NodeKind::File | NodeKind::Dir => Ok(()),
@@ -320,13 +279,9 @@ fn write_file(
             ContentItem::Data { id, length } => {
                 match repo.read_blob(index, BlobKind::Data, id) {
                     Ok(data) => {
-                        f.write_all_at(&data, offset)
-                            .map_err(|e| io("cannot write", e))?;
+                        f.write_all_at(&data, offset).map_err(|e| io("cannot write", e))?;
                     }
-                    Err(e) => damaged.push(format!(
-                        "bytes {offset}..{}: {e}",
-                        offset + u64::from(*length)
-                    )),
+                    Err(e) => damaged.push(format!("bytes {offset}..{}: {e}", offset + u64::from(*length))),
                 }
                 offset += u64::from(*length);
                 progress.add_bytes(u64::from(*length));
@@ -334,13 +289,9 @@ fn write_file(
         }
     }
     // Holes (and damaged ranges) stay unallocated: extending the length creates them.
-    f.set_len(node.size)
-        .map_err(|e| io("cannot set length", e))?;
+    f.set_len(node.size).map_err(|e| io("cannot set length", e))?;
     if !damaged.is_empty() {
-        return Err(WriteError::Integrity(format!(
-            "data could not be restored, {}",
-            damaged.join("; ")
-        )));
+        return Err(WriteError::Integrity(format!("data could not be restored, {}", damaged.join("; "))));
     }
     Ok(())
 }

@@ -28,11 +28,7 @@ pub enum VirtualNode {
 
 /// Lexically normalised absolute path (no `.`/`..`, symlinks not resolved, like restic).
 pub fn absolute(path: &Path, cwd: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    };
+    let joined = if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) };
     let mut out = PathBuf::from("/");
     for c in joined.components() {
         match c {
@@ -72,11 +68,7 @@ pub fn snapshot_components(path: &Path, cwd: &Path) -> Vec<OsString> {
 
 /// Builds the virtual root from the sources. `sources` must exist (checked by the caller).
 pub fn build(sources: &[PathBuf], cwd: &Path) -> Result<VirtualDir> {
-    let mut root = VirtualDir {
-        meta_path: None,
-        contents: None,
-        children: BTreeMap::new(),
-    };
+    let mut root = VirtualDir { meta_path: None, contents: None, children: BTreeMap::new() };
     for src in sources {
         let abs = absolute(src, cwd);
         let comps = snapshot_components(src, cwd);
@@ -103,23 +95,16 @@ pub fn build(sources: &[PathBuf], cwd: &Path) -> Result<VirtualDir> {
                     Some(_) => {
                         return Err(OpError::Source {
                             path: src.clone(),
-                            reason: format!(
-                                "overlaps another source at {:?} in the snapshot",
-                                name
-                            ),
+                            reason: format!("overlaps another source at {:?} in the snapshot", name),
                         });
                     }
                     None => {
-                        dir.children
-                            .insert(name.clone(), VirtualNode::Source(abs.clone()));
+                        dir.children.insert(name.clone(), VirtualNode::Source(abs.clone()));
                     }
                 }
             } else {
                 let entry = dir.children.entry(name.clone()).or_insert_with(|| {
-                    VirtualNode::Dir(VirtualDir {
-                        meta_path: Some(real.clone()),
-                        ..Default::default()
-                    })
+                    VirtualNode::Dir(VirtualDir { meta_path: Some(real.clone()), ..Default::default() })
                 });
                 dir = match entry {
                     VirtualNode::Dir(d) => d,
@@ -151,48 +136,20 @@ mod tests {
     #[test]
     fn mapping() {
         let cwd = Path::new("/work/x");
-        assert_eq!(
-            snapshot_components(Path::new("/home/u/docs"), cwd),
-            vec!["home", "u", "docs"]
-        );
-        assert_eq!(
-            snapshot_components(Path::new("."), cwd),
-            Vec::<OsString>::new()
-        );
-        assert_eq!(
-            snapshot_components(Path::new("../y/z"), cwd),
-            vec!["y", "z"]
-        );
-        assert_eq!(
-            absolute(Path::new("../y/./z"), cwd),
-            PathBuf::from("/work/y/z")
-        );
+        assert_eq!(snapshot_components(Path::new("/home/u/docs"), cwd), vec!["home", "u", "docs"]);
+        assert_eq!(snapshot_components(Path::new("."), cwd), Vec::<OsString>::new());
+        assert_eq!(snapshot_components(Path::new("../y/z"), cwd), vec!["y", "z"]);
+        assert_eq!(absolute(Path::new("../y/./z"), cwd), PathBuf::from("/work/y/z"));
     }
 
     #[test]
     fn virtual_tree() {
         let cwd = Path::new("/c");
-        let root = build(
-            &[
-                PathBuf::from("/a/b"),
-                PathBuf::from("/a/c"),
-                PathBuf::from("d"),
-            ],
-            cwd,
-        )
-        .unwrap();
-        let VirtualNode::Dir(a) = &root.children[&OsString::from("a")] else {
-            panic!()
-        };
+        let root = build(&[PathBuf::from("/a/b"), PathBuf::from("/a/c"), PathBuf::from("d")], cwd).unwrap();
+        let VirtualNode::Dir(a) = &root.children[&OsString::from("a")] else { panic!() };
         assert_eq!(a.meta_path.as_deref(), Some(Path::new("/a")));
-        assert_eq!(
-            a.children[&OsString::from("b")],
-            VirtualNode::Source("/a/b".into())
-        );
-        assert_eq!(
-            root.children[&OsString::from("d")],
-            VirtualNode::Source("/c/d".into())
-        );
+        assert_eq!(a.children[&OsString::from("b")], VirtualNode::Source("/a/b".into()));
+        assert_eq!(root.children[&OsString::from("d")], VirtualNode::Source("/c/d".into()));
         assert!(build(&[PathBuf::from("/a"), PathBuf::from("/a/b")], cwd).is_err());
         let dot = build(&[PathBuf::from(".")], cwd).unwrap();
         assert_eq!(dot.contents.as_deref(), Some(Path::new("/c")));

@@ -12,7 +12,7 @@ use opendal::{ErrorKind, Operator};
 use serde::Serialize;
 use thiserror::Error;
 
-use super::location::Location;
+use super::location::{BackendOptions, KnownHosts, Location};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendErrorKind {
@@ -69,6 +69,8 @@ pub struct Backend {
     rt: Arc<tokio::runtime::Runtime>,
     name: String,
     counters: Arc<Counters>,
+    /// SFTP writes in place, so writes go to `tmp/` and are renamed.
+    rename_writes: bool,
 }
 
 impl fmt::Debug for Backend {
@@ -85,7 +87,7 @@ pub enum OpenMode {
 }
 
 impl Backend {
-    pub fn open(location: &Location, mode: OpenMode) -> Result<Backend, BackendError> {
+    pub fn open(location: &Location, options: &BackendOptions, mode: OpenMode) -> Result<Backend, BackendError> {
         let name = location.to_string();
         let fail = |op: &'static str, e: String| BackendError {
             backend: name.clone(),
@@ -98,20 +100,9 @@ impl Backend {
             Location::Local(path) => {
                 let root = absolute(path).map_err(|e| fail("resolve", e.to_string()))?;
                 match std::fs::metadata(&root) {
-                    Ok(m) if !m.is_dir() => {
-                        return Err(BackendError {
-                            backend: name,
-                            op: "open",
-                            path: String::new(),
-                            kind: BackendErrorKind::Other,
-                            message: "not a directory".into(),
-                        });
-                    }
+                    Ok(m) if !m.is_dir() => return Err(fail("open", "not a directory".into())),
                     Ok(_) => {}
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::NotFound
-                            && mode == OpenMode::Existing =>
-                    {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == OpenMode::Existing => {
                         return Err(BackendError {
                             backend: name,
                             op: "open",
@@ -123,43 +114,70 @@ impl Backend {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(fail("open", e.to_string())),
                 }
-                let root_s = root
-                    .to_str()
-                    .ok_or_else(|| fail("open", "repository path is not valid UTF-8".into()))?;
+                let root_s = root.to_str().ok_or_else(|| fail("open", "repository path is not valid UTF-8".into()))?;
                 // Writes go to tmp/ and are renamed into place after fsync: a crash never
                 // leaves a partial file under a final name.
-                let builder = opendal::services::Fs::default()
-                    .root(root_s)
-                    .atomic_write_dir(&format!("{root_s}/tmp"));
+                let builder = opendal::services::Fs::default().root(root_s).atomic_write_dir(&format!("{root_s}/tmp"));
                 Operator::new(builder).map_err(|e| fail("open", e.to_string()))?
             }
-            Location::Memory(_) => Operator::new(opendal::services::Memory::default())
-                .map_err(|e| fail("open", e.to_string()))?,
+            Location::Sftp { user, host, port, path } => {
+                let mut b = opendal::services::Sftp::default()
+                    .endpoint(&format!("ssh://{host}:{port}"))
+                    .root(path)
+                    .known_hosts_strategy(match options.sftp_known_hosts {
+                        KnownHosts::Strict => "strict",
+                        KnownHosts::AcceptNew => "add",
+                        KnownHosts::Accept => "accept",
+                    });
+                if let Some(u) = user {
+                    b = b.user(u);
+                }
+                if let Some(k) = &options.sftp_key {
+                    let k = k.to_str().ok_or_else(|| fail("open", "sftp.key path is not valid UTF-8".into()))?;
+                    b = b.key(k);
+                }
+                Operator::new(b).map_err(|e| fail("open", e.to_string()))?
+            }
+            Location::S3 { bucket, prefix } => {
+                let (Some(key), Some(secret)) = (&options.s3_access_key_id, &options.s3_secret_access_key) else {
+                    return Err(fail(
+                        "open",
+                        "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+                    ));
+                };
+                let mut b = opendal::services::S3::default()
+                    .bucket(bucket)
+                    .root(&format!("/{prefix}"))
+                    .region(options.s3_region.as_deref().unwrap_or("us-east-1"))
+                    .access_key_id(key)
+                    .secret_access_key(secret)
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                if let Some(e) = &options.s3_endpoint {
+                    b = b.endpoint(e);
+                }
+                if let Some(t) = &options.s3_session_token {
+                    b = b.session_token(t);
+                }
+                Operator::new(b).map_err(|e| fail("open", e.to_string()))?
+            }
+            Location::Memory(_) => {
+                Operator::new(opendal::services::Memory::default()).map_err(|e| fail("open", e.to_string()))?
+            }
         };
+        let timeout = Duration::from_secs(options.timeout_secs.unwrap_or(15));
         let op = op
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(60))
-                    .with_io_timeout(Duration::from_secs(30)),
-            )
-            .layer(
-                RetryLayer::new()
-                    .with_max_times(4)
-                    .with_jitter()
-                    .with_min_delay(Duration::from_millis(200)),
-            );
+            .layer(TimeoutLayer::new().with_timeout(timeout).with_io_timeout(timeout.max(Duration::from_secs(30))))
+            // Only errors OpenDAL marks temporary (timeouts, 5xx, resets) are retried.
+            .layer(RetryLayer::new().with_max_times(2).with_jitter().with_min_delay(Duration::from_millis(300)));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("vault-io")
             .enable_all()
             .build()
             .map_err(|e| fail("start I/O runtime", e.to_string()))?;
-        Ok(Backend {
-            op,
-            rt: Arc::new(rt),
-            name,
-            counters: Arc::default(),
-        })
+        let rename_writes = matches!(location, Location::Sftp { .. });
+        Ok(Backend { op, rt: Arc::new(rt), name, counters: Arc::default(), rename_writes })
     }
 
     pub fn name(&self) -> &str {
@@ -187,24 +205,13 @@ impl Backend {
             ErrorKind::AlreadyExists => BackendErrorKind::AlreadyExists,
             _ => BackendErrorKind::Other,
         };
-        BackendError {
-            backend: self.name.clone(),
-            op,
-            path: path.to_string(),
-            kind,
-            message: short_message(&e),
-        }
+        BackendError { backend: self.name.clone(), op, path: path.to_string(), kind, message: short_message(&e) }
     }
 
     pub fn read(&self, path: &str) -> Result<Vec<u8>, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let buf = self
-            .rt
-            .block_on(self.op.read(path))
-            .map_err(|e| self.err("read", path, e))?;
-        self.counters
-            .bytes_down
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let buf = self.rt.block_on(self.op.read(path)).map_err(|e| self.err("read", path, e))?;
+        self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(buf.to_vec())
     }
 
@@ -214,19 +221,14 @@ impl Backend {
             .rt
             .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
             .map_err(|e| self.err("read", path, e))?;
-        self.counters
-            .bytes_down
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
         if (buf.len() as u64) != len {
             return Err(BackendError {
                 backend: self.name.clone(),
                 op: "read",
                 path: path.to_string(),
                 kind: BackendErrorKind::Other,
-                message: format!(
-                    "short read: {} of {len} bytes at offset {offset}",
-                    buf.len()
-                ),
+                message: format!("short read: {} of {len} bytes at offset {offset}", buf.len()),
             });
         }
         Ok(buf.to_vec())
@@ -236,12 +238,30 @@ impl Backend {
     /// storage a single PUT, which is atomic.
     pub fn write(&self, path: &str, data: Vec<u8>) -> Result<(), BackendError> {
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes_up
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.rt
-            .block_on(self.op.write(path, data))
-            .map_err(|e| self.err("write", path, e))?;
+        self.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if !self.rename_writes {
+            self.rt.block_on(self.op.write(path, data)).map_err(|e| self.err("write", path, e))?;
+            return Ok(());
+        }
+        let mut r = [0u8; 16];
+        getrandom::fill(&mut r).map_err(|e| BackendError {
+            backend: self.name.clone(),
+            op: "write",
+            path: path.to_string(),
+            kind: BackendErrorKind::Other,
+            message: e.to_string(),
+        })?;
+        let tmp = format!("tmp/{}", hex::encode(r));
+        self.rt.block_on(self.op.write(&tmp, data)).map_err(|e| self.err("write", &tmp, e))?;
+        if let Err(e) = self.rt.block_on(self.op.rename(&tmp, path)) {
+            // Names are content-addressed: if the target appeared meanwhile, it holds the
+            // same bytes, and the write has succeeded.
+            let exists = self.stat(path).ok().flatten().is_some();
+            let _ = self.rt.block_on(self.op.delete(&tmp));
+            if !exists {
+                return Err(self.err("rename", path, e));
+            }
+        }
         Ok(())
     }
 
@@ -259,10 +279,7 @@ impl Backend {
     pub fn list(&self, dir: &str) -> Result<Vec<ListEntry>, BackendError> {
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{}/", dir.trim_end_matches('/'));
-        let entries = match self
-            .rt
-            .block_on(async { self.op.list_with(&prefix).recursive(true).await })
-        {
+        let entries = match self.rt.block_on(async { self.op.list_with(&prefix).recursive(true).await }) {
             Ok(v) => v,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.err("list", &prefix, e)),
@@ -282,18 +299,12 @@ impl Backend {
 
     pub fn delete(&self, path: &str) -> Result<(), BackendError> {
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
-        self.rt
-            .block_on(self.op.delete(path))
-            .map_err(|e| self.err("delete", path, e))
+        self.rt.block_on(self.op.delete(path)).map_err(|e| self.err("delete", path, e))
     }
 }
 
 fn absolute(p: &Path) -> std::io::Result<std::path::PathBuf> {
-    if p.is_absolute() {
-        Ok(p.to_path_buf())
-    } else {
-        Ok(std::env::current_dir()?.join(p))
-    }
+    if p.is_absolute() { Ok(p.to_path_buf()) } else { Ok(std::env::current_dir()?.join(p)) }
 }
 
 /// OpenDAL's Display output carries a multi-line context dump; users get its first part.
@@ -302,10 +313,7 @@ fn short_message(e: &opendal::Error) -> String {
     let src = std::error::Error::source(e).map(|s| s.to_string());
     match src {
         Some(s) => format!("{kind}: {s}"),
-        None => format!(
-            "{kind}: {}",
-            e.to_string().lines().next().unwrap_or_default()
-        ),
+        None => format!("{kind}: {}", e.to_string().lines().next().unwrap_or_default()),
     }
 }
 
@@ -315,7 +323,7 @@ mod tests {
 
     #[test]
     fn memory_conformance() {
-        let b = Backend::open(&Location::Memory("t".into()), OpenMode::Create).unwrap();
+        let b = Backend::open(&Location::Memory("t".into()), &BackendOptions::default(), OpenMode::Create).unwrap();
         assert_eq!(b.stat("a/x").unwrap(), None);
         b.write("a/x", b"hello".to_vec()).unwrap();
         b.write("a/b/y", b"world!".to_vec()).unwrap();
@@ -323,19 +331,7 @@ mod tests {
         assert_eq!(b.read_range("a/b/y", 1, 3).unwrap(), b"orl");
         assert_eq!(b.stat("a/b/y").unwrap(), Some(6));
         let l = b.list("a").unwrap();
-        assert_eq!(
-            l,
-            vec![
-                ListEntry {
-                    path: "a/b/y".into(),
-                    size: 6
-                },
-                ListEntry {
-                    path: "a/x".into(),
-                    size: 5
-                }
-            ]
-        );
+        assert_eq!(l, vec![ListEntry { path: "a/b/y".into(), size: 6 }, ListEntry { path: "a/x".into(), size: 5 }]);
         b.write("a/x", b"replaced".to_vec()).unwrap();
         assert_eq!(b.read("a/x").unwrap(), b"replaced");
         b.delete("a/x").unwrap();
@@ -351,18 +347,13 @@ mod tests {
     fn fs_conformance_and_missing_root() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        let e = Backend::open(&Location::Local(missing.clone()), OpenMode::Existing).unwrap_err();
+        let e = Backend::open(&Location::Local(missing.clone()), &BackendOptions::default(), OpenMode::Existing)
+            .unwrap_err();
         assert_eq!(e.kind, BackendErrorKind::NotFound);
         assert!(!missing.exists());
-        let b = Backend::open(&Location::Local(missing.clone()), OpenMode::Create).unwrap();
+        let b = Backend::open(&Location::Local(missing.clone()), &BackendOptions::default(), OpenMode::Create).unwrap();
         b.write("data/ab/cd", vec![1; 100]).unwrap();
-        assert_eq!(
-            b.list("data").unwrap(),
-            vec![ListEntry {
-                path: "data/ab/cd".into(),
-                size: 100
-            }]
-        );
+        assert_eq!(b.list("data").unwrap(), vec![ListEntry { path: "data/ab/cd".into(), size: 100 }]);
         assert_eq!(b.read_range("data/ab/cd", 90, 10).unwrap(), vec![1; 10]);
         assert!(b.read_range("data/ab/cd", 95, 10).is_err());
         // Nothing is left in the temporary directory after a completed write.

@@ -27,10 +27,7 @@ pub enum RepoError {
 
 impl RepoError {
     pub fn integrity(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
-        RepoError::Integrity {
-            what: what.into(),
-            reason: reason.to_string(),
-        }
+        RepoError::Integrity { what: what.into(), reason: reason.to_string() }
     }
 
     pub fn corrupt(what: impl Into<String>, err: FormatError) -> Self {

@@ -1,4 +1,5 @@
-//! Where a repository lives, parsed from a repository string.
+//! Where a repository lives, parsed from a repository string, and the options that
+//! configure the backend (`-o key=value` and the environment).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -7,6 +8,10 @@ use std::path::PathBuf;
 pub enum Location {
     /// A directory on a local file system.
     Local(PathBuf),
+    /// `sftp://[user@]host[:port]/path`
+    Sftp { user: Option<String>, host: String, port: u16, path: String },
+    /// `s3://bucket[/prefix]`
+    S3 { bucket: String, prefix: String },
     /// Process memory (tests only); the name keeps distinct repositories apart in output.
     Memory(String),
 }
@@ -20,10 +25,7 @@ pub struct LocationError {
 
 impl Location {
     pub fn parse(s: &str) -> Result<Location, LocationError> {
-        let err = |reason: &str| LocationError {
-            input: s.to_string(),
-            reason: reason.to_string(),
-        };
+        let err = |reason: &str| LocationError { input: s.to_string(), reason: reason.to_string() };
         if s.is_empty() {
             return Err(err("empty repository string"));
         }
@@ -36,21 +38,160 @@ impl Location {
         if let Some(rest) = s.strip_prefix("memory:") {
             return Ok(Location::Memory(rest.to_string()));
         }
+        if let Some(rest) = s.strip_prefix("sftp://") {
+            let (authority, path) =
+                rest.split_once('/').ok_or_else(|| err("expected sftp://[user@]host[:port]/path"))?;
+            let (user, hostport) = match authority.rsplit_once('@') {
+                Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
+                Some(_) => return Err(err("empty user name before '@'")),
+                None => (None, authority),
+            };
+            let (host, port) = split_host_port(hostport).ok_or_else(|| err("bad host or port"))?;
+            let path = format!("/{}", path.trim_end_matches('/'));
+            if path == "/" {
+                return Err(err("the path must not be the server's root directory"));
+            }
+            return Ok(Location::Sftp { user, host, port, path });
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+            if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+                return Err(err("bucket names have 3 to 63 characters: a-z, 0-9, '-' and '.'"));
+            }
+            return Ok(Location::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
+        }
         if let Some((scheme, _)) = s.split_once("://") {
             return Err(err(&format!(
-                "unsupported scheme {scheme:?} (supported: a local path or local:PATH)"
+                "unsupported scheme {scheme:?} (supported: a local path, local:PATH, sftp://, s3://)"
             )));
         }
         Ok(Location::Local(PathBuf::from(s)))
     }
 }
 
+fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        Some(p) => p.parse().ok().filter(|p| *p != 0)?,
+        None => 22,
+    };
+    Some((host.to_string(), port))
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Local(p) => write!(f, "local:{}", p.display()),
+            Location::Sftp { user, host, port, path } => {
+                let user = user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+                write!(f, "sftp://{user}{host}:{port}{path}")
+            }
+            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
             Location::Memory(n) => write!(f, "memory:{n}"),
         }
+    }
+}
+
+/// How strictly SFTP checks the server's host key against `~/.ssh/known_hosts`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KnownHosts {
+    #[default]
+    Strict,
+    AcceptNew,
+    Accept,
+}
+
+/// Backend settings from `-o key=value` options, falling back to the environment.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct BackendOptions {
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    pub s3_session_token: Option<String>,
+    pub sftp_key: Option<PathBuf>,
+    pub sftp_known_hosts: KnownHosts,
+    /// Per-request timeout in seconds (default 15); with retries, an unreachable server
+    /// fails in well under a minute.
+    pub timeout_secs: Option<u64>,
+}
+
+impl fmt::Debug for BackendOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendOptions")
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_region", &self.s3_region)
+            .field("s3_access_key_id", &self.s3_access_key_id)
+            .field("s3_secret_access_key", &self.s3_secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("s3_session_token", &self.s3_session_token.as_ref().map(|_| "<redacted>"))
+            .field("sftp_key", &self.sftp_key)
+            .field("sftp_known_hosts", &self.sftp_known_hosts)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid option {option:?}: {reason}")]
+pub struct OptionError {
+    pub option: String,
+    pub reason: String,
+}
+
+impl BackendOptions {
+    /// Options given as `key=value`, then the usual environment variables for what is unset.
+    pub fn from_args_and_env(
+        args: &[String],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<BackendOptions, OptionError> {
+        let mut o = BackendOptions::default();
+        for a in args {
+            let bad = |reason: &str| OptionError { option: a.clone(), reason: reason.to_string() };
+            let (k, v) = a.split_once('=').ok_or_else(|| bad("expected key=value"))?;
+            match k {
+                "s3.endpoint" => o.s3_endpoint = Some(v.to_string()),
+                "s3.region" => o.s3_region = Some(v.to_string()),
+                "sftp.key" => o.sftp_key = Some(PathBuf::from(v)),
+                "sftp.known-hosts" => {
+                    o.sftp_known_hosts = match v {
+                        "strict" => KnownHosts::Strict,
+                        "accept-new" => KnownHosts::AcceptNew,
+                        "accept" => KnownHosts::Accept,
+                        _ => return Err(bad("expected strict, accept-new or accept")),
+                    }
+                }
+                "timeout" => {
+                    o.timeout_secs =
+                        Some(v.parse().ok().filter(|s| *s > 0).ok_or_else(|| bad("expected a number of seconds"))?)
+                }
+                _ => {
+                    return Err(bad(
+                        "unknown option (known: s3.endpoint, s3.region, sftp.key, sftp.known-hosts, timeout)",
+                    ));
+                }
+            }
+        }
+        let nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
+        o.s3_endpoint =
+            o.s3_endpoint.or_else(|| nonempty("AWS_ENDPOINT_URL_S3")).or_else(|| nonempty("AWS_ENDPOINT_URL"));
+        o.s3_region = o.s3_region.or_else(|| nonempty("AWS_DEFAULT_REGION")).or_else(|| nonempty("AWS_REGION"));
+        o.s3_access_key_id = nonempty("AWS_ACCESS_KEY_ID");
+        o.s3_secret_access_key = nonempty("AWS_SECRET_ACCESS_KEY");
+        o.s3_session_token = nonempty("AWS_SESSION_TOKEN");
+        Ok(o)
     }
 }
 
@@ -60,15 +201,51 @@ mod tests {
 
     #[test]
     fn parses() {
+        assert_eq!(Location::parse("/a/b").unwrap(), Location::Local("/a/b".into()));
+        assert_eq!(Location::parse("local:rel").unwrap(), Location::Local("rel".into()));
         assert_eq!(
-            Location::parse("/a/b").unwrap(),
-            Location::Local("/a/b".into())
+            Location::parse("sftp://me@host:2222/srv/repo/").unwrap(),
+            Location::Sftp { user: Some("me".into()), host: "host".into(), port: 2222, path: "/srv/repo".into() }
         );
         assert_eq!(
-            Location::parse("local:rel").unwrap(),
-            Location::Local("rel".into())
+            Location::parse("sftp://[::1]/r").unwrap(),
+            Location::Sftp { user: None, host: "::1".into(), port: 22, path: "/r".into() }
         );
-        assert!(Location::parse("ftp://x").is_err());
-        assert!(Location::parse("").is_err());
+        assert_eq!(
+            Location::parse("s3://bucket/a/b/").unwrap(),
+            Location::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+        );
+        assert_eq!(Location::parse("s3://bucket").unwrap().to_string(), "s3://bucket");
+        for bad in [
+            "",
+            "ftp://x",
+            "sftp://host",
+            "sftp://host:99999/x",
+            "sftp://@h/x",
+            "sftp://h/",
+            "s3://",
+            "s3://Bad_Bucket",
+            "local:",
+        ] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn options() {
+        let env = |k: &str| match k {
+            "AWS_REGION" => Some("eu".to_string()),
+            "AWS_ENDPOINT_URL" => Some("http://e".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),
+            _ => None,
+        };
+        let o = BackendOptions::from_args_and_env(&["s3.region=garage".into(), "sftp.known-hosts=accept".into()], &env)
+            .unwrap();
+        assert_eq!(o.s3_region.as_deref(), Some("garage"));
+        assert_eq!(o.s3_endpoint.as_deref(), Some("http://e"));
+        assert_eq!(o.sftp_known_hosts, KnownHosts::Accept);
+        assert!(!format!("{o:?}").contains("secret"));
+        assert!(BackendOptions::from_args_and_env(&["nope=1".into()], &env).is_err());
+        assert!(BackendOptions::from_args_and_env(&["s3.region".into()], &env).is_err());
     }
 }

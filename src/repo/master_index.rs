@@ -80,13 +80,7 @@ impl MasterIndex {
     pub fn get(&self, kind: BlobKind, id: &BlobId) -> Option<BlobLocation> {
         self.map(kind).get(id).map(|e| {
             let p = &self.packs[e.pack as usize];
-            BlobLocation {
-                pack: p.id,
-                kind,
-                offset: e.offset,
-                length: e.length,
-                raw_length: e.raw_length,
-            }
+            BlobLocation { pack: p.id, kind, offset: e.offset, length: e.length, raw_length: e.raw_length }
         })
     }
 

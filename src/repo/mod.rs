@@ -10,7 +10,7 @@ pub mod repository;
 
 pub use backend::Backend;
 pub use error::RepoError;
-pub use location::Location;
+pub use location::{BackendOptions, KnownHosts, Location};
 pub use master_index::{BlobLocation, MasterIndex};
 pub use pack_writer::{PackWriter, WriterStats};
 pub use repository::{InitOptions, Repository};

@@ -113,11 +113,7 @@ impl PackWriter {
                     .map_err(|e| RepoError::integrity("upload thread", e))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(PackWriter {
-            shared,
-            tx: Some(tx),
-            uploaders,
-        })
+        Ok(PackWriter { shared, tx: Some(tx), uploaders })
     }
 
     pub fn repo(&self) -> &Arc<Repository> {
@@ -136,26 +132,11 @@ impl PackWriter {
             return Ok(false);
         }
         let cfg = self.shared.repo.config();
-        let padding = if kind == BlobKind::Data {
-            cfg.padding
-        } else {
-            Default::default()
-        };
-        let sealed = pack::seal_blob(
-            self.shared.repo.keys(),
-            kind,
-            &id,
-            raw,
-            cfg.compression,
-            padding,
-        )?;
+        let padding = if kind == BlobKind::Data { cfg.padding } else { Default::default() };
+        let sealed = pack::seal_blob(self.shared.repo.keys(), kind, &id, raw, cfg.compression, padding)?;
         self.shared.blobs_added.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .bytes_added
-            .fetch_add(raw.len() as u64, Ordering::Relaxed);
-        self.shared
-            .stored_bytes
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.shared.bytes_added.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        self.shared.stored_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
         let target = match kind {
             BlobKind::Data => cfg.data_pack_size,
             BlobKind::Tree => cfg.tree_pack_size,
@@ -163,14 +144,10 @@ impl PackWriter {
         let full = {
             let slot = self.shared.next_random() as usize % OPEN_PACKS_PER_KIND;
             let mut open = lock(&self.shared.open);
-            let builder = open[kind.to_byte() as usize][slot]
-                .get_or_insert_with(|| PackBuilder::new(kind, target + target / 8));
+            let builder =
+                open[kind.to_byte() as usize][slot].get_or_insert_with(|| PackBuilder::new(kind, target + target / 8));
             builder.add(id, &sealed, raw.len() as u32);
-            if builder.len() >= target {
-                open[kind.to_byte() as usize][slot].take()
-            } else {
-                None
-            }
+            if builder.len() >= target { open[kind.to_byte() as usize][slot].take() } else { None }
         };
         if let Some(b) = full {
             self.ship(b)?;
@@ -181,18 +158,8 @@ impl PackWriter {
     fn ship(&self, builder: PackBuilder) -> Result<()> {
         let kind = builder.kind();
         let (bytes, entries) = builder.finish(self.shared.repo.keys())?;
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| RepoError::integrity("pack writer", "used after finish"))?;
-        if tx
-            .send(Upload {
-                kind,
-                bytes,
-                entries,
-            })
-            .is_err()
-        {
+        let tx = self.tx.as_ref().ok_or_else(|| RepoError::integrity("pack writer", "used after finish"))?;
+        if tx.send(Upload { kind, bytes, entries }).is_err() {
             self.check_failed()?;
         }
         Ok(())
@@ -221,9 +188,7 @@ impl PackWriter {
     pub fn finish(mut self) -> Result<WriterStats> {
         let open: Vec<PackBuilder> = {
             let mut open = lock(&self.shared.open);
-            open.iter_mut()
-                .flat_map(|slots| slots.iter_mut().filter_map(Option::take))
-                .collect()
+            open.iter_mut().flat_map(|slots| slots.iter_mut().filter_map(Option::take)).collect()
         };
         for b in open.into_iter().filter(|b| !b.is_empty()) {
             self.ship(b)?;
@@ -267,17 +232,10 @@ impl Shared {
         let id = PackId(Id::of_stored_bytes(&job.bytes));
         let size = job.bytes.len() as u64;
         let header = size - job.entries.iter().map(|e| u64::from(e.length)).sum::<u64>();
-        self.repo
-            .backend()
-            .write(&pack_path(job.kind, &id), job.bytes)?;
+        self.repo.backend().write(&pack_path(job.kind, &id), job.bytes)?;
         self.stored_bytes.fetch_add(header, Ordering::Relaxed);
         self.packs_written.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pending).packs.push(IndexPack {
-            id,
-            kind: job.kind,
-            size,
-            blobs: job.entries,
-        });
+        lock(&self.pending).packs.push(IndexPack { id, kind: job.kind, size, blobs: job.entries });
         self.flush_index(false)
     }
 
@@ -287,9 +245,7 @@ impl Shared {
             let mut p = lock(&self.pending);
             let done = lock(&self.written_indexes).len() as u32;
             let threshold = (INDEX_FLUSH_FIRST_PACKS << done.min(8)).min(INDEX_FLUSH_MAX_PACKS);
-            let due = always
-                || p.packs.len() >= threshold
-                || lock(&self.last_flush).elapsed() >= INDEX_FLUSH_INTERVAL;
+            let due = always || p.packs.len() >= threshold || lock(&self.last_flush).elapsed() >= INDEX_FLUSH_INTERVAL;
             if p.packs.is_empty() || !due {
                 return Ok(());
             }
@@ -312,15 +268,9 @@ mod tests {
 
     #[test]
     fn blobs_round_trip_and_dedup() {
-        let b = Backend::open(&Location::Memory("w".into()), OpenMode::Create).unwrap();
-        let opts = InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
-        };
+        let b = Backend::open(&Location::Memory("w".into()), &Default::default(), OpenMode::Create).unwrap();
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
         let repo = Arc::new(Repository::init(b, b"pw", &opts, KeyMeta::default()).unwrap());
         let w = PackWriter::new(repo.clone(), Arc::new(MasterIndex::new())).unwrap();
         let blobs: Vec<Vec<u8>> = (0..50u32).map(|i| i.to_le_bytes().repeat(1000)).collect();

@@ -70,12 +70,7 @@ fn parse_listing(entries: Vec<super::backend::ListEntry>) -> Vec<(Id, u64)> {
 }
 
 impl Repository {
-    pub fn init(
-        backend: Backend,
-        password: &[u8],
-        opts: &InitOptions,
-        meta: KeyMeta,
-    ) -> Result<Repository> {
+    pub fn init(backend: Backend, password: &[u8], opts: &InitOptions, meta: KeyMeta) -> Result<Repository> {
         if backend.stat(CONFIG_PATH)?.is_some() || !backend.list(KEYS_DIR)?.is_empty() {
             return Err(RepoError::AlreadyExists(backend.name().to_string()));
         }
@@ -93,20 +88,13 @@ impl Repository {
         config.chunker = opts.chunker;
         config.compression = opts.compression;
         config.padding = opts.padding;
-        config
-            .validate()
-            .map_err(|e| RepoError::integrity("new config", e))?;
+        config.validate().map_err(|e| RepoError::integrity("new config", e))?;
         // Key first, config last: the config's presence is what makes a repository exist.
         let key_bytes = kf.to_json();
         let key_id = KeyId(Id::of_stored_bytes(&key_bytes));
         backend.write(&file_path(KEYS_DIR, &key_id.0), key_bytes)?;
         backend.write(CONFIG_PATH, config.encode(&keys)?)?;
-        Ok(Repository {
-            backend,
-            keys,
-            config,
-            key_id,
-        })
+        Ok(Repository { backend, keys, config, key_id })
     }
 
     pub fn open(backend: Backend, password: &[u8]) -> Result<Repository> {
@@ -116,10 +104,7 @@ impl Repository {
         }
         let key_ids = parse_listing(backend.list(KEYS_DIR)?);
         if key_ids.is_empty() {
-            return Err(RepoError::NoUsableKey {
-                repo: name,
-                reason: "the keys/ directory is empty".into(),
-            });
+            return Err(RepoError::NoUsableKey { repo: name, reason: "the keys/ directory is empty".into() });
         }
         let mut problems = Vec::new();
         let mut wrong_password = false;
@@ -135,9 +120,7 @@ impl Repository {
             };
             // The name check tells a damaged key file apart from a wrong password.
             if Id::of_stored_bytes(&bytes) != id {
-                problems.push(format!(
-                    "key file {path} is damaged (its bytes do not match its name)"
-                ));
+                problems.push(format!("key file {path} is damaged (its bytes do not match its name)"));
                 continue;
             }
             let kf = match KeyFile::from_json(&bytes) {
@@ -160,21 +143,12 @@ impl Repository {
             Some(k) => k,
             None if wrong_password => return Err(RepoError::WrongPassword(name)),
             None => {
-                return Err(RepoError::NoUsableKey {
-                    repo: name,
-                    reason: problems.join("; "),
-                });
+                return Err(RepoError::NoUsableKey { repo: name, reason: problems.join("; ") });
             }
         };
         let bytes = backend.read(CONFIG_PATH)?;
-        let config = Config::decode(&keys, &bytes)
-            .map_err(|e| RepoError::integrity(format!("{name}: config"), e))?;
-        Ok(Repository {
-            backend,
-            keys,
-            config,
-            key_id,
-        })
+        let config = Config::decode(&keys, &bytes).map_err(|e| RepoError::integrity(format!("{name}: config"), e))?;
+        Ok(Repository { backend, keys, config, key_id })
     }
 
     pub fn backend(&self) -> &Backend {
@@ -194,8 +168,7 @@ impl Repository {
     }
 
     pub fn chunker(&self) -> Result<Chunker> {
-        Chunker::new(self.keys.chunker_key(), self.config.chunker)
-            .map_err(|e| RepoError::integrity("config", e))
+        Chunker::new(self.keys.chunker_key(), self.config.chunker).map_err(|e| RepoError::integrity("config", e))
     }
 
     /// Writes a content-addressed file into `dir` and returns its id.
@@ -210,10 +183,7 @@ impl Repository {
         let path = file_path(dir, id);
         let bytes = self.backend.read(&path)?;
         if Id::of_stored_bytes(&bytes) != *id {
-            return Err(RepoError::integrity(
-                path,
-                "its bytes do not match its name",
-            ));
+            return Err(RepoError::integrity(path, "its bytes do not match its name"));
         }
         Ok(bytes)
     }
@@ -228,26 +198,18 @@ impl Repository {
     }
 
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotId>> {
-        Ok(self
-            .list_files(SNAPSHOTS_DIR)?
-            .into_iter()
-            .map(|(id, _)| SnapshotId(id))
-            .collect())
+        Ok(self.list_files(SNAPSHOTS_DIR)?.into_iter().map(|(id, _)| SnapshotId(id)).collect())
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let bytes = self.read_file(SNAPSHOTS_DIR, &id.0)?;
-        Snapshot::decode(&self.keys, &bytes)
-            .map_err(|e| RepoError::integrity(file_path(SNAPSHOTS_DIR, &id.0), e))
+        Snapshot::decode(&self.keys, &bytes).map_err(|e| RepoError::integrity(file_path(SNAPSHOTS_DIR, &id.0), e))
     }
 
     /// Loads every snapshot; damaged ones are returned apart so a listing can go on.
     pub fn load_all_snapshots(&self) -> Result<(SnapshotList, Vec<RepoError>)> {
         let ids = self.list_snapshots()?;
-        let results: Vec<_> = ids
-            .par_iter()
-            .map(|id| (*id, self.load_snapshot(id)))
-            .collect();
+        let results: Vec<_> = ids.par_iter().map(|id| (*id, self.load_snapshot(id))).collect();
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for (id, r) in results {
@@ -261,31 +223,23 @@ impl Repository {
     }
 
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
-        Ok(SnapshotId(
-            self.write_file(SNAPSHOTS_DIR, s.encode(&self.keys)?)?,
-        ))
+        Ok(SnapshotId(self.write_file(SNAPSHOTS_DIR, s.encode(&self.keys)?)?))
     }
 
     pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
         let bytes = self.read_file(INDEX_DIR, &id.0)?;
-        IndexFile::decode(&self.keys, &bytes)
-            .map_err(|e| RepoError::integrity(file_path(INDEX_DIR, &id.0), e))
+        IndexFile::decode(&self.keys, &bytes).map_err(|e| RepoError::integrity(file_path(INDEX_DIR, &id.0), e))
     }
 
     pub fn save_index(&self, idx: &IndexFile) -> Result<IndexId> {
-        Ok(IndexId(
-            self.write_file(INDEX_DIR, idx.encode(&self.keys)?)?,
-        ))
+        Ok(IndexId(self.write_file(INDEX_DIR, idx.encode(&self.keys)?)?))
     }
 
     /// Loads all index files. A damaged index file does not stop the load: its blobs are
     /// simply unknown (a backup stores them again; `check` reports the damage).
     pub fn load_index(&self) -> Result<(MasterIndex, Vec<RepoError>)> {
         let ids = self.list_files(INDEX_DIR)?;
-        let loaded: Vec<_> = ids
-            .par_iter()
-            .map(|(id, _)| self.load_index_file(&IndexId(*id)))
-            .collect();
+        let loaded: Vec<_> = ids.par_iter().map(|(id, _)| self.load_index_file(&IndexId(*id))).collect();
         let mut index = MasterIndex::new();
         let mut bad = Vec::new();
         for r in loaded {
@@ -303,17 +257,13 @@ impl Repository {
     /// Reads, decrypts and verifies one blob.
     pub fn read_blob_at(&self, loc: &BlobLocation, id: &BlobId) -> Result<Vec<u8>> {
         let path = pack_path(loc.kind, &loc.pack);
-        let sealed =
-            self.backend
-                .read_range(&path, u64::from(loc.offset), u64::from(loc.length))?;
+        let sealed = self.backend.read_range(&path, u64::from(loc.offset), u64::from(loc.length))?;
         pack::open_blob(&self.keys, loc.kind, id, &sealed, loc.raw_length)
             .map_err(|e| RepoError::integrity(format!("blob {id} in pack {path}"), e))
     }
 
     pub fn read_blob(&self, index: &MasterIndex, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = index
-            .get(kind, id)
-            .ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
+        let loc = index.get(kind, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
         self.read_blob_at(&loc, id)
     }
 
@@ -333,23 +283,13 @@ mod tests {
     use crate::repo::location::Location;
 
     fn fast() -> InitOptions {
-        InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
-        }
+        InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() }
     }
 
     #[test]
     fn init_open_and_errors() {
-        let b = Backend::open(&Location::Memory("r".into()), OpenMode::Create).unwrap();
-        assert!(matches!(
-            Repository::open(b.clone(), b"pw"),
-            Err(RepoError::NotFound(_))
-        ));
+        let b = Backend::open(&Location::Memory("r".into()), &Default::default(), OpenMode::Create).unwrap();
+        assert!(matches!(Repository::open(b.clone(), b"pw"), Err(RepoError::NotFound(_))));
         let r = Repository::init(b.clone(), b"pw", &fast(), KeyMeta::default()).unwrap();
         assert!(matches!(
             Repository::init(b.clone(), b"pw", &fast(), KeyMeta::default()),
@@ -357,18 +297,12 @@ mod tests {
         ));
         let r2 = Repository::open(b.clone(), b"pw").unwrap();
         assert_eq!(r.config(), r2.config());
-        assert!(matches!(
-            Repository::open(b.clone(), b"bad"),
-            Err(RepoError::WrongPassword(_))
-        ));
+        assert!(matches!(Repository::open(b.clone(), b"bad"), Err(RepoError::WrongPassword(_))));
         // A damaged key file is not a wrong password.
         let key = b.list(KEYS_DIR).unwrap().remove(0).path;
         let mut bytes = b.read(&key).unwrap();
         bytes[10] ^= 1;
         b.write(&key, bytes).unwrap();
-        assert!(matches!(
-            Repository::open(b.clone(), b"pw"),
-            Err(RepoError::NoUsableKey { .. })
-        ));
+        assert!(matches!(Repository::open(b.clone(), b"pw"), Err(RepoError::NoUsableKey { .. })));
     }
 }

@@ -111,10 +111,7 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
     names.sort();
     for p in names {
         out.push(p.clone());
-        if std::fs::symlink_metadata(&p)
-            .map(|m| m.is_dir())
-            .unwrap_or(false)
-        {
+        if std::fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
             out.extend(walk(&p));
         }
     }
@@ -178,24 +175,12 @@ pub fn manifest(root: &Path) -> BTreeMap<String, ManifestEntry> {
         } else {
             "file"
         };
-        let content = if kind == "file" {
-            blake3::hash(&std::fs::read(&p).unwrap())
-                .to_hex()
-                .to_string()
-        } else {
-            String::new()
-        };
-        let target = if kind == "symlink" {
-            hex_if_needed(std::fs::read_link(&p).unwrap().as_os_str())
-        } else {
-            String::new()
-        };
-        let link_group = (kind == "file" && m.nlink() > 1).then(|| {
-            inodes
-                .entry((m.dev(), m.ino()))
-                .or_insert(rel_s.clone())
-                .clone()
-        });
+        let content =
+            if kind == "file" { blake3::hash(&std::fs::read(&p).unwrap()).to_hex().to_string() } else { String::new() };
+        let target =
+            if kind == "symlink" { hex_if_needed(std::fs::read_link(&p).unwrap().as_os_str()) } else { String::new() };
+        let link_group = (kind == "file" && m.nlink() > 1)
+            .then(|| inodes.entry((m.dev(), m.ino())).or_insert(rel_s.clone()).clone());
         let mut xattrs: Vec<(String, String)> = xattr::list(&p)
             .map(|l| {
                 l.map(|n| {

@@ -15,8 +15,7 @@ use crate::ops::select::{self, SnapshotFilter};
 pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read exclude file {}", f.display()))?;
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
         excludes.extend(read_pattern_file(&text));
     }
     let repo = open_repo(g)?;
@@ -51,10 +50,7 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
     if report.problems.is_empty() {
         Ok(ExitCode::Ok)
     } else {
-        eprintln!(
-            "warning: {} source entries could not be read; the snapshot lacks them",
-            report.problems.len()
-        );
+        eprintln!("warning: {} source entries could not be read; the snapshot lacks them", report.problems.len());
         Ok(ExitCode::PartialBackup)
     }
 }
@@ -93,22 +89,10 @@ fn print_summary(r: &BackupReport) {
     if let Some(p) = &r.parent {
         println!("using parent snapshot {}", p.short());
     }
-    println!(
-        "Files:       {} new, {} changed, {} unchanged",
-        s.files_new, s.files_changed, s.files_unchanged
-    );
+    println!("Files:       {} new, {} changed, {} unchanged", s.files_new, s.files_changed, s.files_unchanged);
     println!("Dirs:        {}", s.dirs);
-    println!(
-        "Read:        {} of {} ({})",
-        bytes(s.bytes_read),
-        bytes(s.total_bytes),
-        rate(s.bytes_read, r.duration)
-    );
-    println!(
-        "Added:       {} ({} stored after compression)",
-        bytes(s.bytes_added),
-        bytes(r.writer.stored_bytes_added)
-    );
+    println!("Read:        {} of {} ({})", bytes(s.bytes_read), bytes(s.total_bytes), rate(s.bytes_read, r.duration));
+    println!("Added:       {} ({} stored after compression)", bytes(s.bytes_added), bytes(r.writer.stored_bytes_added));
     println!("Duration:    {:.2}s", r.duration.as_secs_f64());
     println!("snapshot {} saved", r.snapshot_id.short());
 }

@@ -13,12 +13,8 @@ use crate::repo::repository::{INDEX_DIR, KEYS_DIR};
 /// A full id, or the one file in `dir` whose name starts with `prefix`.
 fn resolve(repo: &Repository, dir: &str, prefix: &str) -> Result<Id> {
     let p = prefix.to_ascii_lowercase();
-    let ids: Vec<Id> = repo
-        .list_files(dir)?
-        .into_iter()
-        .map(|(id, _)| id)
-        .filter(|id| id.to_hex().starts_with(&p))
-        .collect();
+    let ids: Vec<Id> =
+        repo.list_files(dir)?.into_iter().map(|(id, _)| id).filter(|id| id.to_hex().starts_with(&p)).collect();
     match ids.as_slice() {
         [id] if !p.is_empty() => Ok(*id),
         [] | [_] => bail!("no {dir} file matches {prefix:?}"),
@@ -28,10 +24,7 @@ fn resolve(repo: &Repository, dir: &str, prefix: &str) -> Result<Id> {
 
 pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<ExitCode> {
     let repo = open_repo(g)?;
-    let need_id = || {
-        a.id.clone()
-            .ok_or_else(|| anyhow!("`cat {}` needs an id", a.kind))
-    };
+    let need_id = || a.id.clone().ok_or_else(|| anyhow!("`cat {}` needs an id", a.kind));
     let value = match a.kind.as_str() {
         "config" => config_json(&repo)?,
         "snapshot" => {

@@ -1,7 +1,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{hostname, location, password_source};
+use super::{backend_options, hostname, location, password_source};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, InitArgs};
 use crate::cli::output::print_json;
@@ -22,15 +22,11 @@ pub fn compression(name: &str) -> Compression {
 
 pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
     let loc = location(g)?;
-    let backend = Backend::open(&loc, OpenMode::Create)?;
+    let backend = Backend::open(&loc, &backend_options(g)?, OpenMode::Create)?;
     let pw = read_password(&password_source(g), Confirm::Twice)?;
     let opts = InitOptions {
         compression: compression(&a.compression),
-        padding: if a.padding == "padme" {
-            Padding::Padme
-        } else {
-            Padding::None
-        },
+        padding: if a.padding == "padme" { Padding::Padme } else { Padding::None },
         ..Default::default()
     };
     let meta = KeyMeta {
@@ -40,14 +36,9 @@ pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
     };
     let repo = Repository::init(backend, pw.as_bytes(), &opts, meta)?;
     if g.json {
-        print_json(
-            &json!({ "message_type": "initialized", "id": repo.config().id, "repository": loc.to_string() }),
-        )?;
+        print_json(&json!({ "message_type": "initialized", "id": repo.config().id, "repository": loc.to_string() }))?;
     } else if !g.quiet {
-        println!(
-            "created vault repository {} at {loc}",
-            repo.config().id.short()
-        );
+        println!("created vault repository {} at {loc}", repo.config().id.short());
         println!("Keep the password safe: without it the data cannot be recovered.");
     }
     Ok(ExitCode::Ok)

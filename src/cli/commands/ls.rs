@@ -31,32 +31,17 @@ pub fn run(g: &GlobalArgs, a: &LsArgs) -> Result<ExitCode> {
                 }
                 writeln!(out, "{v}")
             } else if a.long {
-                let t =
-                    chrono::DateTime::from_timestamp(n.mtime.sec, n.mtime.nsec).unwrap_or_default();
-                let user = if n.user.is_empty() {
-                    n.uid.to_string()
-                } else {
-                    String::from_utf8_lossy(&n.user).into_owned()
-                };
-                let group = if n.group.is_empty() {
-                    n.gid.to_string()
-                } else {
-                    String::from_utf8_lossy(&n.group).into_owned()
-                };
+                let t = chrono::DateTime::from_timestamp(n.mtime.sec, n.mtime.nsec).unwrap_or_default();
+                let user =
+                    if n.user.is_empty() { n.uid.to_string() } else { String::from_utf8_lossy(&n.user).into_owned() };
+                let group =
+                    if n.group.is_empty() { n.gid.to_string() } else { String::from_utf8_lossy(&n.group).into_owned() };
                 let link = if n.kind == NodeKind::Symlink {
                     format!(" -> {}", String::from_utf8_lossy(&n.target))
                 } else {
                     String::new()
                 };
-                writeln!(
-                    out,
-                    "{} {:>8} {:>8} {:>12} {} {p}{link}",
-                    mode_string(n),
-                    user,
-                    group,
-                    n.size,
-                    local_time(t)
-                )
+                writeln!(out, "{} {:>8} {:>8} {:>12} {} {p}{link}", mode_string(n), user, group, n.size, local_time(t))
             } else {
                 writeln!(out, "{p}")
             };

@@ -16,26 +16,24 @@ use super::args::{FilterArgs, GlobalArgs};
 use super::password::{Confirm, PasswordSource, read_password};
 use crate::ops::select::SnapshotFilter;
 use crate::repo::backend::OpenMode;
-use crate::repo::{Backend, Location, RepoError, Repository};
+use crate::repo::{Backend, BackendOptions, Location, RepoError, Repository};
 
 pub fn location(g: &GlobalArgs) -> Result<Location> {
-    let s = g
-        .repo
-        .as_deref()
-        .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set VAULT_REPOSITORY"))?;
+    let s = g.repo.as_deref().ok_or_else(|| anyhow!("no repository given: use -r/--repo or set VAULT_REPOSITORY"))?;
     Ok(Location::parse(s)?)
 }
 
+pub fn backend_options(g: &GlobalArgs) -> Result<BackendOptions> {
+    Ok(BackendOptions::from_args_and_env(&g.options, &|k| std::env::var(k).ok())?)
+}
+
 pub fn password_source(g: &GlobalArgs) -> PasswordSource {
-    PasswordSource {
-        command: g.password_command.clone(),
-        file: g.password_file.clone(),
-    }
+    PasswordSource { command: g.password_command.clone(), file: g.password_file.clone() }
 }
 
 pub fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
     let loc = location(g)?;
-    let backend = match Backend::open(&loc, OpenMode::Existing) {
+    let backend = match Backend::open(&loc, &backend_options(g)?, OpenMode::Existing) {
         Ok(b) => b,
         Err(e) if e.kind == crate::repo::backend::BackendErrorKind::NotFound => {
             return Err(RepoError::NotFound(loc.to_string()).into());
@@ -43,10 +41,7 @@ pub fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
         Err(e) => return Err(e.into()),
     };
     // Fail on a missing repository before asking for a password.
-    if backend
-        .stat(crate::repo::repository::CONFIG_PATH)?
-        .is_none()
-    {
+    if backend.stat(crate::repo::repository::CONFIG_PATH)?.is_none() {
         return Err(RepoError::NotFound(loc.to_string()).into());
     }
     let pw = read_password(&password_source(g), Confirm::Once)?;
@@ -59,21 +54,12 @@ pub fn filter(f: &FilterArgs) -> SnapshotFilter {
         tags: f
             .tags
             .iter()
-            .map(|t| {
-                t.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
+            .map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
             .collect(),
         paths: f.paths.clone(),
     }
 }
 
 pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".into())
 }

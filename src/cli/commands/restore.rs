@@ -50,10 +50,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
         );
     }
     if r.integrity_errors > 0 {
-        eprintln!(
-            "error: {} files could not be restored because repository data is damaged",
-            r.integrity_errors
-        );
+        eprintln!("error: {} files could not be restored because repository data is damaged", r.integrity_errors);
         Ok(ExitCode::Integrity)
     } else if !r.problems.is_empty() {
         eprintln!("error: {} problems during restore", r.problems.len());

@@ -37,18 +37,12 @@ pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
                 local_time(time_of(s)),
                 s.hostname.clone(),
                 s.tags.join(","),
-                s.summary
-                    .as_ref()
-                    .map(|x| bytes(x.total_bytes))
-                    .unwrap_or_default(),
+                s.summary.as_ref().map(|x| bytes(x.total_bytes)).unwrap_or_default(),
                 s.paths.join(", "),
             ]
         })
         .collect();
-    print!(
-        "{}",
-        table(&["ID", "Time", "Host", "Tags", "Size", "Paths"], &rows)
-    );
+    print!("{}", table(&["ID", "Time", "Host", "Tags", "Size", "Paths"], &rows));
     println!("{} snapshots", snaps.len());
     Ok(ExitCode::Ok)
 }
