@@ -3,103 +3,8 @@
 
 mod common;
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-
+use common::scenarios::{build_tree, every_file_kind_round_trips};
 use common::*;
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
-use nix::sys::time::TimeSpec;
-
-fn set_mtime(p: &Path, sec: i64, nsec: i64) {
-    let t = TimeSpec::new(sec, nsec);
-    utimensat(nix::fcntl::AT_FDCWD, p, &t, &t, UtimensatFlags::NoFollowSymlink).unwrap();
-}
-
-/// Builds a tree with every kind of entry vault stores. Returns whether xattrs were set.
-fn build_tree(src: &Path) -> bool {
-    std::fs::create_dir_all(src.join("dir/sub/deeper")).unwrap();
-    std::fs::create_dir(src.join("empty-dir")).unwrap();
-    std::fs::write(src.join("small.txt"), b"hello, vault\n").unwrap();
-    std::fs::write(src.join("empty"), b"").unwrap();
-    std::fs::write(src.join("dir/big.bin"), noise(5_000_000, 1)).unwrap();
-    std::fs::write(src.join("dir/sub/text.log"), "line of text\n".repeat(50_000)).unwrap();
-    std::fs::write(src.join("dir/sub/deeper/copy.bin"), noise(5_000_000, 1)).unwrap();
-    std::fs::write(src.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")), b"not utf-8 name").unwrap();
-    std::os::unix::fs::symlink("small.txt", src.join("link")).unwrap();
-    std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
-    std::fs::hard_link(src.join("small.txt"), src.join("dir/hardlink")).unwrap();
-    nix::unistd::mkfifo(&src.join("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
-    // Sparse: 64 MiB with two small data regions.
-    let f = std::fs::File::create(src.join("sparse")).unwrap();
-    f.set_len(64 << 20).unwrap();
-    use std::os::unix::fs::FileExt;
-    f.write_all_at(b"data in the middle", 20 << 20).unwrap();
-    f.write_all_at(&noise(100_000, 7), 40 << 20).unwrap();
-    drop(f);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(src.join("small.txt"), std::fs::Permissions::from_mode(0o4755)).unwrap();
-    std::fs::set_permissions(src.join("dir/sub"), std::fs::Permissions::from_mode(0o1750)).unwrap();
-    if is_root() {
-        std::os::unix::fs::lchown(src.join("dir/big.bin"), Some(1234), Some(5678)).unwrap();
-        std::os::unix::fs::lchown(src.join("link"), Some(4321), Some(8765)).unwrap();
-        // Device nodes may be refused inside a container; the rest of the test still runs.
-        let _ = mknod(
-            &src.join("null-dev"),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            nix::sys::stat::makedev(1, 3),
-        );
-    }
-    let xattrs = xattrs_supported(src);
-    if xattrs {
-        xattr::set(src.join("dir/big.bin"), "user.origin", b"camera \x00 roll").unwrap();
-        xattr::set(src.join("dir"), "user.kind", b"folder").unwrap();
-    }
-    // mtimes last, deepest first, with nanoseconds.
-    let mut all = walk(src);
-    all.reverse();
-    for (i, p) in all.iter().enumerate() {
-        set_mtime(p, 1_600_000_000 + i as i64 * 1000, 123_456_789 + i as i64);
-    }
-    xattrs
-}
-
-#[test]
-fn every_file_kind_round_trips() {
-    let env = Env::new();
-    let src = env.path("src");
-    let xattrs = build_tree(&src);
-    env.init();
-    let summary = env.backup_json(&[src.to_str().unwrap()]);
-    assert_eq!(summary["errors"].as_array().unwrap().len(), 0);
-    // Identical files in different directories are stored once.
-    let added = summary["bytes_added"].as_u64().unwrap();
-    assert!(added < 5_000_000 + 1_000_000 + 200_000, "bytes_added {added}");
-
-    let out = env.path("out");
-    env.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
-    // An absolute source keeps its full path inside the snapshot.
-    let restored = out.join(src.strip_prefix("/").unwrap());
-    assert_same_tree(&src, &restored);
-    // Holes are restored as holes.
-    let m = std::fs::metadata(restored.join("sparse")).unwrap();
-    assert_eq!(m.len(), 64 << 20);
-    assert!(m.blocks() * 512 < 4 << 20, "sparse file restored dense: {} blocks", m.blocks());
-    if xattrs {
-        assert_eq!(xattr::get(restored.join("dir/big.bin"), "user.origin").unwrap().unwrap(), b"camera \x00 roll");
-    } else {
-        eprintln!("note: the test file system has no user xattrs; xattr round trip not exercised here");
-    }
-    if is_root() {
-        let m = std::fs::symlink_metadata(restored.join("dir/big.bin")).unwrap();
-        assert_eq!((m.uid(), m.gid()), (1234, 5678));
-    }
-    let a = std::fs::metadata(restored.join("small.txt")).unwrap();
-    let b = std::fs::metadata(restored.join("dir/hardlink")).unwrap();
-    assert_eq!(a.ino(), b.ino(), "hard link not restored as a link");
-}
 
 #[test]
 fn dot_source_goes_to_root_and_subpaths_restore() {
@@ -220,4 +125,9 @@ fn excludes_and_one_file_system() {
     let ls = env.ok(&["ls", "latest"]);
     assert!(ls.contains("/keep/a.txt"));
     assert!(!ls.contains("a.tmp") && !ls.contains("/cache"), "{ls}");
+}
+
+#[test]
+fn every_file_kind_round_trips_locally() {
+    every_file_kind_round_trips(Kind::Local);
 }

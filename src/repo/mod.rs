@@ -2,6 +2,7 @@
 //! index and the pack writer. Depends only on `format`.
 
 pub mod backend;
+pub mod cache;
 pub mod error;
 pub mod location;
 pub mod master_index;

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::error::{RepoError, Result};
 use super::master_index::MasterIndex;
-use super::repository::{Repository, pack_path};
+use super::repository::{Repository, TREE_PACK_CACHE_DIR, pack_path};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{self, BlobKind, PackBuilder};
 use crate::format::{BlobId, Id, IndexId, PackId};
@@ -232,6 +232,9 @@ impl Shared {
         let id = PackId(Id::of_stored_bytes(&job.bytes));
         let size = job.bytes.len() as u64;
         let header = size - job.entries.iter().map(|e| u64::from(e.length)).sum::<u64>();
+        if job.kind == BlobKind::Tree {
+            self.repo.cache_written(TREE_PACK_CACHE_DIR, &id.0, &job.bytes);
+        }
         self.repo.backend().write(&pack_path(job.kind, &id), job.bytes)?;
         self.stored_bytes.fetch_add(header, Ordering::Relaxed);
         self.packs_written.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::backend::{Backend, BackendErrorKind};
+use super::cache::Cache;
 use super::error::{RepoError, Result};
 use super::master_index::{BlobLocation, MasterIndex};
 use crate::format::blob::{Compression, Padding};
@@ -28,6 +29,9 @@ pub const CONFIG_PATH: &str = "config";
 pub const KEYS_DIR: &str = "keys";
 pub const SNAPSHOTS_DIR: &str = "snapshots";
 pub const INDEX_DIR: &str = "index";
+/// Cache directory for tree packs (data packs are never cached).
+pub const TREE_PACK_CACHE_DIR: &str = "tree";
+const CACHED_DIRS: [&str; 2] = [SNAPSHOTS_DIR, INDEX_DIR];
 
 #[derive(Clone, Debug, Default)]
 pub struct InitOptions {
@@ -43,6 +47,7 @@ pub struct Repository {
     keys: Keys,
     config: Config,
     key_id: KeyId,
+    cache: Option<Cache>,
 }
 
 pub fn pack_path(kind: BlobKind, id: &PackId) -> String {
@@ -94,7 +99,7 @@ impl Repository {
         let key_id = KeyId(Id::of_stored_bytes(&key_bytes));
         backend.write(&file_path(KEYS_DIR, &key_id.0), key_bytes)?;
         backend.write(CONFIG_PATH, config.encode(&keys)?)?;
-        Ok(Repository { backend, keys, config, key_id })
+        Ok(Repository { backend, keys, config, key_id, cache: None })
     }
 
     pub fn open(backend: Backend, password: &[u8]) -> Result<Repository> {
@@ -148,7 +153,7 @@ impl Repository {
         };
         let bytes = backend.read(CONFIG_PATH)?;
         let config = Config::decode(&keys, &bytes).map_err(|e| RepoError::integrity(format!("{name}: config"), e))?;
-        Ok(Repository { backend, keys, config, key_id })
+        Ok(Repository { backend, keys, config, key_id, cache: None })
     }
 
     pub fn backend(&self) -> &Backend {
@@ -180,12 +185,44 @@ impl Repository {
 
     /// Reads a content-addressed file and checks its bytes against its name.
     pub fn read_file(&self, dir: &str, id: &Id) -> Result<Vec<u8>> {
+        let cached = self.cache.as_ref().filter(|_| CACHED_DIRS.contains(&dir));
+        if let Some(bytes) = cached.and_then(|c| c.get(dir, id)) {
+            return Ok(bytes);
+        }
         let path = file_path(dir, id);
         let bytes = self.backend.read(&path)?;
         if Id::of_stored_bytes(&bytes) != *id {
             return Err(RepoError::integrity(path, "its bytes do not match its name"));
         }
+        if let Some(c) = cached {
+            c.put(dir, id, &bytes);
+        }
         Ok(bytes)
+    }
+
+    /// Uses a local cache for snapshots, index files and tree packs from now on.
+    pub fn attach_cache(&mut self, cache: Cache) {
+        self.cache = Some(cache);
+    }
+
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+
+    /// Lists a cached directory and forgets cache entries the repository no longer has.
+    fn list_cached(&self, dir: &str) -> Result<Vec<(Id, u64)>> {
+        let files = self.list_files(dir)?;
+        if let Some(c) = &self.cache {
+            c.retain(dir, &files.iter().map(|(id, _)| *id).collect());
+        }
+        Ok(files)
+    }
+
+    /// Stores a freshly written file in the cache too, so the next run needs no download.
+    pub fn cache_written(&self, dir: &str, id: &Id, bytes: &[u8]) {
+        if let Some(c) = &self.cache {
+            c.put(dir, id, bytes);
+        }
     }
 
     pub fn list_files(&self, dir: &str) -> Result<Vec<(Id, u64)>> {
@@ -198,7 +235,7 @@ impl Repository {
     }
 
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotId>> {
-        Ok(self.list_files(SNAPSHOTS_DIR)?.into_iter().map(|(id, _)| SnapshotId(id)).collect())
+        Ok(self.list_cached(SNAPSHOTS_DIR)?.into_iter().map(|(id, _)| SnapshotId(id)).collect())
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
@@ -223,7 +260,14 @@ impl Repository {
     }
 
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
-        Ok(SnapshotId(self.write_file(SNAPSHOTS_DIR, s.encode(&self.keys)?)?))
+        Ok(SnapshotId(self.write_cached(SNAPSHOTS_DIR, s.encode(&self.keys)?)?))
+    }
+
+    fn write_cached(&self, dir: &str, bytes: Vec<u8>) -> Result<Id> {
+        let id = Id::of_stored_bytes(&bytes);
+        self.cache_written(dir, &id, &bytes);
+        self.backend.write(&file_path(dir, &id), bytes)?;
+        Ok(id)
     }
 
     pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
@@ -232,13 +276,13 @@ impl Repository {
     }
 
     pub fn save_index(&self, idx: &IndexFile) -> Result<IndexId> {
-        Ok(IndexId(self.write_file(INDEX_DIR, idx.encode(&self.keys)?)?))
+        Ok(IndexId(self.write_cached(INDEX_DIR, idx.encode(&self.keys)?)?))
     }
 
     /// Loads all index files. A damaged index file does not stop the load: its blobs are
     /// simply unknown (a backup stores them again; `check` reports the damage).
     pub fn load_index(&self) -> Result<(MasterIndex, Vec<RepoError>)> {
-        let ids = self.list_files(INDEX_DIR)?;
+        let ids = self.list_cached(INDEX_DIR)?;
         let loaded: Vec<_> = ids.par_iter().map(|(id, _)| self.load_index_file(&IndexId(*id))).collect();
         let mut index = MasterIndex::new();
         let mut bad = Vec::new();
@@ -257,9 +301,31 @@ impl Repository {
     /// Reads, decrypts and verifies one blob.
     pub fn read_blob_at(&self, loc: &BlobLocation, id: &BlobId) -> Result<Vec<u8>> {
         let path = pack_path(loc.kind, &loc.pack);
-        let sealed = self.backend.read_range(&path, u64::from(loc.offset), u64::from(loc.length))?;
-        pack::open_blob(&self.keys, loc.kind, id, &sealed, loc.raw_length)
-            .map_err(|e| RepoError::integrity(format!("blob {id} in pack {path}"), e))
+        let (offset, len) = (u64::from(loc.offset), u64::from(loc.length));
+        let open = |sealed: &[u8]| pack::open_blob(&self.keys, loc.kind, id, sealed, loc.raw_length);
+        let cache = self.cache.as_ref().filter(|_| loc.kind == BlobKind::Tree);
+        let Some(cache) = cache else {
+            let sealed = self.backend.read_range(&path, offset, len)?;
+            return open(&sealed).map_err(|e| RepoError::integrity(format!("blob {id} in pack {path}"), e));
+        };
+        let pack_id = &loc.pack.0;
+        if let Some(sealed) = cache.read_range(TREE_PACK_CACHE_DIR, pack_id, offset, len) {
+            match open(&sealed) {
+                Ok(raw) => return Ok(raw),
+                // A damaged cache entry is never trusted: drop it and fetch the pack again.
+                Err(_) => cache.remove(TREE_PACK_CACHE_DIR, pack_id),
+            }
+        }
+        let bytes = self.backend.read(&path)?;
+        if Id::of_stored_bytes(&bytes) != *pack_id {
+            return Err(RepoError::integrity(path, "its bytes do not match its name"));
+        }
+        let sealed = bytes
+            .get(offset as usize..(offset + len) as usize)
+            .ok_or_else(|| RepoError::integrity(&path, format!("blob {id} lies outside the pack")))?;
+        let raw = open(sealed).map_err(|e| RepoError::integrity(format!("blob {id} in pack {path}"), e))?;
+        cache.put(TREE_PACK_CACHE_DIR, pack_id, &bytes);
+        Ok(raw)
     }
 
     pub fn read_blob(&self, index: &MasterIndex, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {

@@ -1,6 +1,8 @@
 //! Helpers for integration tests that drive the real `vault` binary.
 #![allow(dead_code)]
 
+pub mod scenarios;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -14,24 +16,104 @@ pub fn vault_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vault"))
 }
 
-/// A scratch area with a repository path inside it.
+/// Which kind of repository a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Local,
+    Sftp,
+    S3,
+}
+
+fn unique() -> String {
+    let mut b = [0u8; 6];
+    getrandom::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+/// Environment of a test server started by `scripts/test-servers`. Missing in CI is a
+/// failure; missing on a developer's machine skips the test with a note.
+pub fn server_var(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{name} is not set: the test servers are not running (scripts/test starts them)")
+        }
+        _ => {
+            eprintln!("note: {name} not set; skipping (run scripts/test-servers start and source its env)");
+            None
+        }
+    }
+}
+
+/// A scratch area with a repository inside it (or on a test server).
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// For local and SFTP repositories, the directory that holds the repository.
     pub repo: PathBuf,
+    pub kind: Kind,
+    repo_arg: String,
+    options: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = dir.path().join("repo");
-        Env { dir, repo }
+        Env {
+            repo_arg: repo.to_string_lossy().into_owned(),
+            repo,
+            kind: Kind::Local,
+            dir,
+            options: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn for_kind(kind: Kind) -> Option<Env> {
+        match kind {
+            Kind::Local => Some(Env::new()),
+            Kind::Sftp => Env::sftp(),
+            Kind::S3 => Env::s3(),
+        }
+    }
+
+    pub fn sftp() -> Option<Env> {
+        let url = server_var("VAULT_TEST_SFTP")?;
+        let base = server_var("VAULT_TEST_SFTP_DIR")?;
+        let key = server_var("VAULT_TEST_SFTP_KEY")?;
+        let mut e = Env::new();
+        e.repo = PathBuf::from(base).join(format!("repo-{}", unique()));
+        e.repo_arg = format!("{url}{}", e.repo.display());
+        e.kind = Kind::Sftp;
+        e.options = vec![format!("sftp.key={key}"), "sftp.known-hosts=accept".into()];
+        Some(e)
+    }
+
+    pub fn s3() -> Option<Env> {
+        let endpoint = server_var("VAULT_TEST_S3_ENDPOINT")?;
+        let bucket = server_var("VAULT_TEST_S3_BUCKET")?;
+        let mut e = Env::new();
+        e.repo_arg = format!("s3://{bucket}/repo-{}", unique());
+        e.kind = Kind::S3;
+        e.options =
+            vec![format!("s3.endpoint={endpoint}"), format!("s3.region={}", server_var("VAULT_TEST_S3_REGION")?)];
+        e.env = vec![
+            ("AWS_ACCESS_KEY_ID".into(), server_var("VAULT_TEST_S3_KEY_ID")?),
+            ("AWS_SECRET_ACCESS_KEY".into(), server_var("VAULT_TEST_S3_SECRET")?),
+        ];
+        Some(e)
+    }
+
+    pub fn repo_string(&self) -> &str {
+        &self.repo_arg
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    /// `vault` with a clean environment and the password, but no repository.
+    /// `vault` with a clean environment, the password and backend settings, but no `-r`.
     pub fn raw(&self) -> Command {
         let mut c = Command::new(vault_bin());
         c.env_clear()
@@ -39,12 +121,18 @@ impl Env {
             .env("HOME", self.dir.path())
             .env("VAULT_PASSWORD", PASSWORD)
             .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        for o in &self.options {
+            c.arg("-o").arg(o);
+        }
         c
     }
 
     pub fn cmd(&self) -> Command {
         let mut c = self.raw();
-        c.arg("-r").arg(&self.repo);
+        c.arg("-r").arg(&self.repo_arg);
         c
     }
 
@@ -76,8 +164,33 @@ impl Env {
         serde_json::from_str(out.lines().last().unwrap_or_default()).expect("summary JSON")
     }
 
+    /// The repository's storage, through vault's own backend layer.
+    pub fn backend(&self) -> vault::repo::Backend {
+        let loc = vault::repo::Location::parse(&self.repo_arg).unwrap();
+        let env: std::collections::HashMap<String, String> = self.env.iter().cloned().collect();
+        let opts = vault::repo::BackendOptions::from_args_and_env(&self.options, &|k| env.get(k).cloned()).unwrap();
+        vault::repo::Backend::open(&loc, &opts, vault::repo::backend::OpenMode::Existing).unwrap()
+    }
+
+    /// Every stored object (path relative to the repository root) and its size.
+    pub fn stored(&self) -> Vec<(String, u64)> {
+        let b = self.backend();
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for d in ["keys", "snapshots", "index", "data", "tree"] {
+            out.extend(b.list(d).unwrap().into_iter().map(|e| (e.path, e.size)));
+        }
+        if b.stat("config").unwrap().is_some() {
+            out.push(("config".into(), b.stat("config").unwrap().unwrap()));
+        }
+        out
+    }
+
     pub fn repo_size(&self) -> u64 {
-        dir_size(&self.repo)
+        self.stored().iter().map(|(_, s)| s).sum()
+    }
+
+    pub fn read_stored(&self, path: &str) -> Vec<u8> {
+        self.backend().read(path).unwrap()
     }
 }
 

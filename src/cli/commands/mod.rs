@@ -16,6 +16,7 @@ use super::args::{FilterArgs, GlobalArgs};
 use super::password::{Confirm, PasswordSource, read_password};
 use crate::ops::select::SnapshotFilter;
 use crate::repo::backend::OpenMode;
+use crate::repo::cache::Cache;
 use crate::repo::{Backend, BackendOptions, Location, RepoError, Repository};
 
 pub fn location(g: &GlobalArgs) -> Result<Location> {
@@ -45,7 +46,17 @@ pub fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
         return Err(RepoError::NotFound(loc.to_string()).into());
     }
     let pw = read_password(&password_source(g), Confirm::Once)?;
-    Ok(Arc::new(Repository::open(backend, pw.as_bytes())?))
+    let mut repo = Repository::open(backend, pw.as_bytes())?;
+    if !g.no_cache {
+        let base = g.cache_dir.clone().or_else(crate::repo::cache::default_base);
+        // A cache that cannot be created only costs speed.
+        match base.map(|b| Cache::open(&b, &repo.config().id)) {
+            Some(Ok(c)) => repo.attach_cache(c),
+            Some(Err(e)) => eprintln!("warning: local cache disabled: {e}"),
+            None => {}
+        }
+    }
+    Ok(Arc::new(repo))
 }
 
 pub fn filter(f: &FilterArgs) -> SnapshotFilter {

@@ -1,0 +1,30 @@
+//! The integration scenarios on SFTP (a real OpenSSH sshd) and S3 (a real Garage node),
+//! both started on 127.0.0.1 by scripts/test-servers. Without the servers these tests
+//! skip on a developer's machine and fail in CI.
+
+mod common;
+
+use common::Kind;
+use common::scenarios::*;
+
+macro_rules! on_remote_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sftp {
+            use super::*;
+            $( #[test] fn $scenario() { super::$scenario(Kind::Sftp) } )*
+        }
+        mod s3 {
+            use super::*;
+            $( #[test] fn $scenario() { super::$scenario(Kind::S3) } )*
+        }
+    };
+}
+
+on_remote_backends!(
+    every_file_kind_round_trips,
+    unchanged_tree_adds_almost_nothing,
+    insertion_near_start_adds_few_chunks,
+    identical_files_are_stored_once,
+    two_backups_at_once,
+    sigkill_at_any_moment,
+);
