@@ -38,9 +38,7 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
                 RepoError::NotFound(_) => ExitCode::RepositoryNotFound,
                 RepoError::WrongPassword(_) => ExitCode::WrongPassword,
                 RepoError::Integrity { .. } => ExitCode::Integrity,
-                RepoError::Backend(b) if b.kind == BackendErrorKind::NotFound && b.path.is_empty() => {
-                    ExitCode::RepositoryNotFound
-                }
+                RepoError::Backend(b) => backend_code(b),
                 _ => ExitCode::Error,
             };
         }

@@ -252,7 +252,13 @@ impl Backend {
             message: e.to_string(),
         })?;
         let tmp = format!("tmp/{}", hex::encode(r));
-        self.rt.block_on(self.op.write(&tmp, data)).map_err(|e| self.err("write", &tmp, e))?;
+        self.rt.block_on(self.op.write(&tmp, data)).map_err(|e| {
+            let mut err = self.err("write", &tmp, e);
+            if err.kind == BackendErrorKind::NotFound {
+                err.message.push_str(" (is the repository path a directory on the server?)");
+            }
+            err
+        })?;
         if let Err(e) = self.rt.block_on(self.op.rename(&tmp, path)) {
             // Names are content-addressed: if the target appeared meanwhile, it holds the
             // same bytes, and the write has succeeded.
@@ -307,14 +313,56 @@ fn absolute(p: &Path) -> std::io::Result<std::path::PathBuf> {
     if p.is_absolute() { Ok(p.to_path_buf()) } else { Ok(std::env::current_dir()?.join(p)) }
 }
 
-/// OpenDAL's Display output carries a multi-line context dump; users get its first part.
+/// OpenDAL's Display output carries a multi-line context dump; users get one line: what
+/// kind of failure, the server's error code and message when it sent one, the HTTP status,
+/// and a hint for the usual causes.
 fn short_message(e: &opendal::Error) -> String {
-    let kind = e.kind();
-    let src = std::error::Error::source(e).map(|s| s.to_string());
-    match src {
-        Some(s) => format!("{kind}: {s}"),
-        None => format!("{kind}: {}", e.to_string().lines().next().unwrap_or_default()),
+    let full = e.to_string();
+    let quoted = |key: &str| {
+        let start = full.find(&format!("{key}: \""))? + key.len() + 3;
+        let end = full[start..].find('"')?;
+        Some(full[start..start + end].to_string()).filter(|s| !s.is_empty())
+    };
+    let status = full.find("status: ").and_then(|i| full[i + 8..].split(|c: char| !c.is_ascii_digit()).next().map(String::from));
+    let mut msg = match e.kind() {
+        ErrorKind::NotFound => "not found".to_string(),
+        ErrorKind::PermissionDenied => "permission denied".to_string(),
+        ErrorKind::ConfigInvalid => "invalid configuration".to_string(),
+        ErrorKind::AlreadyExists => "already exists".to_string(),
+        ErrorKind::RateLimited => "rate limited".to_string(),
+        ErrorKind::IsADirectory => "is a directory".to_string(),
+        ErrorKind::NotADirectory => "not a directory".to_string(),
+        _ => "failed".to_string(),
+    };
+    match (quoted("code"), quoted("message")) {
+        (Some(c), Some(m)) => msg.push_str(&format!(": {c}: {m}")),
+        (Some(c), None) => msg.push_str(&format!(": {c}")),
+        _ => {
+            if let Some(src) = std::error::Error::source(e) {
+                let src = src.to_string();
+                let first = src.lines().next().unwrap_or_default().trim();
+                if !first.is_empty() {
+                    msg.push_str(&format!(": {first}"));
+                }
+            } else if status.is_none() {
+                let head = full.split(", context:").next().unwrap_or_default();
+                msg.push_str(&format!(": {}", head.trim()));
+            }
+        }
     }
+    if let Some(st) = status.filter(|s| !s.is_empty()) {
+        msg.push_str(&format!(" (HTTP {st})"));
+        match st.as_str() {
+            "403" => msg.push_str("; check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"),
+            "400" => msg.push_str("; check s3.region and s3.endpoint"),
+            "301" => msg.push_str("; the bucket is in another region: check s3.region"),
+            _ => {}
+        }
+    }
+    if e.is_temporary() {
+        msg.push_str(" (gave up after retries)");
+    }
+    msg
 }
 
 #[cfg(test)]

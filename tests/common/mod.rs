@@ -1,6 +1,7 @@
 //! Helpers for integration tests that drive the real `vault` binary.
 #![allow(dead_code)]
 
+pub mod garage;
 pub mod scenarios;
 
 use std::collections::BTreeMap;
@@ -103,6 +104,26 @@ impl Env {
             ("AWS_SECRET_ACCESS_KEY".into(), server_var("VAULT_TEST_S3_SECRET")?),
         ];
         Some(e)
+    }
+
+    /// A repository on a private Garage (node `node` of `cluster`).
+    pub fn on_garage(cluster: &garage::Cluster, node: usize) -> Env {
+        let mut e = Env::new();
+        e.repo_arg = format!("s3://{}/repo-{}", cluster.bucket, unique());
+        e.kind = Kind::S3;
+        e.options = vec![format!("s3.endpoint={}", cluster.nodes[node].endpoint()), "s3.region=garage".into()];
+        e.env = vec![("AWS_ACCESS_KEY_ID".into(), cluster.key_id.clone()), ("AWS_SECRET_ACCESS_KEY".into(), cluster.secret.clone())];
+        e
+    }
+
+    pub fn set_repo_string(&mut self, repo: &str) {
+        self.repo_arg = repo.to_string();
+    }
+
+    /// Points this environment's repository at another S3 endpoint (same bucket and prefix).
+    pub fn set_endpoint(&mut self, endpoint: &str) {
+        self.options.retain(|o| !o.starts_with("s3.endpoint="));
+        self.options.push(format!("s3.endpoint={endpoint}"));
     }
 
     pub fn repo_string(&self) -> &str {
