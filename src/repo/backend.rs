@@ -323,7 +323,8 @@ fn short_message(e: &opendal::Error) -> String {
         let end = full[start..].find('"')?;
         Some(full[start..start + end].to_string()).filter(|s| !s.is_empty())
     };
-    let status = full.find("status: ").and_then(|i| full[i + 8..].split(|c: char| !c.is_ascii_digit()).next().map(String::from));
+    let status =
+        full.find("status: ").and_then(|i| full[i + 8..].split(|c: char| !c.is_ascii_digit()).next().map(String::from));
     let mut msg = match e.kind() {
         ErrorKind::NotFound => "not found".to_string(),
         ErrorKind::PermissionDenied => "permission denied".to_string(),

@@ -146,7 +146,11 @@ impl Cluster {
         for (j, n) in self.nodes.iter().enumerate() {
             if j != i {
                 let id = n.cli(&self.bin, &["node", "id", "-q"]);
-                let _ = Command::new(&self.bin).arg("-c").arg(&self.nodes[i].config).args(["node", "connect", &id]).output();
+                let _ = Command::new(&self.bin)
+                    .arg("-c")
+                    .arg(&self.nodes[i].config)
+                    .args(["node", "connect", &id])
+                    .output();
             }
         }
     }
@@ -156,7 +160,13 @@ impl Cluster {
         let t = Instant::now();
         loop {
             let out = Command::new("curl")
-                .args(["-sf", "--aws-sigv4", "aws:amz:garage:s3", "--user", &format!("{}:{}", self.key_id, self.secret)])
+                .args([
+                    "-sf",
+                    "--aws-sigv4",
+                    "aws:amz:garage:s3",
+                    "--user",
+                    &format!("{}:{}", self.key_id, self.secret),
+                ])
                 .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
                 .arg(format!("{}/{}?list-type=2", self.nodes[i].endpoint(), self.bucket))
                 .output()

@@ -3,6 +3,7 @@
 
 pub mod garage;
 pub mod scenarios;
+pub mod sshd;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -112,7 +113,10 @@ impl Env {
         e.repo_arg = format!("s3://{}/repo-{}", cluster.bucket, unique());
         e.kind = Kind::S3;
         e.options = vec![format!("s3.endpoint={}", cluster.nodes[node].endpoint()), "s3.region=garage".into()];
-        e.env = vec![("AWS_ACCESS_KEY_ID".into(), cluster.key_id.clone()), ("AWS_SECRET_ACCESS_KEY".into(), cluster.secret.clone())];
+        e.env = vec![
+            ("AWS_ACCESS_KEY_ID".into(), cluster.key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), cluster.secret.clone()),
+        ];
         e
     }
 
