@@ -357,6 +357,7 @@ fn short_message(e: &opendal::Error) -> String {
             "403" => msg.push_str("; check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"),
             "400" => msg.push_str("; check s3.region and s3.endpoint"),
             "301" => msg.push_str("; the bucket is in another region: check s3.region"),
+            "503" => msg.push_str("; the server is unavailable (in a cluster: too few nodes up)"),
             _ => {}
         }
     }
