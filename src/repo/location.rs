@@ -236,7 +236,7 @@ mod tests {
         let env = |k: &str| match k {
             "AWS_REGION" => Some("eu".to_string()),
             "AWS_ENDPOINT_URL" => Some("http://e".to_string()),
-            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("hunter2-value".to_string()),
             _ => None,
         };
         let o = BackendOptions::from_args_and_env(&["s3.region=garage".into(), "sftp.known-hosts=accept".into()], &env)
@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(o.s3_region.as_deref(), Some("garage"));
         assert_eq!(o.s3_endpoint.as_deref(), Some("http://e"));
         assert_eq!(o.sftp_known_hosts, KnownHosts::Accept);
-        assert!(!format!("{o:?}").contains("secret"));
+        assert!(!format!("{o:?}").contains("hunter2"));
         assert!(BackendOptions::from_args_and_env(&["nope=1".into()], &env).is_err());
         assert!(BackendOptions::from_args_and_env(&["s3.region".into()], &env).is_err());
     }
