@@ -64,6 +64,7 @@ pub enum ObjectKind {
     PackHeader = 5,
     DataBlob = 6,
     TreeBlob = 7,
+    CheckRecord = 8,
 }
 
 /// The sub-keys derived from a repository's master key.

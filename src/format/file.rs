@@ -14,6 +14,7 @@ pub const MAGIC_CONFIG: &[u8; 4] = b"VLTc";
 pub const MAGIC_INDEX: &[u8; 4] = b"VLTi";
 pub const MAGIC_SNAPSHOT: &[u8; 4] = b"VLTs";
 pub const MAGIC_PACK: &[u8; 4] = b"VLTp";
+pub const MAGIC_CHECK: &[u8; 4] = b"VLTk";
 
 /// Largest plaintext accepted for a sealed file (index files are the largest).
 pub const MAX_FILE_PLAINTEXT: usize = 512 * 1024 * 1024;
@@ -28,6 +29,7 @@ pub struct FileKind {
 pub const CONFIG: FileKind = FileKind { magic: MAGIC_CONFIG, object: ObjectKind::Config, name: "config" };
 pub const INDEX: FileKind = FileKind { magic: MAGIC_INDEX, object: ObjectKind::Index, name: "index" };
 pub const SNAPSHOT: FileKind = FileKind { magic: MAGIC_SNAPSHOT, object: ObjectKind::Snapshot, name: "snapshot" };
+pub const CHECK_RECORD: FileKind = FileKind { magic: MAGIC_CHECK, object: ObjectKind::CheckRecord, name: "check record" };
 
 pub fn seal(
     keys: &Keys,

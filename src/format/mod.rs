@@ -4,6 +4,7 @@
 //! written by this module ships with its spec text and golden vectors.
 
 pub mod blob;
+pub mod check_record;
 pub mod chunker;
 pub mod codec;
 pub mod config;

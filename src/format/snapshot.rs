@@ -27,6 +27,9 @@ pub struct Snapshot {
     pub program_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<SnapshotSummary>,
+    /// For a snapshot written by `repair snapshots`: the damaged snapshot it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<SnapshotId>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

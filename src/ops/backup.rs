@@ -215,6 +215,7 @@ pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: &dyn Progre
         parent: parent.as_ref().map(|(id, _)| *id),
         program_version: concat!("vault ", env!("CARGO_PKG_VERSION")).to_string(),
         summary: Some(summary),
+        original: None,
     };
     let snapshot_id = repo.save_snapshot(&snapshot)?;
     Ok(BackupReport {

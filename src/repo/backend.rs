@@ -23,7 +23,7 @@ pub enum BackendErrorKind {
     Other,
 }
 
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 #[error("{backend}: cannot {op} {path}: {message}")]
 pub struct BackendError {
     pub backend: String,

@@ -15,6 +15,7 @@ use crate::format::blob::{Compression, Padding};
 use crate::format::chunker::{Chunker, ChunkerParams};
 use crate::format::config::Config;
 use crate::format::crypto::{Keys, SecretKey};
+use crate::format::check_record::CheckRecord;
 use crate::format::index::IndexFile;
 use crate::format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN, Unwrap};
 use crate::format::pack::{self, BlobKind};
@@ -29,6 +30,7 @@ pub const CONFIG_PATH: &str = "config";
 pub const KEYS_DIR: &str = "keys";
 pub const SNAPSHOTS_DIR: &str = "snapshots";
 pub const INDEX_DIR: &str = "index";
+pub const CHECKS_DIR: &str = "checks";
 /// Cache directory for tree packs (data packs are never cached).
 pub const TREE_PACK_CACHE_DIR: &str = "tree";
 const CACHED_DIRS: [&str; 2] = [SNAPSHOTS_DIR, INDEX_DIR];
@@ -279,23 +281,98 @@ impl Repository {
         Ok(IndexId(self.write_cached(INDEX_DIR, idx.encode(&self.keys)?)?))
     }
 
-    /// Loads all index files. A damaged index file does not stop the load: its blobs are
-    /// simply unknown (a backup stores them again; `check` reports the damage).
-    pub fn load_index(&self) -> Result<(MasterIndex, Vec<RepoError>)> {
+    /// Every index file, decoded, or the error that kept it from decoding.
+    pub fn load_index_files(&self) -> Result<Vec<(IndexId, Result<IndexFile>)>> {
         let ids = self.list_cached(INDEX_DIR)?;
-        let loaded: Vec<_> = ids.par_iter().map(|(id, _)| self.load_index_file(&IndexId(*id))).collect();
+        let loaded: Vec<_> = ids.par_iter().map(|(id, _)| (IndexId(*id), self.load_index_file(&IndexId(*id)))).collect();
+        for (_, r) in &loaded {
+            if let Err(RepoError::Backend(e)) = r
+                && e.kind != BackendErrorKind::NotFound
+            {
+                return Err(RepoError::Backend(e.clone()));
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Loads all index files, skipping those that a newer index file supersedes. A damaged
+    /// index file does not stop the load: its blobs are simply unknown (a backup stores
+    /// them again; `check` reports the damage).
+    pub fn load_index(&self) -> Result<(MasterIndex, Vec<RepoError>)> {
+        let files = self.load_index_files()?;
+        let superseded: std::collections::HashSet<IndexId> =
+            files.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|f| f.supersedes.iter().copied()).collect();
         let mut index = MasterIndex::new();
         let mut bad = Vec::new();
-        for r in loaded {
+        for (id, r) in files {
+            if superseded.contains(&id) {
+                continue;
+            }
             match r {
                 Ok(f) => index.add_file(&f),
-                Err(RepoError::Backend(e)) if e.kind != BackendErrorKind::NotFound => {
-                    return Err(RepoError::Backend(e));
-                }
                 Err(e) => bad.push(e),
             }
         }
         Ok((index, bad))
+    }
+
+    /// Every pack file in the repository, with its kind and size.
+    pub fn list_packs(&self) -> Result<Vec<(BlobKind, PackId, u64)>> {
+        let mut out = Vec::new();
+        for kind in [BlobKind::Data, BlobKind::Tree] {
+            for e in self.backend.list(kind.dir())? {
+                let name = e.path.rsplit('/').next().unwrap_or_default();
+                if let Ok(id) = name.parse::<Id>() {
+                    out.push((kind, PackId(id), e.size));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A whole pack, checked against its name.
+    pub fn read_pack(&self, kind: BlobKind, id: &PackId) -> Result<Vec<u8>> {
+        let path = pack_path(kind, id);
+        let bytes = self.backend.read(&path)?;
+        if Id::of_stored_bytes(&bytes) != id.0 {
+            return Err(RepoError::integrity(path, "its bytes do not match its name"));
+        }
+        Ok(bytes)
+    }
+
+    /// A pack's header, read from its tail without downloading the blobs.
+    pub fn read_pack_header(&self, kind: BlobKind, id: &PackId, size: u64) -> Result<(BlobKind, Vec<pack::PackEntry>)> {
+        let path = pack_path(kind, id);
+        let bad = |e: crate::format::FormatError| RepoError::integrity(format!("pack {path}"), e);
+        if size < (pack::PACK_PREFIX_LEN + 4) as u64 {
+            return Err(RepoError::integrity(format!("pack {path}"), "too short"));
+        }
+        let guess = size.min(16 * 1024);
+        let tail = self.backend.read_range(&path, size - guess, guess)?;
+        let hlen = u64::from(pack::header_len_from_tail(&tail[tail.len() - 4..]).map_err(bad)?);
+        if hlen + 4 + pack::PACK_PREFIX_LEN as u64 > size {
+            return Err(RepoError::integrity(format!("pack {path}"), "header length exceeds the pack"));
+        }
+        let start = size - 4 - hlen;
+        let sealed = if hlen + 4 <= guess {
+            tail[(guess - 4 - hlen) as usize..(guess - 4) as usize].to_vec()
+        } else {
+            self.backend.read_range(&path, start, hlen)?
+        };
+        pack::decode_header(&self.keys, &sealed, start).map_err(bad)
+    }
+
+    pub fn save_check_record(&self, r: &CheckRecord) -> Result<Id> {
+        self.write_file(CHECKS_DIR, r.encode(&self.keys)?)
+    }
+
+    /// All readable check records (damaged ones only cost coverage, so they are skipped).
+    pub fn load_check_records(&self) -> Result<Vec<CheckRecord>> {
+        let ids = self.list_files(CHECKS_DIR)?;
+        Ok(ids
+            .par_iter()
+            .filter_map(|(id, _)| self.read_file(CHECKS_DIR, id).ok().and_then(|b| CheckRecord::decode(&self.keys, &b).ok()))
+            .collect())
     }
 
     /// Reads, decrypts and verifies one blob.
