@@ -22,6 +22,8 @@ fn main() {
         Command::Ls(a) => commands::ls::run(g, a),
         Command::Restore(a) => commands::restore::run(g, a),
         Command::Cat(a) => commands::cat::run(g, a),
+        Command::Check(a) => commands::check::run(g, a),
+        Command::Repair(a) => commands::repair::run(g, a),
     };
     let code = match result {
         Ok(code) => code,

@@ -60,6 +60,57 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Print a decoded repository object as JSON (for debugging)
     Cat(CatArgs),
+    /// Verify the repository: structure, and with --read-data the stored data itself
+    Check(CheckArgs),
+    /// Repair a damaged repository: `repair index`, then `repair snapshots`
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Download and verify every pack
+    #[arg(long)]
+    pub read_data: bool,
+    /// Verify part of the data: N/M (deterministic part N of M), P% (random share) or SIZE (random, up to a byte budget)
+    #[arg(long, value_name = "SUBSET")]
+    pub read_data_subset: Option<String>,
+    /// Verify the data verified longest ago first, within --max-bytes / --max-duration; records progress in the repository
+    #[arg(long)]
+    pub rotate: bool,
+    /// Byte budget for --rotate (e.g. 500M, 20G)
+    #[arg(long, value_name = "SIZE")]
+    pub max_bytes: Option<String>,
+    /// Time budget for --rotate (e.g. 90s, 30m, 2h)
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<String>,
+    /// Packs downloaded and verified at once
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub read_threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub what: RepairWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairWhat {
+    /// Rebuild the index from the packs that exist (supersedes every old index file)
+    Index {
+        /// Read whole packs, index only blobs that verify, and copy intact blobs out of damaged packs
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Write new snapshots without the files whose data is lost (originals are kept)
+    Snapshots {
+        /// Also download and verify the data to find damaged blobs
+        #[arg(long)]
+        read_data: bool,
+        /// Show what would change, write nothing
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]

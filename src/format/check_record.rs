@@ -31,7 +31,8 @@ impl CheckRecord {
 
     pub fn decode(keys: &Keys, bytes: &[u8]) -> Result<CheckRecord> {
         let plain = file::open(keys, file::CHECK_RECORD, bytes)?;
-        let r: CheckRecord = serde_json::from_slice(&plain).map_err(|e| FormatError::invalid("check record", e.to_string()))?;
+        let r: CheckRecord =
+            serde_json::from_slice(&plain).map_err(|e| FormatError::invalid("check record", e.to_string()))?;
         if r.version != 1 {
             return Err(FormatError::UnsupportedVersion { what: "check record", version: u64::from(r.version) });
         }

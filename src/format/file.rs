@@ -29,7 +29,8 @@ pub struct FileKind {
 pub const CONFIG: FileKind = FileKind { magic: MAGIC_CONFIG, object: ObjectKind::Config, name: "config" };
 pub const INDEX: FileKind = FileKind { magic: MAGIC_INDEX, object: ObjectKind::Index, name: "index" };
 pub const SNAPSHOT: FileKind = FileKind { magic: MAGIC_SNAPSHOT, object: ObjectKind::Snapshot, name: "snapshot" };
-pub const CHECK_RECORD: FileKind = FileKind { magic: MAGIC_CHECK, object: ObjectKind::CheckRecord, name: "check record" };
+pub const CHECK_RECORD: FileKind =
+    FileKind { magic: MAGIC_CHECK, object: ObjectKind::CheckRecord, name: "check record" };
 
 pub fn seal(
     keys: &Keys,

@@ -3,11 +3,13 @@
 
 pub mod backup;
 pub mod cat;
+pub mod check;
 pub mod error;
 pub mod fsmeta;
 pub mod ls;
 pub mod pattern;
 pub mod progress;
+pub mod repair;
 pub mod restore;
 pub mod select;
 pub mod source;

@@ -12,10 +12,10 @@ use super::cache::Cache;
 use super::error::{RepoError, Result};
 use super::master_index::{BlobLocation, MasterIndex};
 use crate::format::blob::{Compression, Padding};
+use crate::format::check_record::CheckRecord;
 use crate::format::chunker::{Chunker, ChunkerParams};
 use crate::format::config::Config;
 use crate::format::crypto::{Keys, SecretKey};
-use crate::format::check_record::CheckRecord;
 use crate::format::index::IndexFile;
 use crate::format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN, Unwrap};
 use crate::format::pack::{self, BlobKind};
@@ -284,7 +284,8 @@ impl Repository {
     /// Every index file, decoded, or the error that kept it from decoding.
     pub fn load_index_files(&self) -> Result<Vec<(IndexId, Result<IndexFile>)>> {
         let ids = self.list_cached(INDEX_DIR)?;
-        let loaded: Vec<_> = ids.par_iter().map(|(id, _)| (IndexId(*id), self.load_index_file(&IndexId(*id)))).collect();
+        let loaded: Vec<_> =
+            ids.par_iter().map(|(id, _)| (IndexId(*id), self.load_index_file(&IndexId(*id)))).collect();
         for (_, r) in &loaded {
             if let Err(RepoError::Backend(e)) = r
                 && e.kind != BackendErrorKind::NotFound
@@ -371,7 +372,9 @@ impl Repository {
         let ids = self.list_files(CHECKS_DIR)?;
         Ok(ids
             .par_iter()
-            .filter_map(|(id, _)| self.read_file(CHECKS_DIR, id).ok().and_then(|b| CheckRecord::decode(&self.keys, &b).ok()))
+            .filter_map(|(id, _)| {
+                self.read_file(CHECKS_DIR, id).ok().and_then(|b| CheckRecord::decode(&self.keys, &b).ok())
+            })
             .collect())
     }
 

@@ -3,8 +3,10 @@
 
 pub mod backup;
 pub mod cat;
+pub mod check;
 pub mod init;
 pub mod ls;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 
@@ -33,6 +35,11 @@ pub fn password_source(g: &GlobalArgs) -> PasswordSource {
 }
 
 pub fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
+    open_repo_with(g, !g.no_cache)
+}
+
+/// Opens the repository, with the local cache when `cache` is set.
+pub fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Repository>> {
     let loc = location(g)?;
     let backend = match Backend::open(&loc, &backend_options(g)?, OpenMode::Existing) {
         Ok(b) => b,
@@ -47,7 +54,7 @@ pub fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
     }
     let pw = read_password(&password_source(g), Confirm::Once)?;
     let mut repo = Repository::open(backend, pw.as_bytes())?;
-    if !g.no_cache {
+    if cache {
         let base = g.cache_dir.clone().or_else(crate::repo::cache::default_base);
         // A cache that cannot be created only costs speed.
         match base.map(|b| Cache::open(&b, &repo.config().id)) {

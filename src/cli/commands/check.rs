@@ -1,0 +1,139 @@
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use super::{hostname, open_repo_with};
+use crate::cli::ExitCode;
+use crate::cli::args::{CheckArgs, GlobalArgs};
+use crate::cli::output::print_json;
+use crate::cli::progress::{BarProgress, bytes};
+use crate::ops::check::{CheckOptions, CheckReport, Subset, check};
+
+/// `500M`, `20G`, `1024` (bytes); binary multiples.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok((v * mult as f64) as u64),
+        _ => bail!("invalid size {s:?} (examples: 500M, 20G, 1048576)"),
+    }
+}
+
+/// `90s`, `30m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('s') => (&t[..t.len() - 1], 1.0),
+        Some('m') => (&t[..t.len() - 1], 60.0),
+        Some('h') => (&t[..t.len() - 1], 3600.0),
+        Some('d') => (&t[..t.len() - 1], 86400.0),
+        _ => (t, 1.0),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(Duration::from_secs_f64(v * mult)),
+        _ => bail!("invalid duration {s:?} (examples: 90s, 30m, 2h)"),
+    }
+}
+
+fn parse_subset(s: &str) -> Result<Subset> {
+    if let Some((n, m)) = s.split_once('/') {
+        let (n, m): (u64, u64) = match (n.trim().parse(), m.trim().parse()) {
+            (Ok(n), Ok(m)) => (n, m),
+            _ => bail!("invalid subset {s:?}: expected N/M"),
+        };
+        if m == 0 || n == 0 || n > m {
+            bail!("invalid subset {s:?}: N/M needs 1 <= N <= M");
+        }
+        return Ok(Subset::Part { n, m });
+    }
+    if let Some(p) = s.strip_suffix('%') {
+        return match p.trim().parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 100.0 => Ok(Subset::Percent(v)),
+            _ => bail!("invalid subset {s:?}: a percentage must be in (0, 100]"),
+        };
+    }
+    Ok(Subset::Bytes(parse_size(s)?))
+}
+
+pub fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<ExitCode> {
+    let read_data = if a.rotate {
+        Some(Subset::Rotate {
+            max_bytes: a.max_bytes.as_deref().map(parse_size).transpose()?,
+            max_duration: a.max_duration.as_deref().map(parse_duration).transpose()?,
+        })
+    } else if let Some(s) = &a.read_data_subset {
+        Some(parse_subset(s)?)
+    } else if a.read_data {
+        Some(Subset::All)
+    } else {
+        None
+    };
+    if !a.rotate && (a.max_bytes.is_some() || a.max_duration.is_some()) {
+        bail!("--max-bytes and --max-duration go with --rotate");
+    }
+    // check must see the repository as it is: no cache may hide damage.
+    let repo = open_repo_with(g, false)?;
+    let progress = BarProgress::new(!g.quiet && !g.json && read_data.is_some(), "packs verified");
+    let opts = CheckOptions { read_data, read_threads: a.read_threads.max(1), hostname: hostname() };
+    let result = check(&repo, &opts, &progress);
+    progress.finish();
+    let report = result?;
+    if g.json {
+        print_json(&report)?;
+    } else if !g.quiet || !report.problems.is_empty() {
+        print_report(&report, g.quiet);
+    }
+    Ok(if report.problems.is_empty() { ExitCode::Ok } else { ExitCode::Integrity })
+}
+
+fn print_report(r: &CheckReport, quiet: bool) {
+    for p in &r.problems {
+        let more = if p.paths_total > p.paths.len() {
+            format!(" (and {} more)", p.paths_total - p.paths.len())
+        } else {
+            String::new()
+        };
+        let affects = if p.snapshots.is_empty() {
+            String::new()
+        } else {
+            format!("; affects snapshots {}: {}{more}", p.snapshots.join(", "), p.paths.join(", "))
+        };
+        println!("error: {:?} {}: {}{affects}", p.kind, p.object, p.message);
+    }
+    if quiet {
+        return;
+    }
+    for i in &r.info {
+        println!("info: {} {}: {}", i.kind, i.object, i.message);
+    }
+    println!(
+        "checked {} snapshots ({} replaced by repairs), {} trees, {} blobs, {} packs in {:.2}s",
+        r.snapshots, r.replaced_snapshots, r.trees, r.blobs, r.packs, r.duration_seconds
+    );
+    if r.packs_read > 0 {
+        let rate = r.bytes_read as f64 / r.duration_seconds.max(1e-3);
+        println!("read {} packs, {} ({}/s)", r.packs_read, bytes(r.bytes_read), bytes(rate as u64));
+    }
+    if let Some(c) = &r.coverage {
+        let pct = if c.bytes_total > 0 { 100.0 * c.bytes_verified as f64 / c.bytes_total as f64 } else { 100.0 };
+        print!(
+            "coverage: {} of {} packs ({pct:.1} % of the data) verified at least once",
+            c.packs_verified, c.packs_total
+        );
+        match (c.all_verified_within_runs, c.all_verified_within_days) {
+            (Some(n), Some(d)) => println!("; all data verified within the last {n} runs / {d:.1} days"),
+            _ => println!(),
+        }
+    }
+    if r.problems.is_empty() {
+        println!("no problems found");
+    } else {
+        println!("{} problems found", r.problems.len());
+    }
+}
