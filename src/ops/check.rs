@@ -113,6 +113,8 @@ pub struct CheckReport {
     pub packs: usize,
     pub packs_read: usize,
     pub bytes_read: u64,
+    /// Packs read in full and found intact by this run.
+    pub verified_packs: Vec<PackId>,
     pub duration_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coverage: Option<Coverage>,
@@ -285,10 +287,11 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
                 version: 1,
                 time: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
                 hostname: opts.hostname.clone(),
-                packs: read.verified,
+                packs: read.verified.clone(),
             };
             repo.save_check_record(&record)?;
         }
+        report.verified_packs = read.verified;
         let records = repo.load_check_records()?;
         report.coverage = Some(coverage(&usable, &records));
     }
@@ -327,6 +330,23 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
         }
     }
     report.trees = walker.memo.len();
+    // Trees and blobs that only replaced (repaired-away) snapshots reach are history, not
+    // problems.
+    let mut problem_list = Vec::new();
+    for p in std::mem::take(&mut problems.list) {
+        let walk_only =
+            matches!(p.kind, ProblemKind::DataMissing | ProblemKind::TreeMissing | ProblemKind::TreeDamaged);
+        if walk_only && p.snapshots.is_empty() {
+            report.info.push(Info {
+                kind: "replaced_snapshot_data",
+                object: p.object,
+                message: format!("{} (only replaced snapshots need it)", p.message),
+            });
+        } else {
+            problem_list.push(p);
+        }
+    }
+    problems.list = problem_list;
     report.snapshots = snaps.len();
     report.lost_blobs = bad_blobs.keys().copied().collect();
     // Missing blobs found during the walk are lost too.

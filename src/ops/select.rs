@@ -32,10 +32,14 @@ pub fn newest(snaps: impl Iterator<Item = (SnapshotId, Snapshot)>) -> Option<(Sn
     snaps.max_by(|a, b| time_of(&a.1).cmp(&time_of(&b.1)).then(a.0.cmp(&b.0)))
 }
 
-/// All readable snapshots matching the filter, oldest first, and the damaged ones.
+/// All readable snapshots matching the filter, oldest first (without those replaced by a
+/// repair), and the damaged ones.
 pub fn list(repo: &Repository, filter: &SnapshotFilter) -> Result<(SnapshotList, Vec<String>)> {
     let (snaps, bad) = repo.load_all_snapshots()?;
-    let mut v: Vec<_> = snaps.into_iter().filter(|(_, s)| filter.matches(s)).collect();
+    // A snapshot replaced by its repaired version stays in the repository (and can be
+    // named by id) but no longer shows up in listings or as `latest`.
+    let replaced: std::collections::HashSet<SnapshotId> = snaps.iter().filter_map(|(_, s)| s.original).collect();
+    let mut v: Vec<_> = snaps.into_iter().filter(|(id, s)| filter.matches(s) && !replaced.contains(id)).collect();
     v.sort_by(|a, b| time_of(&a.1).cmp(&time_of(&b.1)).then(a.0.cmp(&b.0)));
     Ok((v, bad.iter().map(ToString::to_string).collect()))
 }
