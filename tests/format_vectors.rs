@@ -302,8 +302,16 @@ fn chunker_boundaries() {
 fn check_record_file() {
     use vault::format::check_record::CheckRecord;
     let k = keys();
-    let r = CheckRecord { version: 1, time: "2026-11-25T09:00:00Z".into(), hostname: "host".into(), packs: vec![PackId(Id([5u8; 32]))] };
+    let r = CheckRecord {
+        version: 1,
+        time: "2026-11-25T09:00:00Z".into(),
+        hostname: "host".into(),
+        packs: vec![PackId(Id([5u8; 32]))],
+    };
     let bytes = file::seal_with_nonce(&k, file::CHECK_RECORD, &r.to_json(), Compression::Off, &nonce(6));
     assert_eq!(CheckRecord::decode(&k, &bytes).unwrap(), r);
-    check("check_record", json!({"plaintext": String::from_utf8(r.to_json()).unwrap(), "nonce": h(&nonce(6)), "file": h(&bytes)}));
+    check(
+        "check_record",
+        json!({"plaintext": String::from_utf8(r.to_json()).unwrap(), "nonce": h(&nonce(6)), "file": h(&bytes)}),
+    );
 }

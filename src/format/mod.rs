@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod file;
+pub mod fuzzing;
 pub mod id;
 pub mod index;
 pub mod keyfile;

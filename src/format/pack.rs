@@ -167,7 +167,12 @@ pub fn header_len_from_tail(tail: &[u8]) -> Result<u32> {
 pub fn decode_header(keys: &Keys, sealed: &[u8], header_offset: u64) -> Result<(BlobKind, Vec<PackEntry>)> {
     let env = keys.open(ObjectKind::PackHeader, None, sealed)?;
     let plain = blob::decode(&env, sealed.len())?;
-    let mut r = Reader::new(&plain, "pack header");
+    decode_header_plain(&plain, header_offset)
+}
+
+/// Decodes a header's plaintext (after decryption and the envelope).
+pub fn decode_header_plain(plain: &[u8], header_offset: u64) -> Result<(BlobKind, Vec<PackEntry>)> {
+    let mut r = Reader::new(plain, "pack header");
     let v = r.u8()?;
     if v != FORMAT_VERSION {
         return Err(FormatError::UnsupportedVersion { what: "pack header", version: u64::from(v) });

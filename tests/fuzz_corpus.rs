@@ -1,0 +1,112 @@
+//! Replays the checked-in fuzz corpus (fuzz/corpus/<target>/*) through the same entry points
+//! as the cargo-fuzz targets, so every input a fuzzer ever found interesting stays tested.
+//! `cargo test --test fuzz_corpus -- --ignored` regenerates the seed inputs.
+
+use std::path::PathBuf;
+
+use vault::format::blob::{Compression, Padding};
+use vault::format::config::Config;
+use vault::format::fuzzing::{TARGETS, fuzz_keys};
+use vault::format::index::{IndexFile, IndexPack};
+use vault::format::keyfile::{KdfParams, KeyFile, KeyMeta};
+use vault::format::pack::{self, BlobKind, PackBuilder};
+use vault::format::snapshot::Snapshot;
+use vault::format::tree::{ContentItem, Node, NodeKind, Tree};
+use vault::format::{BlobId, Id, PackId};
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus")
+}
+
+#[test]
+fn replay_corpus() {
+    let mut total = 0;
+    for (name, f) in TARGETS {
+        let dir = corpus().join(name);
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for e in entries {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            f(&data);
+            // Truncations and single-byte flips of every seed, too.
+            for cut in [0, 1, data.len() / 2, data.len().saturating_sub(1)] {
+                f(&data[..cut.min(data.len())]);
+            }
+            for i in (0..data.len()).step_by((data.len() / 64).max(1)) {
+                let mut d = data.clone();
+                d[i] ^= 0x80;
+                f(&d);
+            }
+            total += 1;
+        }
+    }
+    assert!(total >= TARGETS.len(), "the corpus is missing");
+}
+
+#[test]
+#[ignore]
+fn write_seeds() {
+    let k = fuzz_keys();
+    let write = |target: &str, name: &str, data: &[u8]| {
+        let dir = corpus().join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), data).unwrap();
+    };
+    let mut node = Node::new(b"file".to_vec(), NodeKind::File);
+    node.content = vec![ContentItem::Data { id: BlobId(Id([1; 32])), length: 5 }, ContentItem::Hole { length: 7 }];
+    node.size = 12;
+    node.xattrs = vec![(b"user.x".to_vec(), b"y".to_vec())];
+    let mut dir = Node::new(b"dir".to_vec(), NodeKind::Dir);
+    dir.subtree = Some(BlobId(Id([2; 32])));
+    let tree = Tree { nodes: vec![dir, node] };
+    write("tree", "seed-two-nodes", &tree.encode());
+    write("tree", "seed-empty", &Tree::default().encode());
+
+    let mut b = PackBuilder::new(BlobKind::Data, 0);
+    let raw = b"blob";
+    let id = k.blob_id(raw);
+    b.add(id, &pack::seal_blob(&k, BlobKind::Data, &id, raw, Compression::Off, Padding::None).unwrap(), 4);
+    let (bytes, entries) = b.finish(&k).unwrap();
+    write("pack_header", "seed-pack", &bytes);
+    let idx = IndexFile {
+        supersedes: vec![],
+        packs: vec![IndexPack {
+            id: PackId(Id([3; 32])),
+            kind: BlobKind::Data,
+            size: bytes.len() as u64,
+            blobs: entries,
+        }],
+    };
+    write("index", "seed-plain", &idx.encode_plain());
+    write("index", "seed-sealed", &idx.encode(&k).unwrap());
+
+    let snap = Snapshot {
+        version: 1,
+        time: "2026-11-25T00:00:00Z".into(),
+        tree: BlobId(Id([4; 32])),
+        paths: vec!["/x".into()],
+        hostname: "h".into(),
+        username: "u".into(),
+        uid: 0,
+        gid: 0,
+        tags: vec![],
+        parent: None,
+        program_version: "vault".into(),
+        summary: None,
+        original: None,
+    };
+    write("snapshot", "seed-json", &snap.to_json());
+    write("snapshot", "seed-sealed", &snap.encode(&k).unwrap());
+    let cfg = Config::new(Id([5; 32]));
+    write("config", "seed-json", &cfg.to_json());
+    write("config", "seed-sealed", &cfg.encode(&k).unwrap());
+    let kf = KeyFile::wrap(
+        k.master(),
+        b"password",
+        KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
+        [6; 32],
+        [7; 24],
+        KeyMeta::default(),
+    )
+    .unwrap();
+    write("key_file", "seed-cheap-kdf", &kf.to_json());
+}
