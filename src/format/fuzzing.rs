@@ -61,8 +61,11 @@ pub fn config(data: &[u8]) {
     let _ = blob::decode(data, 1 << 20);
 }
 
+/// A fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// Target name → entry point, for the replay test.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("pack_header", pack_header),
     ("index", index),
     ("tree", tree),
