@@ -24,6 +24,7 @@ fn main() {
         Command::Cat(a) => commands::cat::run(g, a),
         Command::Check(a) => commands::check::run(g, a),
         Command::Repair(a) => commands::repair::run(g, a),
+        Command::Mount(a) => commands::mount::run(g, a),
     };
     let code = match result {
         Ok(code) => code,

@@ -64,6 +64,20 @@ pub enum Command {
     Check(CheckArgs),
     /// Repair a damaged repository: `repair index`, then `repair snapshots`
     Repair(RepairArgs),
+    /// Browse every snapshot as a read-only directory tree (FUSE)
+    Mount(MountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// An existing empty directory
+    pub mountpoint: PathBuf,
+    /// Let other users (and root) see the mount (needs user_allow_other in /etc/fuse.conf for non-root)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Memory for decrypted blobs, in MiB
+    #[arg(long, default_value_t = 128, value_name = "MIB")]
+    pub cache_mib: usize,
 }
 
 #[derive(Debug, Args)]

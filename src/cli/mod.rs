@@ -5,6 +5,7 @@
 pub mod args;
 pub mod commands;
 pub mod exit;
+pub mod mount;
 pub mod output;
 pub mod password;
 pub mod progress;

@@ -2,6 +2,7 @@
 //! never print. Depends on `repo` and `format`.
 
 pub mod backup;
+pub mod browse;
 pub mod cat;
 pub mod check;
 pub mod error;

@@ -1,0 +1,56 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{SigSet, Signal};
+
+use super::open_repo;
+use crate::cli::ExitCode;
+use crate::cli::args::{GlobalArgs, MountArgs};
+use crate::cli::mount::VaultFs;
+use crate::ops::browse::Browser;
+
+pub fn run(g: &GlobalArgs, a: &MountArgs) -> Result<ExitCode> {
+    if !std::path::Path::new("/dev/fuse").exists() {
+        bail!("FUSE is not available: /dev/fuse does not exist (load the fuse kernel module, or install fuse3)");
+    }
+    match std::fs::metadata(&a.mountpoint) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!("mount point {} is not a directory", a.mountpoint.display()),
+        Err(e) => bail!("mount point {}: {e}", a.mountpoint.display()),
+    }
+    let repo = open_repo(g)?;
+    let browser = Arc::new(Browser::new(repo, a.cache_mib.max(8) << 20, Duration::from_secs(2))?);
+    // Block the signals before any thread starts, so that only this thread receives them.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals.thread_block().context("cannot block signals")?;
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::RO,
+        fuser::MountOption::FSName("vault".into()),
+        fuser::MountOption::Subtype("vault".into()),
+    ];
+    if a.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    config.n_threads = Some(4);
+    let fs = VaultFs { browser, uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
+    let session = fuser::spawn_mount(fs, &a.mountpoint, &config).with_context(|| {
+        format!(
+            "cannot mount at {} (is FUSE usable here? non-root users need fuse3's fusermount3)",
+            a.mountpoint.display()
+        )
+    })?;
+    if !g.quiet {
+        eprintln!("repository mounted at {}; press Ctrl-C (or send SIGTERM) to unmount", a.mountpoint.display());
+    }
+    let sig = signals.wait().context("waiting for a signal")?;
+    drop(session);
+    if !g.quiet {
+        eprintln!("unmounted {} ({sig})", a.mountpoint.display());
+    }
+    Ok(ExitCode::Ok)
+}
