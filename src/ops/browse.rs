@@ -85,15 +85,23 @@ struct State {
 /// A least-recently-used cache of decrypted blobs, bounded in bytes.
 struct BlobCache {
     limit: usize,
-    inner: Mutex<(HashMap<BlobId, (Arc<Vec<u8>>, u64)>, usize, u64)>,
+    inner: Mutex<Lru>,
+}
+
+#[derive(Default)]
+struct Lru {
+    /// Blob → (data, last use).
+    map: HashMap<BlobId, (Arc<Vec<u8>>, u64)>,
+    bytes: usize,
+    tick: u64,
 }
 
 impl BlobCache {
     fn get(&self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.2 += 1;
-        let tick = g.2;
-        g.0.get_mut(id).map(|e| {
+        g.tick += 1;
+        let tick = g.tick;
+        g.map.get_mut(id).map(|e| {
             e.1 = tick;
             e.0.clone()
         })
@@ -101,16 +109,16 @@ impl BlobCache {
 
     fn put(&self, id: BlobId, data: Arc<Vec<u8>>) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.2 += 1;
-        let tick = g.2;
+        g.tick += 1;
+        let tick = g.tick;
         let len = data.len();
-        if g.0.insert(id, (data, tick)).is_none() {
-            g.1 += len;
+        if g.map.insert(id, (data, tick)).is_none() {
+            g.bytes += len;
         }
-        while g.1 > self.limit && g.0.len() > 1 {
-            let Some(oldest) = g.0.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else { break };
-            if let Some((d, _)) = g.0.remove(&oldest) {
-                g.1 -= d.len();
+        while g.bytes > self.limit && g.map.len() > 1 {
+            let Some(oldest) = g.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) else { break };
+            if let Some((d, _)) = g.map.remove(&oldest) {
+                g.bytes -= d.len();
             }
         }
     }
