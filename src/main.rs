@@ -25,6 +25,10 @@ fn main() {
         Command::Check(a) => commands::check::run(g, a),
         Command::Repair(a) => commands::repair::run(g, a),
         Command::Mount(a) => commands::mount::run(g, a),
+        Command::Diff(a) => commands::diff::run(g, a),
+        Command::Find(a) => commands::find::run(g, a),
+        Command::Dump(a) => commands::dump::run(g, a),
+        Command::Stats(a) => commands::stats::run(g, a),
     };
     let code = match result {
         Ok(code) => code,

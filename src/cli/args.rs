@@ -66,6 +66,78 @@ pub enum Command {
     Repair(RepairArgs),
     /// Browse every snapshot as a read-only directory tree (FUSE)
     Mount(MountArgs),
+    /// Show what changed between two snapshots, or between a snapshot and a directory
+    Diff(DiffArgs),
+    /// Find paths matching a pattern across snapshots, with their versions over time
+    Find(FindArgs),
+    /// Write a file to stdout, or a directory as a tar or zip archive
+    Dump(DumpArgs),
+    /// Restore size, unique and stored data, dedup and compression ratios
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older snapshot
+    pub snapshot: String,
+    /// The newer snapshot, or a local directory (anything that exists as a directory or contains '/')
+    pub other: String,
+    /// Only this path inside the snapshots
+    pub path: Option<String>,
+    /// When comparing with a directory, read every file's content (not only those whose metadata changed)
+    #[arg(long)]
+    pub content: bool,
+    /// Print only the summary
+    #[arg(long)]
+    pub summary: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Glob(s) matched against names, or whole paths when they contain '/'
+    #[arg(required = true)]
+    pub patterns: Vec<String>,
+    /// Only these snapshots (repeatable; default: all)
+    #[arg(short = 's', long = "snapshot", value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Only below this path inside the snapshots
+    #[arg(long = "path", value_name = "PATH")]
+    pub path: Option<String>,
+    /// Only entries modified after this time (YYYY-MM-DD[ HH:MM[:SS]] or RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub newer: Option<String>,
+    /// Only entries modified before this time
+    #[arg(long, value_name = "TIME")]
+    pub older: Option<String>,
+    /// Only snapshots of this host (repeatable)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    pub snapshot: String,
+    /// File or directory inside the snapshot
+    pub path: String,
+    /// Archive format for directories
+    #[arg(long, value_parser = ["tar", "zip"], default_value = "tar")]
+    pub archive: String,
+    /// Write to this file instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub target: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Snapshots (default: all, after filters)
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,8 @@ pub enum OpError {
     Source { path: PathBuf, reason: String },
     #[error("target {}: {reason}", path.display())]
     Target { path: PathBuf, reason: String },
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     #[error("invalid pattern {pattern:?}: {reason}")]
     Pattern { pattern: String, reason: String },
 }

@@ -5,7 +5,10 @@ pub mod backup;
 pub mod browse;
 pub mod cat;
 pub mod check;
+pub mod diff;
+pub mod dump;
 pub mod error;
+pub mod find;
 pub mod fsmeta;
 pub mod ls;
 pub mod pattern;
@@ -14,6 +17,7 @@ pub mod repair;
 pub mod restore;
 pub mod select;
 pub mod source;
+pub mod stats;
 
 pub use error::OpError;
 pub use progress::{NoProgress, Progress};

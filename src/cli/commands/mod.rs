@@ -4,12 +4,16 @@
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod diff;
+pub mod dump;
+pub mod find;
 pub mod init;
 pub mod ls;
 pub mod mount;
 pub mod repair;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
 
 use std::sync::Arc;
 

@@ -1,0 +1,36 @@
+use anyhow::Result;
+
+use super::{filter, open_repo};
+use crate::cli::ExitCode;
+use crate::cli::args::{GlobalArgs, StatsArgs};
+use crate::cli::output::print_json;
+use crate::cli::progress::bytes;
+use crate::ops::select;
+use crate::ops::stats::stats;
+
+pub fn run(g: &GlobalArgs, a: &StatsArgs) -> Result<ExitCode> {
+    let repo = open_repo(g)?;
+    let f = filter(&a.filter);
+    let snaps = if a.snapshots.is_empty() {
+        select::list(&repo, &f)?.0
+    } else {
+        a.snapshots.iter().map(|s| select::find(&repo, s, &f)).collect::<Result<Vec<_>, _>>()?
+    };
+    let (index, _) = repo.load_index()?;
+    let s = stats(&repo, &index, &snaps)?;
+    if g.json {
+        print_json(&s)?;
+    } else {
+        println!("Snapshots:          {}", s.snapshots);
+        println!("Files:              {} (and {} directories)", s.files, s.dirs);
+        println!("Restore size:       {}", bytes(s.restore_size));
+        println!("Unique data:        {} in {} blobs", bytes(s.unique_data_size), s.unique_blobs);
+        println!("Stored:             {}", bytes(s.stored_size));
+        println!("Dedup ratio:        {:.2}x", s.dedup_ratio);
+        println!("Compression ratio:  {:.2}x", s.compression_ratio);
+        if s.missing_blobs > 0 {
+            println!("warning: {} blobs are not in the index; run `vault check`", s.missing_blobs);
+        }
+    }
+    Ok(ExitCode::Ok)
+}

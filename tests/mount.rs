@@ -1,0 +1,198 @@
+//! `vault mount` through real FUSE: a mounted snapshot equals its source by a manifest of
+//! content and metadata, and the usual tools (cp -a, rsync -a, tar, diff -r) work on it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::scenarios::build_tree;
+use common::*;
+
+struct Mounted {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let d = dir.to_string_lossy();
+    mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(&*d))
+}
+
+impl Mounted {
+    fn new(env: &Env, dir: &Path) -> Option<Mounted> {
+        if !Path::new("/dev/fuse").exists() {
+            assert!(std::env::var_os("CI").is_none(), "/dev/fuse is missing in CI");
+            eprintln!("note: no /dev/fuse; skipping");
+            return None;
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let child =
+            env.cmd().args(["mount", "-q"]).arg(dir).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let m = Mounted { child: Some(child), dir: dir.to_path_buf() };
+        let t = Instant::now();
+        while !dir.join("snapshots").exists() {
+            assert!(t.elapsed() < Duration::from_secs(30), "mount did not appear");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(m)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+/// Like `assert_same_tree`, but without hard-link structure: a mount gives every path its
+/// own inode, as restic's and borg's mounts do.
+fn assert_same_content_and_metadata(a: &Path, b: &Path, what: &str) {
+    let strip = |m: std::collections::BTreeMap<String, ManifestEntry>| {
+        m.into_iter()
+            .map(|(k, mut e)| {
+                e.link_group = None;
+                (k, e)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (ma, mb) = (strip(manifest(a)), strip(manifest(b)));
+    assert_eq!(ma.keys().collect::<Vec<_>>(), mb.keys().collect::<Vec<_>>(), "{what}: different entries");
+    for (k, e) in &ma {
+        assert_eq!(e, &mb[k], "{what}: {k} differs");
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn mounted_snapshot_equals_its_source_and_tools_work() {
+    let env = Env::new();
+    let src = env.path("src");
+    build_tree(&src);
+    env.init();
+    env.ok(&["backup", "--tag", "t1", src.to_str().unwrap()]);
+    let mnt = env.path("mnt");
+    let Some(_m) = Mounted::new(&env, &mnt) else { return };
+    let snap = mnt.join("latest").join(src.strip_prefix("/").unwrap());
+    assert_same_content_and_metadata(&src, &snap, "mount");
+    // The other views lead to the same snapshot.
+    assert_eq!(std::fs::read_dir(mnt.join("ids")).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(mnt.join("tags/t1")).unwrap().count(), 1);
+    let host = std::fs::read_dir(mnt.join("hosts")).unwrap().next().unwrap().unwrap().path();
+    let via_host = std::fs::read_dir(&host).unwrap().next().unwrap().unwrap().path();
+    assert!(via_host.join(src.strip_prefix("/").unwrap()).join("small.txt").exists());
+
+    // cp -a, rsync -a, tar, diff -r.
+    let out = env.path("cp");
+    run(Command::new("cp").arg("-a").arg(&snap).arg(&out));
+    assert_same_content_and_metadata(&src, &out, "cp -a");
+    if Command::new("rsync").arg("--version").output().is_ok() {
+        let out = env.path("rsync");
+        run(Command::new("rsync").arg("-aX").arg(format!("{}/", snap.display())).arg(&out));
+        assert_same_content_and_metadata(&src, &out, "rsync -a");
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "rsync is missing in CI");
+    }
+    let tarball = env.path("t.tar");
+    run(Command::new("tar").arg("--xattrs").arg("-cf").arg(&tarball).arg("-C").arg(&snap).arg("."));
+    let out = env.path("untar");
+    std::fs::create_dir_all(&out).unwrap();
+    run(Command::new("tar").arg("--xattrs").arg("--xattrs-include=*").arg("-xpf").arg(&tarball).arg("-C").arg(&out));
+    assert_same_content_and_metadata(&src, &out, "tar");
+    run(Command::new("diff").arg("-r").arg(src.join("dir")).arg(snap.join("dir")));
+
+    // Random reads at odd offsets, several readers at once.
+    let big = std::fs::read(src.join("dir/big.bin")).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (big, path) = (&big, snap.join("dir/big.bin"));
+            s.spawn(move || {
+                use std::io::{Read, Seek, SeekFrom};
+                let mut f = std::fs::File::open(path).unwrap();
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ t;
+                for _ in 0..200 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let off = (x % big.len() as u64) as usize;
+                    let len = ((x >> 32) % 70_001) as usize + 1;
+                    let mut buf = vec![0u8; len];
+                    f.seek(SeekFrom::Start(off as u64)).unwrap();
+                    let n = f.read(&mut buf).unwrap();
+                    assert_eq!(&buf[..n], &big[off..(off + n).min(big.len())], "read at {off}");
+                    assert!(n > 0);
+                }
+            });
+        }
+    });
+
+    // A snapshot written while mounted appears.
+    env.ok(&["backup", src.join("dir").to_str().unwrap()]);
+    let t = Instant::now();
+    while std::fs::read_dir(mnt.join("snapshots")).unwrap().count() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(15), "new snapshot did not appear");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn large_directories_list_completely() {
+    let env = Env::new();
+    let src = env.path("src");
+    let big = src.join("many");
+    std::fs::create_dir_all(&big).unwrap();
+    let n = 100_000;
+    for i in 0..n {
+        std::fs::File::create(big.join(format!("f{i:06}"))).unwrap();
+    }
+    env.init();
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let mnt = env.path("mnt");
+    let Some(_m) = Mounted::new(&env, &mnt) else { return };
+    let t = Instant::now();
+    let out = Command::new("ls").arg("-lRa").arg(mnt.join("latest/")).output().unwrap();
+    let took = t.elapsed();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let listed = text.lines().filter(|l| l.contains(" f0")).count();
+    if listed != n {
+        eprintln!("{}", text.lines().take(30).collect::<Vec<_>>().join("\n"));
+    }
+    eprintln!("ls -lR of a {n}-entry snapshot through FUSE: {took:?}");
+    assert_eq!(listed, n);
+}
+
+#[test]
+fn mount_errors() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["mount", env.path("missing").to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
+    let file = env.path("file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = env.run(&["mount", file.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+}
