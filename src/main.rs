@@ -29,6 +29,7 @@ fn main() {
         Command::Find(a) => commands::find::run(g, a),
         Command::Dump(a) => commands::dump::run(g, a),
         Command::Stats(a) => commands::stats::run(g, a),
+        Command::BenchPrimitives => commands::bench::run(g),
     };
     let code = match result {
         Ok(code) => code,

@@ -74,6 +74,9 @@ pub enum Command {
     Dump(DumpArgs),
     /// Restore size, unique and stored data, dedup and compression ratios
     Stats(StatsArgs),
+    /// Single-core throughput of chunking, hashing, compression and encryption here
+    #[command(hide = true)]
+    BenchPrimitives,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! that stop a command early propagate to `main`, which prints them and classifies them.
 
 pub mod backup;
+pub mod bench;
 pub mod cat;
 pub mod check;
 pub mod diff;

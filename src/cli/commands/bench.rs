@@ -1,0 +1,147 @@
+//! `vault bench-primitives` (hidden): single-core throughput of the backup pipeline's CPU
+//! stages here, and the resulting limit for this machine's cores. scripts/bench states
+//! vault's backup throughput as a fraction of that limit.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::ExitCode;
+use crate::cli::args::GlobalArgs;
+use crate::cli::output::print_json;
+use crate::format::blob::{self, Compression, Padding};
+use crate::format::chunker::{Chunker, ChunkerParams};
+use crate::format::crypto::{Keys, ObjectKind, SecretKey};
+
+#[derive(Serialize)]
+struct Primitive {
+    name: &'static str,
+    mb_per_s: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    cores: usize,
+    primitives: Vec<Primitive>,
+    /// Single-core MB/s of chunk + hash + compress attempt + seal on incompressible data.
+    pipeline_one_core_incompressible: f64,
+    pipeline_limit_incompressible: f64,
+    pipeline_one_core_text: f64,
+    pipeline_limit_text: f64,
+}
+
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn text(len: usize) -> Vec<u8> {
+    let words =
+        ["backup", "vault", "chunk", "restore", "snapshot", "the", "of", "data", "index", "pack", "tree", "encrypt"];
+    let mut v = Vec::with_capacity(len + 16);
+    let mut x = 7u64;
+    while v.len() < len {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        v.extend_from_slice(words[(x >> 33) as usize % words.len()].as_bytes());
+        v.push(if (x >> 20) % 9 == 0 { b'\n' } else { b' ' });
+    }
+    v.truncate(len);
+    v
+}
+
+/// MB/s of `f` over `bytes` bytes, best of three runs.
+fn measure(bytes: usize, mut f: impl FnMut()) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    bytes as f64 / best.max(1e-9) / 1e6
+}
+
+pub fn run(g: &GlobalArgs) -> Result<ExitCode> {
+    let size = 64 << 20;
+    let random = noise(size);
+    let words = text(size);
+    let keys = Keys::from_master(SecretKey::from_bytes([9; 32]));
+    let chunker = Chunker::new(keys.chunker_key(), ChunkerParams::default())?;
+    let chunks: Vec<&[u8]> = random.chunks(1 << 20).collect();
+    let text_chunks: Vec<&[u8]> = words.chunks(1 << 20).collect();
+    let zstd = Compression::default();
+    let mut p = Vec::new();
+    p.push(Primitive {
+        name: "chunking (FastCDC, keyed gear)",
+        mb_per_s: measure(size, || drop(chunker.chunk_lengths(&random))),
+    });
+    p.push(Primitive {
+        name: "hashing (keyed BLAKE3)",
+        mb_per_s: measure(size, || {
+            for c in &chunks {
+                std::hint::black_box(keys.blob_id(c));
+            }
+        }),
+    });
+    p.push(Primitive {
+        name: "compression attempt, incompressible (zstd 3)",
+        mb_per_s: measure(size, || {
+            for c in &chunks {
+                std::hint::black_box(blob::encode(c, zstd, Padding::None));
+            }
+        }),
+    });
+    p.push(Primitive {
+        name: "compression, text (zstd 3)",
+        mb_per_s: measure(size, || {
+            for c in &text_chunks {
+                std::hint::black_box(blob::encode(c, zstd, Padding::None));
+            }
+        }),
+    });
+    let nonce = [1u8; 24];
+    p.push(Primitive {
+        name: "encryption (XChaCha20-Poly1305)",
+        mb_per_s: measure(size, || {
+            for c in &chunks {
+                std::hint::black_box(keys.seal_with_nonce(&nonce, ObjectKind::DataBlob, None, c));
+            }
+        }),
+    });
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let one = |rates: &[f64]| 1.0 / rates.iter().map(|r| 1.0 / r).sum::<f64>();
+    let inc = one(&[p[0].mb_per_s, p[1].mb_per_s, p[2].mb_per_s, p[4].mb_per_s]);
+    let txt = one(&[p[0].mb_per_s, p[1].mb_per_s, p[3].mb_per_s, p[4].mb_per_s * 3.0]);
+    let report = Report {
+        cores,
+        primitives: p,
+        pipeline_one_core_incompressible: inc,
+        pipeline_limit_incompressible: inc * cores as f64,
+        pipeline_one_core_text: txt,
+        pipeline_limit_text: txt * cores as f64,
+    };
+    if g.json {
+        print_json(&report)?;
+    } else {
+        for x in &report.primitives {
+            println!("{:<46} {:>9.1} MB/s", x.name, x.mb_per_s);
+        }
+        println!(
+            "pipeline, incompressible: {:.1} MB/s per core, {:.1} MB/s on {cores} cores",
+            inc, report.pipeline_limit_incompressible
+        );
+        println!(
+            "pipeline, text:           {:.1} MB/s per core, {:.1} MB/s on {cores} cores",
+            txt, report.pipeline_limit_text
+        );
+    }
+    Ok(ExitCode::Ok)
+}
