@@ -52,7 +52,7 @@ fn text(len: usize) -> Vec<u8> {
     while v.len() < len {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         v.extend_from_slice(words[(x >> 33) as usize % words.len()].as_bytes());
-        X
+        v.push(if (x >> 20).is_multiple_of(9) { b'\n' } else { b' ' });
     }
     v.truncate(len);
     v
