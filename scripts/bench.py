@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""Peer benchmark: vault against restic, rustic and borg on the same data, in one run,
+interleaved step by step. Prints vault's ratio to the best peer for every step.
+
+Run through scripts/bench (which installs the peers); see docs/benchmarks.md.
+"""
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+WORK = os.environ.get("VAULT_BENCH_DIR", "/tmp/vault-bench")
+SCALE = os.environ.get("VAULT_BENCH_SCALE", "full")  # full | quick
+PASSWORD = "bench-password"
+VAULT = os.path.join(ROOT, "target/release/vault")
+
+SIZES = {
+    "full": {"small_files": 100_000, "large_files": 3, "large_mib": 256, "random_mib": 2048, "history_versions": 6},
+    "quick": {"small_files": 20_000, "large_files": 3, "large_mib": 64, "random_mib": 512, "history_versions": 4},
+}[SCALE]
+
+
+def sh(cmd, env=None, cwd=None, check=True):
+    """Runs a command under /usr/bin/time; returns (seconds, peak RSS in KiB)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    t = time.monotonic()
+    r = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, env=full_env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    took = time.monotonic() - t
+    lines = r.stderr.strip().splitlines()
+    rss = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+    if check and r.returncode not in (0, 3):
+        raise RuntimeError(f"{cmd} failed ({r.returncode}): {r.stderr[-800:]}")
+    return took, rss
+
+
+def dir_bytes(path):
+    total = 0
+    for dp, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dp, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+# ---------------------------------------------------------------- workloads (deterministic)
+
+def gen_small(d):
+    rnd = random.Random(1)
+    words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rnd.randint(2, 10))) for _ in range(3000)]
+    for i in range(SIZES["small_files"]):
+        sub = os.path.join(d, f"d{i // 1000:03}", f"e{(i // 50) % 20:02}")
+        os.makedirs(sub, exist_ok=True)
+        n = int(rnd.expovariate(1 / 3000)) + 10
+        body = b" ".join(rnd.choice(words) for _ in range(n // 6 + 1))[:n] if i % 4 else rnd.randbytes(n)
+        with open(os.path.join(sub, f"f{i:06}"), "wb") as f:
+            f.write(body)
+
+
+def edit_small(d, step):
+    rnd = random.Random(100 + step)
+    files = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(d) for f in fs)
+    for p in rnd.sample(files, len(files) // 100):
+        with open(p, "ab") as f:
+            f.write(b"edited %d\n" % step)
+    nd = os.path.join(d, f"new{step}")
+    os.makedirs(nd, exist_ok=True)
+    for i in range(100):
+        with open(os.path.join(nd, f"n{i}"), "wb") as f:
+            f.write(rnd.randbytes(2000))
+
+
+def gen_large(d):
+    rnd = random.Random(2)
+    os.makedirs(d, exist_ok=True)
+    for i in range(SIZES["large_files"]):
+        with open(os.path.join(d, f"large{i}.img"), "wb") as f:
+            for _ in range(SIZES["large_mib"]):
+                f.write(rnd.randbytes(1 << 20))
+
+
+def edit_large(d, step):
+    rnd = random.Random(200 + step)
+    p0, p1, p2 = (os.path.join(d, f"large{i}.img") for i in range(3))
+    with open(p0, "rb") as f:
+        data = f.read()
+    with open(p0, "wb") as f:  # a few bytes inserted near the start
+        f.write(data[:4096] + b"inserted!" + data[4096:])
+    with open(p1, "r+b") as f:  # a region overwritten
+        f.seek(len(data) // 2)
+        f.write(rnd.randbytes(1 << 20))
+    with open(p2, "ab") as f:  # data appended
+        f.write(rnd.randbytes(8 << 20))
+
+
+def gen_random(d):
+    rnd = random.Random(3)
+    os.makedirs(d, exist_ok=True)
+    per = 256
+    for i in range(SIZES["random_mib"] // per):
+        with open(os.path.join(d, f"r{i:02}.bin"), "wb") as f:
+            for _ in range(per):
+                f.write(rnd.randbytes(1 << 20))
+
+
+def edit_random(d, step):
+    rnd = random.Random(300 + step)
+    with open(os.path.join(d, f"added{step}.bin"), "wb") as f:
+        for _ in range(32):
+            f.write(rnd.randbytes(1 << 20))
+
+
+def history_versions():
+    """Successive versions of a real source tree: the cargo registry's crate sources,
+    grouped into growing sets (each version adds crates and touches others)."""
+    reg = os.path.expanduser("~/.cargo/registry/src")
+    crates = sorted(os.path.join(reg, idx, c) for idx in os.listdir(reg) for c in os.listdir(os.path.join(reg, idx)))
+    n = SIZES["history_versions"]
+    return [crates[: max(1, len(crates) * (k + 1) // n)] for k in range(n)]
+
+
+def gen_history(d, version=0):
+    if os.path.exists(d):
+        shutil.rmtree(d)
+    os.makedirs(d)
+    for c in history_versions()[version]:
+        shutil.copytree(c, os.path.join(d, os.path.basename(c)), symlinks=True)
+
+
+def edit_history(d, step):
+    gen_history(d, min(step, SIZES["history_versions"] - 1))
+
+
+WORKLOADS = {
+    "small-files": (gen_small, edit_small),
+    "large-files": (gen_large, edit_large),
+    "incompressible": (gen_random, edit_random),
+    "source-history": (gen_history, edit_history),
+}
+
+# ---------------------------------------------------------------- tools
+
+
+class Tool:
+    def __init__(self, name, repo):
+        self.name, self.repo = name, repo
+        self.snap = 0
+
+
+class Vault(Tool):
+    env = {"VAULT_PASSWORD": PASSWORD}
+
+    def init(self):
+        return sh([VAULT, "-r", self.repo, "init", "-q"], self.env)
+
+    def backup(self, src):
+        return sh([VAULT, "-r", self.repo, "backup", "-q", src], self.env)
+
+    def restore(self, target):
+        return sh([VAULT, "-r", self.repo, "restore", "-q", "latest", "--target", target], self.env)
+
+    def check(self):
+        return sh([VAULT, "-r", self.repo, "check", "-q", "--read-data"], self.env)
+
+
+class Restic(Tool):
+    env = {"RESTIC_PASSWORD": PASSWORD}
+
+    def init(self):
+        return sh(["restic", "-q", "-r", self.repo, "init"], self.env)
+
+    def backup(self, src):
+        return sh(["restic", "-q", "-r", self.repo, "backup", src], self.env)
+
+    def restore(self, target):
+        return sh(["restic", "-q", "-r", self.repo, "restore", "latest", "--target", target], self.env)
+
+    def check(self):
+        return sh(["restic", "-q", "-r", self.repo, "check", "--read-data"], self.env)
+
+
+class Rustic(Tool):
+    env = {"RUSTIC_PASSWORD": PASSWORD, "RUSTIC_NO_PROGRESS": "true"}
+
+    def init(self):
+        return sh(["rustic", "-r", self.repo, "init"], self.env)
+
+    def backup(self, src):
+        return sh(["rustic", "-r", self.repo, "backup", src], self.env)
+
+    def restore(self, target):
+        return sh(["rustic", "-r", self.repo, "restore", "latest", target], self.env)
+
+    def check(self):
+        return sh(["rustic", "-r", self.repo, "check", "--read-data"], self.env)
+
+
+class Borg(Tool):
+    env = {"BORG_PASSPHRASE": PASSWORD, "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}
+
+    def init(self):
+        return sh(["borg", "init", "-e", "repokey-blake2", self.repo], self.env)
+
+    def backup(self, src):
+        self.snap += 1
+        return sh(["borg", "create", "--compression", "zstd,3", f"{self.repo}::s{self.snap}", src], self.env)
+
+    def restore(self, target):
+        os.makedirs(target, exist_ok=True)
+        return sh(["borg", "extract", f"{self.repo}::s{self.snap}"], self.env, cwd=target)
+
+    def check(self):
+        return sh(["borg", "check", "--verify-data", self.repo], self.env)
+
+
+def available_tools():
+    tools = [("vault", Vault)]
+    for name, cls in (("restic", Restic), ("rustic", Rustic), ("borg", Borg)):
+        if shutil.which(name):
+            tools.append((name, cls))
+        else:
+            print(f"note: {name} is not installed; it is left out of this run", file=sys.stderr)
+    return tools
+
+
+# ---------------------------------------------------------------- run
+
+
+def main():
+    only = sys.argv[1:] or list(WORKLOADS)
+    os.makedirs(WORK, exist_ok=True)
+    results = []  # dicts: workload, step, tool, seconds, rss_kib, bytes
+    tools = available_tools()
+    load = os.getloadavg()
+    for wl in only:
+        gen, edit = WORKLOADS[wl]
+        base = os.path.join(WORK, wl)
+        src = os.path.join(base, "src")
+        if os.path.exists(base):
+            shutil.rmtree(base)
+        os.makedirs(base)
+        print(f"== {wl}: generating data", file=sys.stderr)
+        gen(src)
+        src_bytes = dir_bytes(src)
+        inst = [(name, cls(name, os.path.join(base, f"repo-{name}"))) for name, cls in tools]
+
+        def step(name, fn):
+            for tname, t in inst:
+                secs, rss = fn(t)
+                results.append({"workload": wl, "step": name, "tool": tname, "seconds": secs, "rss_kib": rss, "source_bytes": src_bytes})
+                print(f"   {wl:<15} {name:<12} {tname:<7} {secs:8.2f}s  {rss / 1024:8.1f} MiB", file=sys.stderr)
+
+        step("init", lambda t: t.init())
+        step("initial", lambda t: t.backup(src))
+        step("unchanged", lambda t: t.backup(src))
+        edit(src, 1)
+        step("edited", lambda t: t.backup(src))
+
+        def restore(t):
+            target = os.path.join(base, f"restore-{t.name}")
+            shutil.rmtree(target, ignore_errors=True)
+            r = t.restore(target)
+            shutil.rmtree(target, ignore_errors=True)
+            return r
+
+        subprocess.run(["sync"])
+        step("restore", restore)
+        step("check-data", lambda t: t.check())
+        for tname, t in inst:
+            results.append({"workload": wl, "step": "repo-size", "tool": tname, "seconds": 0, "rss_kib": 0, "bytes": dir_bytes(t.repo), "source_bytes": src_bytes})
+        shutil.rmtree(base, ignore_errors=True)
+
+    with open(os.path.join(WORK, "results.json"), "w") as f:
+        json.dump({"load_before": load, "scale": SCALE, "results": results}, f, indent=1)
+    report(results, load)
+
+
+def report(results, load):
+    peers = sorted({r["tool"] for r in results} - {"vault"})
+    print(f"\nvault against its peers ({SCALE} scale; load average before the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})")
+    print("time steps: best peer's time / vault's time (above 1 = vault faster); RSS: vault / restic (below 1 = leaner);")
+    print("repo size: vault / smallest peer (at most 1 = smallest)\n")
+    head = f"{'workload':<15} {'step':<11} {'ratio':>7}  {'vault':>10}  " + "  ".join(f"{p:>10}" for p in peers)
+    print(head)
+    print("-" * len(head))
+    by = {}
+    for r in results:
+        by.setdefault((r["workload"], r["step"]), {})[r["tool"]] = r
+    for (wl, st), tools in by.items():
+        if "vault" not in tools:
+            continue
+        v = tools["vault"]
+        if st == "repo-size":
+            vals = {t: x["bytes"] for t, x in tools.items()}
+            best = min((vals[p] for p in peers), default=0)
+            ratio = vals["vault"] / best if best else float("nan")
+            cells = [f"{vals['vault'] / 1e6:8.1f}MB"] + [f"{vals[p] / 1e6:8.1f}MB" if p in vals else "-" for p in peers]
+        else:
+            best = min((tools[p]["seconds"] for p in peers if p in tools), default=0)
+            ratio = best / v["seconds"] if v["seconds"] else float("nan")
+            cells = [f"{v['seconds']:9.2f}s"] + [f"{tools[p]['seconds']:9.2f}s" if p in tools else "-" for p in peers]
+        print(f"{wl:<15} {st:<11} {ratio:7.2f}  " + "  ".join(f"{c:>10}" for c in cells))
+        if st in ("initial", "restore") and "restic" in tools:
+            rss = v["rss_kib"] / max(tools["restic"]["rss_kib"], 1)
+            print(f"{'':<15} {st + ' RSS':<11} {rss:7.2f}  {v['rss_kib'] / 1024:8.1f}MB  " + "  ".join(f"{tools[p]['rss_kib'] / 1024:8.1f}MB" if p in tools else "-" for p in peers))
+
+
+if __name__ == "__main__":
+    main()
