@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use vault::format::blob::{self, Compression, Padding};
-use vault::format::chunker::{Chunker, ChunkerParams, gear_table};
+use vault::format::chunker::{Chunker, ChunkerParams, gear_table, xorshift_bytes};
 use vault::format::config::Config;
 use vault::format::crypto::{self, Keys, ObjectKind, SecretKey};
 use vault::format::file;
@@ -32,19 +32,6 @@ fn keys() -> Keys {
 
 fn nonce(n: u8) -> [u8; 24] {
     [n; 24]
-}
-
-fn xorshift(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 /// Compares with the checked-in vector, or writes it when asked to.
@@ -278,11 +265,11 @@ fn chunker_boundaries() {
     let k = keys();
     let params = ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768 };
     let c = Chunker::new(k.chunker_key(), params).unwrap();
-    let input = xorshift(200_000, 0x0123_4567_89ab_cdef);
+    let input = xorshift_bytes(200_000, 0x0123_4567_89ab_cdef);
     let lens = c.chunk_lengths(&input);
     assert_eq!(lens.iter().sum::<usize>(), input.len());
     let default_c = Chunker::new(k.chunker_key(), ChunkerParams::default()).unwrap();
-    let big = xorshift(8 << 20, 99);
+    let big = xorshift_bytes(8 << 20, 99);
     check(
         "chunker",
         json!({

@@ -111,6 +111,22 @@ pub fn gear_table(key: &SecretKey) -> [u64; 256] {
     table
 }
 
+/// Deterministic pseudo-random bytes: xorshift64 (`x ^= x << 13; x ^= x >> 7;
+/// x ^= x << 17`), each step appending `x` as 8 little-endian bytes. The spec's chunker
+/// vectors use it for their inputs; tests and benchmarks use it for incompressible data.
+pub fn xorshift_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
 /// Chunks of a byte stream, read through one reusable buffer.
 pub struct ChunkStream<'a, R: Read> {
     chunker: &'a Chunker,
@@ -176,15 +192,7 @@ mod tests {
     }
 
     fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        xorshift_bytes(n, seed | 1)
     }
 
     #[test]

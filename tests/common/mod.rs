@@ -258,16 +258,7 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
 
 /// Deterministic pseudo-random bytes (incompressible).
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    vault::format::chunker::xorshift_bytes(len, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
 }
 
 #[derive(Debug, PartialEq, Eq, Clone)]

@@ -11,7 +11,7 @@ use crate::cli::ExitCode;
 use crate::cli::args::GlobalArgs;
 use crate::cli::output::print_json;
 use crate::format::blob::{self, Compression, Padding};
-use crate::format::chunker::{Chunker, ChunkerParams};
+use crate::format::chunker::{Chunker, ChunkerParams, xorshift_bytes};
 use crate::format::crypto::{Keys, ObjectKind, SecretKey};
 
 #[derive(Serialize)]
@@ -29,19 +29,6 @@ struct Report {
     pipeline_limit_incompressible: f64,
     pipeline_one_core_text: f64,
     pipeline_limit_text: f64,
-}
-
-fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 fn text(len: usize) -> Vec<u8> {
@@ -71,7 +58,7 @@ fn measure(bytes: usize, mut f: impl FnMut()) -> f64 {
 
 pub fn run(g: &GlobalArgs) -> Result<ExitCode> {
     let size = 64 << 20;
-    let random = noise(size);
+    let random = xorshift_bytes(size, 0x2545_F491_4F6C_DD1D);
     let words = text(size);
     let keys = Keys::from_master(SecretKey::from_bytes([9; 32]));
     let chunker = Chunker::new(keys.chunker_key(), ChunkerParams::default())?;
