@@ -94,7 +94,15 @@ impl Chunker {
     }
 
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
-        let cap = self.params.max_size as usize * 2;
+        self.stream_sized(reader, u64::MAX)
+    }
+
+    /// Like [`Chunker::stream`], with the expected stream length: small files then get a
+    /// small buffer instead of one sized for the largest chunk. The stream may be longer
+    /// or shorter than expected; the buffer grows as needed.
+    pub fn stream_sized<R: Read>(&self, reader: R, expected_len: u64) -> ChunkStream<'_, R> {
+        let max = self.params.max_size as usize * 2;
+        let cap = usize::try_from(expected_len.saturating_add(1)).unwrap_or(max).clamp(64, max);
         ChunkStream { chunker: self, reader, buf: vec![0u8; cap], start: 0, end: 0, eof: false }
     }
 }
@@ -147,6 +155,10 @@ impl<R: Read> ChunkStream<'_, R> {
         self.end -= self.start;
         self.start = 0;
         while self.end < want && !self.eof {
+            if self.end == self.buf.len() {
+                let grown = (self.buf.len() * 2).min(want * 2);
+                self.buf.resize(grown, 0);
+            }
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
@@ -233,6 +245,11 @@ mod tests {
             let data = pseudo_random(len, seed);
             let lens = c.chunk_lengths(&data);
             let streamed: Vec<Vec<u8>> = c.stream(&data[..]).map(|r| r.unwrap()).collect();
+            // A wrong length hint only changes the buffer size, never the chunks.
+            for hint in [0u64, 1, len as u64 / 3, len as u64, u64::MAX] {
+                let sized: Vec<Vec<u8>> = c.stream_sized(&data[..], hint).map(|r| r.unwrap()).collect();
+                prop_assert_eq!(&sized, &streamed);
+            }
             prop_assert_eq!(streamed.iter().map(|c| c.len()).collect::<Vec<_>>(), lens.clone());
             prop_assert_eq!(streamed.concat(), data);
             for (i, l) in lens.iter().enumerate() {

@@ -458,7 +458,7 @@ fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<i
         if let Err(e) = f.seek(SeekFrom::Start(start)) {
             return Ok(Err(e));
         }
-        let mut stream = ctx.chunker.stream(f.take(len));
+        let mut stream = ctx.chunker.stream_sized(f.take(len), len.min(size));
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut batch_bytes = 0usize;
         let mut read = 0u64;
