@@ -6,13 +6,13 @@
 //! change its restored mtime. Every blob is verified against its id after decryption; a
 //! file whose data fails is reported and the rest of the restore goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::sys::stat::{Mode, SFlag, mknod};
 use rayon::prelude::*;
@@ -23,10 +23,11 @@ use super::fsmeta::{ApplyOptions, apply_metadata};
 use super::ls::{Located, locate};
 use super::pattern::PatternSet;
 use super::progress::Progress;
-use crate::format::BlobId;
 use crate::format::pack::BlobKind;
+use crate::format::pack::{self};
 use crate::format::tree::{ContentItem, Node, NodeKind};
-use crate::repo::{MasterIndex, Repository};
+use crate::format::{BlobId, PackId};
+use crate::repo::{MasterIndex, RepoError, Repository};
 
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
@@ -126,8 +127,9 @@ pub fn restore(
             problem(path, p, false);
         }
     }
+    let source = BlobSource::new(repo, &index, &mut plan.files);
     plan.files.par_iter().for_each(|(path, node)| {
-        match write_file(repo, &index, path, node, progress) {
+        match write_file(&source, path, node, progress) {
             Ok(()) => {
                 for p in apply_metadata(path, node, apply) {
                     problem(path, p, false);
@@ -256,13 +258,7 @@ enum WriteError {
     Io(String),
 }
 
-fn write_file(
-    repo: &Repository,
-    index: &MasterIndex,
-    path: &Path,
-    node: &Node,
-    progress: &dyn Progress,
-) -> Result<(), WriteError> {
+fn write_file(source: &BlobSource<'_>, path: &Path, node: &Node, progress: &dyn Progress) -> Result<(), WriteError> {
     let io = |what: &str, e: std::io::Error| WriteError::Io(format!("{what}: {e}"));
     let f = OpenOptions::new()
         .write(true)
@@ -277,7 +273,7 @@ fn write_file(
         match item {
             ContentItem::Hole { length } => offset += length,
             ContentItem::Data { id, length } => {
-                match repo.read_blob(index, BlobKind::Data, id) {
+                match source.read(id) {
                     Ok(data) => {
                         f.write_all_at(&data, offset).map_err(|e| io("cannot write", e))?;
                     }
@@ -294,4 +290,88 @@ fn write_file(
         return Err(WriteError::Integrity(format!("data could not be restored, {}", damaged.join("; "))));
     }
     Ok(())
+}
+
+/// Where restore gets blobs from. Packs that the plan needs mostly are downloaded once,
+/// whole, and kept in a small LRU; blobs of other packs are fetched by range. A pack
+/// whose bytes do not match its name falls back to range reads, so its intact blobs
+/// still restore.
+struct BlobSource<'a> {
+    repo: &'a Repository,
+    index: &'a MasterIndex,
+    whole: HashSet<PackId>,
+    packs: Mutex<PackLru>,
+}
+
+/// Packs kept in memory at once (16 MiB each by default).
+const PACKS_IN_MEMORY: usize = 4;
+
+/// A pack being fetched or fetched: `None` when it could not be read whole.
+type PackSlot = Arc<OnceLock<Option<Arc<Vec<u8>>>>>;
+
+#[derive(Default)]
+struct PackLru {
+    slots: HashMap<PackId, PackSlot>,
+    order: VecDeque<PackId>,
+}
+
+impl<'a> BlobSource<'a> {
+    /// Also sorts `files` by where their data starts, so that each pack is used while it
+    /// is in memory.
+    fn new(repo: &'a Repository, index: &'a MasterIndex, files: &mut [(PathBuf, Node)]) -> Self {
+        let first = |n: &Node| {
+            n.content.iter().find_map(|c| match c {
+                ContentItem::Data { id, .. } => index.get(BlobKind::Data, id).map(|l| (l.pack, l.offset)),
+                ContentItem::Hole { .. } => None,
+            })
+        };
+        files.sort_by_cached_key(|(_, n)| first(n));
+        let mut needed: HashMap<PackId, u64> = HashMap::new();
+        let mut seen: HashSet<BlobId> = HashSet::new();
+        for (_, n) in files.iter() {
+            for c in &n.content {
+                if let ContentItem::Data { id, .. } = c
+                    && seen.insert(*id)
+                    && let Some(l) = index.get(BlobKind::Data, id)
+                {
+                    *needed.entry(l.pack).or_insert(0) += u64::from(l.length);
+                }
+            }
+        }
+        let sizes: HashMap<PackId, u64> = index.packs().iter().map(|p| (p.id, p.size)).collect();
+        let whole =
+            needed.into_iter().filter(|(p, n)| sizes.get(p).is_some_and(|s| n * 2 >= *s)).map(|(p, _)| p).collect();
+        BlobSource { repo, index, whole, packs: Mutex::default() }
+    }
+
+    fn pack(&self, kind: BlobKind, id: PackId) -> Option<Arc<Vec<u8>>> {
+        let slot = {
+            let mut lru = self.packs.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = lru.slots.entry(id).or_default().clone();
+            if !lru.order.contains(&id) {
+                lru.order.push_back(id);
+                while lru.order.len() > PACKS_IN_MEMORY {
+                    if let Some(old) = lru.order.pop_front() {
+                        lru.slots.remove(&old);
+                    }
+                }
+            }
+            slot
+        };
+        slot.get_or_init(|| self.repo.read_pack(kind, &id).ok().map(Arc::new)).clone()
+    }
+
+    fn read(&self, id: &BlobId) -> Result<Vec<u8>, RepoError> {
+        let loc = self.index.get(BlobKind::Data, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
+        if self.whole.contains(&loc.pack)
+            && let Some(data) = self.pack(loc.kind, loc.pack)
+        {
+            let range = loc.offset as usize..(loc.offset + loc.length) as usize;
+            if let Some(sealed) = data.get(range) {
+                return pack::open_blob(self.repo.keys(), loc.kind, id, sealed, loc.raw_length)
+                    .map_err(|e| RepoError::integrity(format!("blob {id} in pack {}", loc.pack), e));
+            }
+        }
+        self.repo.read_blob_at(&loc, id)
+    }
 }
