@@ -14,13 +14,14 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 WORK = os.environ.get("VAULT_BENCH_DIR", "/tmp/vault-bench")
-SCALE = os.environ.get("VAULT_BENCH_SCALE", "full")  # full | quick
+SCALE = os.environ.get("VAULT_BENCH_SCALE", "full")  # full | quick | tiny (a smoke test)
 PASSWORD = "bench-password"
 VAULT = os.path.join(ROOT, "target/release/vault")
 
 SIZES = {
     "full": {"small_files": 100_000, "large_files": 3, "large_mib": 256, "random_mib": 2048, "history_versions": 6},
     "quick": {"small_files": 20_000, "large_files": 3, "large_mib": 64, "random_mib": 512, "history_versions": 4},
+    "tiny": {"small_files": 2_000, "large_files": 3, "large_mib": 8, "random_mib": 64, "history_versions": 2},
 }[SCALE]
 
 
