@@ -196,3 +196,20 @@ fn mount_errors() {
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
 }
+
+/// The same read model serves remote repositories.
+#[test]
+fn mount_works_on_s3_and_sftp() {
+    for kind in [Kind::S3, Kind::Sftp] {
+        let Some(env) = Env::for_kind(kind) else { return };
+        let src = env.path("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("data"), noise(2_500_000, 11)).unwrap();
+        env.init();
+        env.ok(&["backup", src.to_str().unwrap()]);
+        let mnt = env.path("mnt");
+        let Some(_m) = Mounted::new(&env, &mnt) else { return };
+        let read = std::fs::read(mnt.join("latest").join(src.strip_prefix("/").unwrap()).join("data")).unwrap();
+        assert_eq!(read, noise(2_500_000, 11), "{kind:?}");
+    }
+}
