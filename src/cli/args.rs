@@ -172,8 +172,8 @@ pub struct CheckArgs {
     /// Time budget for --rotate (e.g. 90s, 30m, 2h)
     #[arg(long, value_name = "DURATION")]
     pub max_duration: Option<String>,
-    /// Packs downloaded and verified at once
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    /// Packs downloaded and verified at once (each holds one pack in memory)
+    #[arg(long, default_value_t = 4, value_name = "N")]
     pub read_threads: usize,
 }
 
