@@ -363,6 +363,16 @@ impl Browser {
         }
     }
 
+    /// Makes a directory's children available: the top-level views first re-read the
+    /// snapshot list when it may have changed, snapshot directories load their tree.
+    fn open_dir(&self, ino: u64) -> Result<bool> {
+        let top = Self::is_top_level(ino, &self.state.read().unwrap_or_else(|p| p.into_inner()));
+        if top {
+            self.refresh(false)?;
+        }
+        self.ensure_children(ino)
+    }
+
     pub fn attr(&self, ino: u64) -> Option<Attr> {
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
         st.entries.get(Self::entry_idx(ino)).map(|e| Self::attr_of(ino, e))
@@ -372,14 +382,7 @@ impl Browser {
         if parent == 0 {
             return Ok(None);
         }
-        {
-            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            if Self::is_top_level(parent, &st) {
-                drop(st);
-                self.refresh(false)?;
-            }
-        }
-        if !self.ensure_children(parent)? {
+        if !self.open_dir(parent)? {
             return Ok(None);
         }
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -394,14 +397,7 @@ impl Browser {
         if ino == 0 {
             return Ok(None);
         }
-        {
-            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            if Self::is_top_level(ino, &st) {
-                drop(st);
-                self.refresh(false)?;
-            }
-        }
-        if !self.ensure_children(ino)? {
+        if !self.open_dir(ino)? {
             return Ok(None);
         }
         let st = self.state.read().unwrap_or_else(|p| p.into_inner());
