@@ -34,7 +34,7 @@ use crate::repo::backend::RequestStats;
 use crate::repo::{MasterIndex, PackWriter, Repository, WriterStats};
 
 /// Chunks hashed and sealed together in parallel; bounds memory per large file.
-const BATCH_BYTES: usize = 16 * 1024 * 1024;
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParentChoice {
