@@ -5,7 +5,27 @@ use vault::cli::args::{Cli, Command};
 use vault::cli::commands;
 use vault::cli::exit::classify;
 
+/// `vault … | head` closes stdout early; printing then fails with EPIPE, which `println!`
+/// turns into a panic. That is the reader's choice, not an error: end quietly, as Unix
+/// tools do. Every other panic keeps the default report.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() {
+    quiet_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

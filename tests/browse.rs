@@ -184,3 +184,30 @@ fn stats_report_dedup_and_compression() {
     assert_eq!(one["snapshots"], 1);
     assert!(env.ok(&["stats"]).contains("Dedup ratio"));
 }
+
+/// `vault find … | head` must end quietly when the reader goes away.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::io::Read;
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..3000 {
+        std::fs::write(src.join(format!("a-rather-long-file-name-to-fill-the-pipe-{i:05}")), b"x").unwrap();
+    }
+    env.init();
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let mut child = env
+        .cmd()
+        .args(["find", "a-rather*"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
