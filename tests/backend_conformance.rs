@@ -4,27 +4,12 @@
 mod common;
 
 use common::{Env, Kind};
+use vault::repo::Backend;
 use vault::repo::backend::{BackendErrorKind, OpenMode};
-use vault::repo::{Backend, BackendOptions, Location};
 
 fn backend_for(kind: Kind) -> Option<(Env, Backend)> {
     let env = Env::for_kind(kind)?;
-    // Create the root as `init` would.
-    let loc = Location::parse(env.repo_string()).unwrap();
-    let mut args = Vec::new();
-    let mut vars = std::collections::HashMap::new();
-    if kind == Kind::Sftp {
-        args.push(format!("sftp.key={}", std::env::var("VAULT_TEST_SFTP_KEY").unwrap()));
-        args.push("sftp.known-hosts=accept".to_string());
-    }
-    if kind == Kind::S3 {
-        args.push(format!("s3.endpoint={}", std::env::var("VAULT_TEST_S3_ENDPOINT").unwrap()));
-        args.push(format!("s3.region={}", std::env::var("VAULT_TEST_S3_REGION").unwrap()));
-        vars.insert("AWS_ACCESS_KEY_ID".to_string(), std::env::var("VAULT_TEST_S3_KEY_ID").unwrap());
-        vars.insert("AWS_SECRET_ACCESS_KEY".to_string(), std::env::var("VAULT_TEST_S3_SECRET").unwrap());
-    }
-    let opts = BackendOptions::from_args_and_env(&args, &|k| vars.get(k).cloned()).unwrap();
-    let b = Backend::open(&loc, &opts, OpenMode::Create).unwrap();
+    let b = env.backend_with(OpenMode::Create);
     Some((env, b))
 }
 

@@ -191,10 +191,15 @@ impl Env {
 
     /// The repository's storage, through vault's own backend layer.
     pub fn backend(&self) -> vault::repo::Backend {
+        self.backend_with(vault::repo::backend::OpenMode::Existing)
+    }
+
+    /// The same, creating the repository's root if it is missing (as `init` does).
+    pub fn backend_with(&self, mode: vault::repo::backend::OpenMode) -> vault::repo::Backend {
         let loc = vault::repo::Location::parse(&self.repo_arg).unwrap();
         let env: std::collections::HashMap<String, String> = self.env.iter().cloned().collect();
         let opts = vault::repo::BackendOptions::from_args_and_env(&self.options, &|k| env.get(k).cloned()).unwrap();
-        vault::repo::Backend::open(&loc, &opts, vault::repo::backend::OpenMode::Existing).unwrap()
+        vault::repo::Backend::open(&loc, &opts, mode).unwrap()
     }
 
     /// Every stored object (path relative to the repository root) and its size.
