@@ -297,7 +297,8 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
     }
 
     // Snapshots and their trees.
-    let (snaps, bad_snaps) = snapshot_list(repo)?;
+    let (mut snaps, bad_snaps) = repo.load_all_snapshots()?;
+    snaps.sort_by_key(|a| time_of(&a.1));
     for (id, e) in bad_snaps {
         problems.add(ProblemKind::Snapshot, format!("{SNAPSHOTS_DIR}/{id}"), e.to_string());
     }
@@ -390,24 +391,6 @@ fn header_mismatch(kind: BlobKind, entries: &[PackEntry], p: &IndexedPack) -> Op
     a.sort_by_key(|e| e.offset);
     b.sort_by_key(|e| e.offset);
     (a != b).then(|| format!("the header lists {} blobs, the index {} (or their places differ)", a.len(), b.len()))
-}
-
-type SnapshotErrors = Vec<(crate::format::Id, RepoError)>;
-
-fn snapshot_list(repo: &Repository) -> Result<(crate::repo::repository::SnapshotList, SnapshotErrors)> {
-    let ids = repo.list_snapshots()?;
-    let loaded: Vec<_> = ids.par_iter().map(|id| (*id, repo.load_snapshot(id))).collect();
-    let mut ok = Vec::new();
-    let mut bad = Vec::new();
-    for (id, r) in loaded {
-        match r {
-            Ok(s) => ok.push((id, s)),
-            Err(e @ RepoError::Backend(_)) => return Err(e.into()),
-            Err(e) => bad.push((id.0, e)),
-        }
-    }
-    ok.sort_by_key(|a| time_of(&a.1));
-    Ok((ok, bad))
 }
 
 /// Walks tree graphs once per tree id, remembering which paths below each tree are

@@ -41,7 +41,7 @@ pub fn list(repo: &Repository, filter: &SnapshotFilter) -> Result<(SnapshotList,
     let replaced: std::collections::HashSet<SnapshotId> = snaps.iter().filter_map(|(_, s)| s.original).collect();
     let mut v: Vec<_> = snaps.into_iter().filter(|(id, s)| filter.matches(s) && !replaced.contains(id)).collect();
     v.sort_by(|a, b| time_of(&a.1).cmp(&time_of(&b.1)).then(a.0.cmp(&b.0)));
-    Ok((v, bad.iter().map(ToString::to_string).collect()))
+    Ok((v, bad.iter().map(|(_, e)| e.to_string()).collect()))
 }
 
 /// Resolves `latest`, a full id or a unique id prefix.

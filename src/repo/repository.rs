@@ -246,7 +246,7 @@ impl Repository {
     }
 
     /// Loads every snapshot; damaged ones are returned apart so a listing can go on.
-    pub fn load_all_snapshots(&self) -> Result<(SnapshotList, Vec<RepoError>)> {
+    pub fn load_all_snapshots(&self) -> Result<(SnapshotList, Vec<(SnapshotId, RepoError)>)> {
         let ids = self.list_snapshots()?;
         let results: Vec<_> = ids.par_iter().map(|id| (*id, self.load_snapshot(id))).collect();
         let mut ok = Vec::new();
@@ -255,7 +255,7 @@ impl Repository {
             match r {
                 Ok(s) => ok.push((id, s)),
                 Err(e @ RepoError::Backend(_)) => return Err(e),
-                Err(e) => bad.push(e),
+                Err(e) => bad.push((id, e)),
             }
         }
         Ok((ok, bad))
