@@ -64,7 +64,7 @@ fn pick<'a>(objs: &'a [String], prefix: &str) -> &'a str {
 
 fn damage(env: &Env, object: &str, other: &str, how: Damage) {
     let b = env.backend();
-    let bytes = b.read(object).unwrap();
+    let bytes = b.read(object).unwrap().to_vec();
     match how {
         Damage::Flip => {
             let mut d = bytes;
@@ -74,7 +74,7 @@ fn damage(env: &Env, object: &str, other: &str, how: Damage) {
         }
         Damage::Truncate => b.write(object, bytes[..bytes.len() / 2].to_vec()).unwrap(),
         Damage::Delete => b.delete(object).unwrap(),
-        Damage::Swap => b.write(object, b.read(other).unwrap()).unwrap(),
+        Damage::Swap => b.write(object, b.read(other).unwrap().to_vec()).unwrap(),
     }
 }
 

@@ -20,6 +20,15 @@ impl Id {
         Id(*blake3::hash(bytes).as_bytes())
     }
 
+    /// [`Id::of_stored_bytes`] of the concatenation of `parts`.
+    pub fn of_stored_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Id {
+        let mut h = blake3::Hasher::new();
+        for p in parts {
+            h.update(p);
+        }
+        Id(*h.finalize().as_bytes())
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }

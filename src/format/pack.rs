@@ -203,17 +203,25 @@ pub fn decode_header_plain(plain: &[u8], header_offset: u64) -> Result<(BlobKind
 
 /// Reads the header of a whole pack held in memory.
 pub fn parse_pack(keys: &Keys, bytes: &[u8]) -> Result<(BlobKind, Vec<PackEntry>)> {
-    check_header(MAGIC_PACK, "pack", bytes)?;
-    if bytes.len() < PACK_PREFIX_LEN + 4 {
+    let trailer = bytes.get(bytes.len().saturating_sub(4)..).unwrap_or_default();
+    let span = header_span(bytes, bytes.len(), trailer)?;
+    decode_header(keys, &bytes[span.clone()], span.start as u64)
+}
+
+/// Where a pack's sealed header lies, from the pack's first bytes (at least
+/// [`PACK_PREFIX_LEN`]), its length and its last 4 bytes; the pack itself need not be in
+/// one piece.
+pub fn header_span(prefix: &[u8], len: usize, trailer: &[u8]) -> Result<std::ops::Range<usize>> {
+    check_header(MAGIC_PACK, "pack", prefix)?;
+    if len < PACK_PREFIX_LEN + 4 {
         return Err(FormatError::Truncated("pack"));
     }
-    let hlen = header_len_from_tail(&bytes[bytes.len() - 4..])? as usize;
-    let body_end = bytes.len() - 4;
+    let hlen = header_len_from_tail(trailer)? as usize;
+    let body_end = len - 4;
     if hlen > body_end - PACK_PREFIX_LEN {
         return Err(FormatError::invalid("pack", "header length exceeds pack"));
     }
-    let start = body_end - hlen;
-    decode_header(keys, &bytes[start..body_end], start as u64)
+    Ok(body_end - hlen..body_end)
 }
 
 #[cfg(test)]

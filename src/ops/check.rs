@@ -24,7 +24,7 @@ use crate::format::pack::{self, BlobKind, PackEntry};
 use crate::format::tree::NodeKind;
 use crate::format::{BlobId, IndexId, PackId, SnapshotId};
 use crate::repo::repository::{INDEX_DIR, KEYS_DIR, SNAPSHOTS_DIR, pack_path};
-use crate::repo::{MasterIndex, RepoError, Repository};
+use crate::repo::{MasterIndex, ObjectBytes, RepoError, Repository};
 
 /// Which packs `--read-data` reads.
 #[derive(Clone, Debug, PartialEq)]
@@ -611,7 +611,7 @@ fn read_packs(
             let p = &indexed[id];
             let object = pack_path(*kind, id);
             let all_blobs = || p.blobs.iter().map(|b| (*kind, b.id)).collect::<Vec<_>>();
-            let result = match repo.backend().read(&object) {
+            let result = match repo.backend().read_parts(&object) {
                 Err(e) if e.kind != crate::repo::backend::BackendErrorKind::NotFound => {
                     let mut f = fatal.lock().unwrap_or_else(|p| p.into_inner());
                     f.get_or_insert(RepoError::Backend(e));
@@ -620,7 +620,7 @@ fn read_packs(
                 }
                 Err(e) => Err((object, ProblemKind::PackMissing, e.to_string(), all_blobs())),
                 Ok(data) => {
-                    let name_ok = crate::format::Id::of_stored_bytes(&data) == id.0;
+                    let name_ok = data.stored_id() == id.0;
                     match (verify_pack(repo, *kind, &data, p), name_ok) {
                         (Ok(()), true) => Ok(()),
                         // Damage outside any blob (padding, header copy): every blob still
@@ -663,10 +663,18 @@ fn read_packs(
 fn verify_pack(
     repo: &Repository,
     kind: BlobKind,
-    data: &[u8],
+    data: &ObjectBytes,
     p: &IndexedPack,
 ) -> Result<(), (ProblemKind, String, Vec<(BlobKind, BlobId)>)> {
-    let (hkind, entries) = pack::parse_pack(repo.keys(), data).map_err(|e| {
+    let len = data.len();
+    let header = || -> Result<_, crate::format::FormatError> {
+        let prefix = data.slice(0..len.min(pack::PACK_PREFIX_LEN)).unwrap_or_default();
+        let trailer = data.slice(len.saturating_sub(4)..len).unwrap_or_default();
+        let span = pack::header_span(&prefix, len, &trailer)?;
+        let sealed = data.slice(span.clone()).unwrap_or_default();
+        pack::decode_header(repo.keys(), &sealed, span.start as u64)
+    };
+    let (hkind, entries) = header().map_err(|e| {
         (ProblemKind::PackDamaged, format!("header: {e}"), p.blobs.iter().map(|b| (kind, b.id)).collect())
     })?;
     if let Some(m) = header_mismatch(hkind, &entries, p) {
@@ -675,8 +683,8 @@ fn verify_pack(
     let damaged: Vec<(BlobKind, BlobId)> = entries
         .par_iter()
         .filter(|e| {
-            let sealed = &data[e.offset as usize..(e.offset + e.length) as usize];
-            pack::open_blob(repo.keys(), kind, &e.id, sealed, e.raw_length).is_err()
+            let sealed = data.slice(e.offset as usize..(e.offset + e.length) as usize).unwrap_or_default();
+            pack::open_blob(repo.keys(), kind, &e.id, &sealed, e.raw_length).is_err()
         })
         .map(|e| (kind, e.id))
         .collect();

@@ -27,7 +27,7 @@ use crate::format::pack::BlobKind;
 use crate::format::pack::{self};
 use crate::format::tree::{ContentItem, Node, NodeKind};
 use crate::format::{BlobId, PackId};
-use crate::repo::{MasterIndex, RepoError, Repository};
+use crate::repo::{MasterIndex, ObjectBytes, RepoError, Repository};
 
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
@@ -309,8 +309,7 @@ fn write_file(source: &BlobSource<'_>, path: &Path, node: &Node, progress: &dyn 
 
 /// Where restore gets blobs from. Packs that the plan needs mostly are downloaded once,
 /// whole, and kept in a small LRU; blobs of other packs are fetched by range. A pack
-/// whose bytes do not match its name falls back to range reads, so its intact blobs
-/// still restore.
+/// that cannot be read whole falls back to range reads, so its intact blobs still restore.
 struct BlobSource<'a> {
     repo: &'a Repository,
     index: &'a MasterIndex,
@@ -322,7 +321,7 @@ struct BlobSource<'a> {
 const PACKS_IN_MEMORY: usize = 4;
 
 /// A pack being fetched or fetched: `None` when it could not be read whole.
-type PackSlot = Arc<OnceLock<Option<Arc<Vec<u8>>>>>;
+type PackSlot = Arc<OnceLock<Option<ObjectBytes>>>;
 
 #[derive(Default)]
 struct PackLru {
@@ -359,7 +358,7 @@ impl<'a> BlobSource<'a> {
         BlobSource { repo, index, whole, packs: Mutex::default() }
     }
 
-    fn pack(&self, kind: BlobKind, id: PackId) -> Option<Arc<Vec<u8>>> {
+    fn pack(&self, kind: BlobKind, id: PackId) -> Option<ObjectBytes> {
         let slot = {
             let mut lru = self.packs.lock().unwrap_or_else(|p| p.into_inner());
             let slot = lru.slots.entry(id).or_default().clone();
@@ -373,7 +372,7 @@ impl<'a> BlobSource<'a> {
             }
             slot
         };
-        slot.get_or_init(|| self.repo.read_pack(kind, &id).ok().map(Arc::new)).clone()
+        slot.get_or_init(|| self.repo.read_pack(kind, &id).ok()).clone()
     }
 
     fn read(&self, id: &BlobId) -> Result<Vec<u8>, RepoError> {
@@ -382,8 +381,8 @@ impl<'a> BlobSource<'a> {
             && let Some(data) = self.pack(loc.kind, loc.pack)
         {
             let range = loc.offset as usize..(loc.offset + loc.length) as usize;
-            if let Some(sealed) = data.get(range) {
-                return pack::open_blob(self.repo.keys(), loc.kind, id, sealed, loc.raw_length)
+            if let Some(sealed) = data.slice(range) {
+                return pack::open_blob(self.repo.keys(), loc.kind, id, &sealed, loc.raw_length)
                     .map_err(|e| RepoError::integrity(format!("blob {id} in pack {}", loc.pack), e));
             }
         }

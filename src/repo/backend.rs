@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator};
 use serde::Serialize;
 use thiserror::Error;
 
 use super::location::{BackendOptions, KnownHosts, Location};
+use super::object_bytes::ObjectBytes;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendErrorKind {
@@ -208,14 +211,20 @@ impl Backend {
         BackendError { backend: self.name.clone(), op, path: path.to_string(), kind, message: short_message(&e) }
     }
 
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, BackendError> {
+    /// A whole object, in one piece.
+    pub fn read(&self, path: &str) -> Result<Bytes, BackendError> {
+        Ok(self.read_parts(path)?.to_bytes())
+    }
+
+    /// A whole object, in the pieces the backend delivered (for packs, see [`ObjectBytes`]).
+    pub fn read_parts(&self, path: &str) -> Result<ObjectBytes, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let buf = self.rt.block_on(self.op.read(path)).map_err(|e| self.err("read", path, e))?;
         self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        Ok(buf.to_vec())
+        Ok(ObjectBytes::new(buf))
     }
 
-    pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, BackendError> {
+    pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let buf = self
             .rt
@@ -231,7 +240,7 @@ impl Backend {
                 message: format!("short read: {} of {len} bytes at offset {offset}", buf.len()),
             });
         }
-        Ok(buf.to_vec())
+        Ok(buf.to_bytes())
     }
 
     /// Writes a whole object at once. On fs this is temp file + fsync + rename; on object
@@ -377,13 +386,13 @@ mod tests {
         assert_eq!(b.stat("a/x").unwrap(), None);
         b.write("a/x", b"hello".to_vec()).unwrap();
         b.write("a/b/y", b"world!".to_vec()).unwrap();
-        assert_eq!(b.read("a/x").unwrap(), b"hello");
-        assert_eq!(b.read_range("a/b/y", 1, 3).unwrap(), b"orl");
+        assert_eq!(&b.read("a/x").unwrap()[..], b"hello");
+        assert_eq!(&b.read_range("a/b/y", 1, 3).unwrap()[..], b"orl");
         assert_eq!(b.stat("a/b/y").unwrap(), Some(6));
         let l = b.list("a").unwrap();
         assert_eq!(l, vec![ListEntry { path: "a/b/y".into(), size: 6 }, ListEntry { path: "a/x".into(), size: 5 }]);
         b.write("a/x", b"replaced".to_vec()).unwrap();
-        assert_eq!(b.read("a/x").unwrap(), b"replaced");
+        assert_eq!(&b.read("a/x").unwrap()[..], b"replaced");
         b.delete("a/x").unwrap();
         assert_eq!(b.stat("a/x").unwrap(), None);
         assert!(b.list("missing").unwrap().is_empty());

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod error;
 pub mod location;
 pub mod master_index;
+pub mod object_bytes;
 pub mod pack_writer;
 pub mod repository;
 
@@ -13,5 +14,6 @@ pub use backend::Backend;
 pub use error::RepoError;
 pub use location::{BackendOptions, KnownHosts, Location};
 pub use master_index::{BlobLocation, MasterIndex};
+pub use object_bytes::ObjectBytes;
 pub use pack_writer::{PackWriter, WriterStats};
 pub use repository::{InitOptions, Repository};

@@ -220,7 +220,7 @@ impl Env {
     }
 
     pub fn read_stored(&self, path: &str) -> Vec<u8> {
-        self.backend().read(path).unwrap()
+        self.backend().read(path).unwrap().to_vec()
     }
 }
 
