@@ -52,22 +52,68 @@ pub fn padme_len(len: u64) -> u64 {
 }
 
 pub fn encode(raw: &[u8], compression: Compression, padding: Padding) -> Vec<u8> {
-    let compressed = match compression {
-        Compression::Off => None,
-        Compression::Zstd { level } => zstd::bulk::compress(raw, level).ok().filter(|c| c.len() < raw.len()),
-    };
-    let (codec, payload) = match &compressed {
-        Some(c) => (CODEC_ZSTD, c.as_slice()),
-        None => (CODEC_STORED, raw),
-    };
-    let mut w = Writer { buf: Vec::with_capacity(payload.len() + 12) };
-    w.u8(codec);
-    w.bytes(payload);
-    if padding == Padding::Padme {
-        let target = padme_len(w.buf.len() as u64) as usize;
-        w.buf.resize(target, 0);
+    let mut out = Vec::with_capacity(raw.len() + 12);
+    encode_into(&mut out, raw, compression, padding);
+    out
+}
+
+/// Appends the envelope of `raw` to `out`, so that a caller can build it where it will be
+/// encrypted: the payload is copied once (or compressed straight from `raw`).
+pub fn encode_into(out: &mut Vec<u8>, raw: &[u8], compression: Compression, padding: Padding) {
+    let start = out.len();
+    let mut w = Writer { buf: std::mem::take(out) };
+    match compression {
+        Compression::Off => {
+            w.u8(CODEC_STORED);
+            w.bytes(raw);
+        }
+        Compression::Zstd { level } => SCRATCH.with_borrow_mut(|s| match s.compress(raw, level) {
+            Some(c) => {
+                w.u8(CODEC_ZSTD);
+                w.bytes(c);
+            }
+            None => {
+                w.u8(CODEC_STORED);
+                w.bytes(raw);
+            }
+        }),
     }
-    w.finish()
+    if padding == Padding::Padme {
+        let target = padme_len((w.buf.len() - start) as u64) as usize;
+        w.buf.resize(start + target, 0);
+    }
+    *out = w.finish();
+}
+
+/// Per-thread zstd state: a compression context and an output buffer, both reused, since
+/// creating a context and faulting in a fresh megabyte for every chunk showed in profiles.
+#[derive(Default)]
+struct Scratch {
+    ctx: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+impl Scratch {
+    /// The compressed form of `raw`, when it is smaller than `raw`.
+    fn compress(&mut self, raw: &[u8], level: i32) -> Option<&[u8]> {
+        if !matches!(&self.ctx, Some((l, _)) if *l == level) {
+            self.ctx = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        let (_, ctx) = self.ctx.as_mut()?;
+        self.out.clear();
+        // Room for less than `raw` only: zstd gives up as soon as the output would not
+        // be smaller, which is the common case for incompressible chunks.
+        self.out.reserve(raw.len().saturating_sub(1));
+        let want = raw.len().saturating_sub(1);
+        match ctx.compress_to_buffer(raw, &mut self.out) {
+            Ok(n) if n <= want && n > 0 => Some(&self.out[..n]),
+            _ => None,
+        }
+    }
 }
 
 /// Decodes an envelope; `max_len` bounds the decompressed size so that a hostile frame

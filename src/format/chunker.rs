@@ -146,40 +146,51 @@ pub struct ChunkStream<'a, R: Read> {
 }
 
 impl<R: Read> ChunkStream<'_, R> {
+    /// Reads more of the stream behind the current window. The window is moved to the
+    /// front only when the buffer's tail is used up, so most bytes are never moved.
     fn fill(&mut self) -> io::Result<()> {
-        let want = self.chunker.params.max_size as usize;
-        if self.end - self.start >= want || self.eof {
-            return Ok(());
-        }
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        while self.end < want && !self.eof {
+        if self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
             if self.end == self.buf.len() {
-                let grown = (self.buf.len() * 2).min(want * 2);
-                self.buf.resize(grown, 0);
+                let want = self.chunker.params.max_size as usize * 2;
+                self.buf.resize((self.buf.len() * 2).min(want).max(self.end + 1), 0);
             }
+        }
+        loop {
             match self.reader.read(&mut self.buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            return Ok(());
         }
-        Ok(())
     }
 
     /// The next chunk, or `None` at the end of the stream.
+    ///
+    /// A cut found before the end of the bytes at hand is final even when fewer than
+    /// `max_size` bytes are at hand: FastCDC decides each position from the bytes before
+    /// it, so more data could only add cut points after it. Only a window without a cut
+    /// point needs more data.
     pub fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
-        self.fill()?;
-        if self.start == self.end {
-            return Ok(None);
+        let max = self.chunker.params.max_size as usize;
+        loop {
+            let window = &self.buf[self.start..self.end];
+            if !window.is_empty() {
+                let n = self.chunker.cut(window);
+                if n < window.len() || n >= max || self.eof {
+                    let chunk = window[..n].to_vec();
+                    self.start += n;
+                    return Ok(Some(chunk));
+                }
+            } else if self.eof {
+                return Ok(None);
+            }
+            self.fill()?;
         }
-        let window = &self.buf[self.start..self.end];
-        let n = self.chunker.cut(window);
-        let chunk = window[..n].to_vec();
-        self.start += n;
-        Ok(Some(chunk))
     }
 }
 
@@ -205,6 +216,22 @@ mod tests {
 
     fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
         xorshift_bytes(n, seed | 1)
+    }
+
+    /// A reader that hands out at most `step` bytes per call, like a pipe or a socket, so
+    /// that cuts are searched in windows shorter than `max_size`.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
     }
 
     #[test]
@@ -249,6 +276,11 @@ mod tests {
             for hint in [0u64, 1, len as u64 / 3, len as u64, u64::MAX] {
                 let sized: Vec<Vec<u8>> = c.stream_sized(&data[..], hint).map(|r| r.unwrap()).collect();
                 prop_assert_eq!(&sized, &streamed);
+            }
+            for step in [1usize, 7, 300, 1023, 5000] {
+                let trickled: Vec<Vec<u8>> =
+                    c.stream_sized(Trickle { data: &data, step }, len as u64 / 2).map(|r| r.unwrap()).collect();
+                prop_assert_eq!(&trickled, &streamed);
             }
             prop_assert_eq!(streamed.iter().map(|c| c.len()).collect::<Vec<_>>(), lens.clone());
             prop_assert_eq!(streamed.concat(), data);

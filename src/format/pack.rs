@@ -79,7 +79,7 @@ pub fn seal_blob(
     compression: Compression,
     padding: Padding,
 ) -> Result<Vec<u8>, getrandom::Error> {
-    keys.seal(kind.object_kind(), Some(id), &blob::encode(raw, compression, padding))
+    keys.seal_with(kind.object_kind(), Some(id), raw.len() + 8, |out| blob::encode_into(out, raw, compression, padding))
 }
 
 /// Decrypts a blob and checks that its plaintext hashes to `id`.
