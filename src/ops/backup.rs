@@ -25,6 +25,7 @@ use super::pattern::PatternSet;
 use super::progress::Progress;
 use super::select;
 use super::source::{self, VirtualDir, VirtualNode};
+use crate::format::blob::Compression;
 use crate::format::chunker::Chunker;
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::{Snapshot, SnapshotSummary};
@@ -54,6 +55,8 @@ pub struct BackupOptions {
     pub parent: ParentChoice,
     /// Count files and bytes beside the backup, for a progress bar with an ETA.
     pub scan_totals: bool,
+    /// Compression of new data for this backup (`None`: the repository's default).
+    pub compression: Option<Compression>,
 }
 
 /// A source entry that could not be backed up. The backup goes on without it.
@@ -161,7 +164,10 @@ pub fn backup(repo: Arc<Repository>, opts: &BackupOptions, progress: &dyn Progre
     let ctx = Ctx {
         repo: &repo,
         index: index.clone(),
-        writer: PackWriter::new(repo.clone(), index)?,
+        writer: match opts.compression {
+            Some(c) => PackWriter::new(repo.clone(), index)?.with_compression(c),
+            None => PackWriter::new(repo.clone(), index)?,
+        },
         chunker: repo.chunker()?,
         owners: OwnerNames::default(),
         excludes,

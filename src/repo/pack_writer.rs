@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::error::{RepoError, Result};
 use super::master_index::MasterIndex;
 use super::repository::{Repository, TREE_PACK_CACHE_DIR, pack_path};
+use crate::format::blob::{Compression, Padding};
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{self, BlobKind, PackBuilder};
 use crate::format::{BlobId, Id, IndexId, PackId};
@@ -70,6 +71,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub struct PackWriter {
     shared: Arc<Shared>,
+    /// For new data blobs; the repository's default unless a command overrides it.
+    compression: Compression,
     tx: Option<Sender<Upload>>,
     uploaders: Vec<JoinHandle<()>>,
 }
@@ -113,7 +116,14 @@ impl PackWriter {
                     .map_err(|e| RepoError::integrity("upload thread", e))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(PackWriter { shared, tx: Some(tx), uploaders })
+        let compression = shared.repo.config().compression;
+        Ok(PackWriter { shared, compression, tx: Some(tx), uploaders })
+    }
+
+    /// Compresses new data blobs this way instead of the repository's default.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
     }
 
     pub fn repo(&self) -> &Arc<Repository> {
@@ -132,8 +142,11 @@ impl PackWriter {
             return Ok(false);
         }
         let cfg = self.shared.repo.config();
-        let padding = if kind == BlobKind::Data { cfg.padding } else { Default::default() };
-        let sealed = pack::seal_blob(self.shared.repo.keys(), kind, &id, raw, cfg.compression, padding)?;
+        let (compression, padding) = match kind {
+            BlobKind::Data => (self.compression, cfg.padding),
+            BlobKind::Tree => (cfg.compression, Padding::None),
+        };
+        let sealed = pack::seal_blob(self.shared.repo.keys(), kind, &id, raw, compression, padding)?;
         self.shared.blobs_added.fetch_add(1, Ordering::Relaxed);
         self.shared.bytes_added.fetch_add(raw.len() as u64, Ordering::Relaxed);
         self.shared.stored_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);

@@ -35,6 +35,7 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         one_file_system: a.one_file_system,
         parent,
         scan_totals: progress.is_visible(),
+        compression: a.compression.map(|c| c.compression()),
     };
     let result = backup(repo, &opts, &progress);
     progress.finish();

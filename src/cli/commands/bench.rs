@@ -21,9 +21,20 @@ struct Primitive {
 }
 
 #[derive(Serialize)]
+struct Level {
+    level: i32,
+    corpus: &'static str,
+    mb_per_s: f64,
+    /// Stored size / original size.
+    ratio: f64,
+}
+
+#[derive(Serialize)]
 struct Report {
     cores: usize,
     primitives: Vec<Primitive>,
+    /// zstd levels on compressible corpora, the basis of the presets' levels.
+    levels: Vec<Level>,
     /// Single-core MB/s of chunk + hash + compress attempt + seal on incompressible data.
     pipeline_one_core_incompressible: f64,
     pipeline_limit_incompressible: f64,
@@ -79,7 +90,7 @@ pub fn run(g: &GlobalArgs) -> Result<ExitCode> {
         }),
     });
     p.push(Primitive {
-        name: "compression attempt, incompressible (zstd 3)",
+        name: "compression decision, incompressible (auto)",
         mb_per_s: measure(size, || {
             for c in &chunks {
                 std::hint::black_box(blob::encode(c, zstd, Padding::None));
@@ -107,9 +118,27 @@ pub fn run(g: &GlobalArgs) -> Result<ExitCode> {
     let one = |rates: &[f64]| 1.0 / rates.iter().map(|r| 1.0 / r).sum::<f64>();
     let inc = one(&[p[0].mb_per_s, p[1].mb_per_s, p[2].mb_per_s, p[4].mb_per_s]);
     let txt = one(&[p[0].mb_per_s, p[1].mb_per_s, p[3].mb_per_s, p[4].mb_per_s * 3.0]);
+    let exe = std::env::current_exe().and_then(std::fs::read).unwrap_or_default();
+    let corpora: [(&'static str, &[u8]); 2] =
+        [("text", &words[..8 << 20]), ("vault executable", &exe[..exe.len().min(8 << 20)])];
+    let mut levels = Vec::new();
+    for (corpus, data) in corpora.into_iter().filter(|(_, d)| !d.is_empty()) {
+        for level in [1, 3, 9, 19] {
+            // The slow levels on a smaller sample, so that the whole run stays short.
+            let data = if level >= 9 { &data[..data.len().min(2 << 20)] } else { data };
+            let c = Compression::Zstd { level };
+            let parts: Vec<&[u8]> = data.chunks(1 << 20).collect();
+            let mut stored = 0;
+            let mb_per_s = measure(data.len(), || {
+                stored = parts.iter().map(|part| blob::encode(part, c, Padding::None).len()).sum::<usize>();
+            });
+            levels.push(Level { level, corpus, mb_per_s, ratio: stored as f64 / data.len() as f64 });
+        }
+    }
     let report = Report {
         cores,
         primitives: p,
+        levels,
         pipeline_one_core_incompressible: inc,
         pipeline_limit_incompressible: inc * cores as f64,
         pipeline_one_core_text: txt,
@@ -120,6 +149,10 @@ pub fn run(g: &GlobalArgs) -> Result<ExitCode> {
     } else {
         for x in &report.primitives {
             println!("{:<46} {:>9.1} MB/s", x.name, x.mb_per_s);
+        }
+        for l in &report.levels {
+            let name = format!("zstd {:>2}, {}", l.level, l.corpus);
+            println!("{name:<46} {:>9.1} MB/s  stored {:>5.1} %", l.mb_per_s, l.ratio * 100.0);
         }
         println!(
             "pipeline, incompressible: {:.1} MB/s per core, {:.1} MB/s on {cores} cores",

@@ -6,26 +6,17 @@ use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, InitArgs};
 use crate::cli::output::print_json;
 use crate::cli::password::{Confirm, read_password};
-use crate::format::blob::{Compression, Padding};
+use crate::format::blob::Padding;
 use crate::format::keyfile::KeyMeta;
 use crate::repo::backend::OpenMode;
 use crate::repo::{Backend, InitOptions, Repository};
-
-pub fn compression(name: &str) -> Compression {
-    match name {
-        "off" => Compression::Off,
-        "fast" => Compression::Zstd { level: 1 },
-        "max" => Compression::Zstd { level: 19 },
-        _ => Compression::Zstd { level: 3 },
-    }
-}
 
 pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
     let loc = location(g)?;
     let backend = Backend::open(&loc, &backend_options(g)?, OpenMode::Create)?;
     let pw = read_password(&password_source(g), Confirm::Twice)?;
     let opts = InitOptions {
-        compression: compression(&a.compression),
+        compression: a.compression.compression(),
         padding: if a.padding == "padme" { Padding::Padme } else { Padding::None },
         ..Default::default()
     };
