@@ -50,6 +50,7 @@ fn main() {
         Command::Dump(a) => commands::dump::run(g, a),
         Command::Stats(a) => commands::stats::run(g, a),
         Command::BenchPrimitives => commands::bench::run(g),
+        Command::BenchIndex(a) => commands::bench_index::run(g, a),
     };
     let code = match result {
         Ok(code) => code,

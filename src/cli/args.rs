@@ -79,6 +79,19 @@ pub enum Command {
     /// Single-core throughput of chunking, hashing, compression and encryption here
     #[command(hide = true)]
     BenchPrimitives,
+    /// Memory and lookup speed of the in-memory index with many synthetic blobs
+    #[command(hide = true)]
+    BenchIndex(BenchIndexArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIndexArgs {
+    /// Number of synthetic blobs
+    #[arg(long, default_value_t = 10_000_000)]
+    pub blobs: u64,
+    /// Blobs per pack (a data pack of 1 MiB chunks holds ~16, a pack of small files thousands)
+    #[arg(long, default_value_t = 100)]
+    pub per_pack: u64,
 }
 
 #[derive(Debug, Args)]

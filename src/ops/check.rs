@@ -195,6 +195,7 @@ pub fn check(repo: &Repository, opts: &CheckOptions, progress: &dyn Progress) ->
             }
         }
     }
+    index.compact();
     let dups = seen_blobs.values().filter(|&&n| n > 1).count();
     if dups > 0 {
         report.info.push(Info {

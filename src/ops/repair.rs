@@ -103,6 +103,7 @@ pub fn repair_index(repo: Arc<Repository>, read_data: bool, progress: &dyn Progr
         for p in &good {
             index.add_pack(p.id, p.kind, p.size, &p.blobs);
         }
+        index.compact();
         let writer = PackWriter::new(repo.clone(), Arc::new(index))?;
         for (kind, id, raw) in &salvage {
             if writer.add(*kind, *id, raw)? {

@@ -315,6 +315,7 @@ impl Repository {
                 Err(e) => bad.push(e),
             }
         }
+        index.compact();
         Ok((index, bad))
     }
 

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod bench_index;
 pub mod cat;
 pub mod check;
 pub mod diff;
