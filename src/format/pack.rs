@@ -127,16 +127,7 @@ impl PackBuilder {
     }
 
     fn header_plaintext(&self) -> Vec<u8> {
-        let mut w = Writer { buf: Vec::with_capacity(3 + self.entries.len() * 40) };
-        w.u8(FORMAT_VERSION);
-        w.u8(self.kind.to_byte());
-        w.varint(self.entries.len() as u64);
-        for e in &self.entries {
-            w.id(&e.id.0);
-            w.varint(u64::from(e.length));
-            w.varint(u64::from(e.raw_length));
-        }
-        blob::encode(&w.finish(), Compression::Off, Padding::None)
+        header_plaintext(self.kind, &self.entries)
     }
 
     pub fn finish(self, keys: &Keys) -> Result<(Vec<u8>, Vec<PackEntry>), getrandom::Error> {
@@ -154,6 +145,36 @@ impl PackBuilder {
         self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         (self.buf, self.entries)
     }
+}
+
+fn header_plaintext(kind: BlobKind, entries: &[PackEntry]) -> Vec<u8> {
+    let mut w = Writer { buf: Vec::with_capacity(3 + entries.len() * 40) };
+    w.u8(FORMAT_VERSION);
+    w.u8(kind.to_byte());
+    w.varint(entries.len() as u64);
+    for e in entries {
+        w.id(&e.id.0);
+        w.varint(u64::from(e.length));
+        w.varint(u64::from(e.raw_length));
+    }
+    blob::encode(&w.finish(), Compression::Off, Padding::None)
+}
+
+/// The bytes every pack starts with; blobs follow from offset [`PACK_PREFIX_LEN`].
+pub fn pack_prefix() -> [u8; PACK_PREFIX_LEN] {
+    let mut p = [0u8; PACK_PREFIX_LEN];
+    p[..4].copy_from_slice(MAGIC_PACK);
+    p[4] = FORMAT_VERSION;
+    p
+}
+
+/// What follows a pack's last blob: the sealed header and its length. For writers that
+/// stream blobs out as they come (see [`PackBuilder`] for the in-memory form).
+pub fn pack_trailer(keys: &Keys, kind: BlobKind, entries: &[PackEntry]) -> Result<Vec<u8>, getrandom::Error> {
+    let mut sealed = keys.seal(ObjectKind::PackHeader, None, &header_plaintext(kind, entries))?;
+    let len = sealed.len() as u32;
+    sealed.extend_from_slice(&len.to_le_bytes());
+    Ok(sealed)
 }
 
 /// Length of the sealed header, from the pack's last 4 bytes.
@@ -255,6 +276,24 @@ mod tests {
                 prop_assert_eq!(&open_blob(&k, BlobKind::Data, &e.id, s, e.raw_length).unwrap(), raw);
                 prop_assert!(open_blob(&k, BlobKind::Tree, &e.id, s, e.raw_length).is_err());
             }
+        }
+
+        /// The streamed form (prefix, blobs as they come, trailer) is the same format.
+        #[test]
+        fn streamed_pack_parses(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..2000), 0..8)) {
+            let k = keys();
+            let mut bytes = pack_prefix().to_vec();
+            let mut entries = Vec::new();
+            for raw in &blobs {
+                let id = k.blob_id(raw);
+                let sealed = seal_blob(&k, BlobKind::Data, &id, raw, Compression::default(), Padding::None).unwrap();
+                entries.push(PackEntry { id, offset: bytes.len() as u32, length: sealed.len() as u32, raw_length: raw.len() as u32 });
+                bytes.extend_from_slice(&sealed);
+            }
+            bytes.extend_from_slice(&pack_trailer(&k, BlobKind::Data, &entries).unwrap());
+            let (kind, parsed) = parse_pack(&k, &bytes).unwrap();
+            prop_assert_eq!(kind, BlobKind::Data);
+            prop_assert_eq!(parsed, entries);
         }
 
         #[test]

@@ -74,6 +74,9 @@ pub struct Backend {
     counters: Arc<Counters>,
     /// SFTP writes in place, so writes go to `tmp/` and are renamed.
     rename_writes: bool,
+    /// The backend can rename (local, SFTP), so an object can be written piece by piece
+    /// under a temporary name ([`StreamingWrite`]).
+    streams: bool,
 }
 
 impl fmt::Debug for Backend {
@@ -180,7 +183,8 @@ impl Backend {
             .build()
             .map_err(|e| fail("start I/O runtime", e.to_string()))?;
         let rename_writes = matches!(location, Location::Sftp { .. });
-        Ok(Backend { op, rt: Arc::new(rt), name, counters: Arc::default(), rename_writes })
+        let streams = matches!(location, Location::Local(_) | Location::Sftp { .. });
+        Ok(Backend { op, rt: Arc::new(rt), name, counters: Arc::default(), rename_writes, streams })
     }
 
     pub fn name(&self) -> &str {
@@ -252,6 +256,12 @@ impl Backend {
             self.rt.block_on(self.op.write(path, data)).map_err(|e| self.err("write", path, e))?;
             return Ok(());
         }
+        let tmp = self.temp_name(path)?;
+        self.rt.block_on(self.op.write(&tmp, data)).map_err(|e| self.write_err(&tmp, e))?;
+        self.rename_into_place(&tmp, path)
+    }
+
+    fn temp_name(&self, path: &str) -> Result<String, BackendError> {
         let mut r = [0u8; 16];
         getrandom::fill(&mut r).map_err(|e| BackendError {
             backend: self.name.clone(),
@@ -260,24 +270,41 @@ impl Backend {
             kind: BackendErrorKind::Other,
             message: e.to_string(),
         })?;
-        let tmp = format!("tmp/{}", hex::encode(r));
-        self.rt.block_on(self.op.write(&tmp, data)).map_err(|e| {
-            let mut err = self.err("write", &tmp, e);
-            if err.kind == BackendErrorKind::NotFound {
-                err.message.push_str(" (is the repository path a directory on the server?)");
-            }
-            err
-        })?;
-        if let Err(e) = self.rt.block_on(self.op.rename(&tmp, path)) {
+        Ok(format!("tmp/{}", hex::encode(r)))
+    }
+
+    fn write_err(&self, tmp: &str, e: opendal::Error) -> BackendError {
+        let mut err = self.err("write", tmp, e);
+        if err.kind == BackendErrorKind::NotFound {
+            err.message.push_str(" (is the repository path a directory on the server?)");
+        }
+        err
+    }
+
+    fn rename_into_place(&self, tmp: &str, path: &str) -> Result<(), BackendError> {
+        if let Err(e) = self.rt.block_on(self.op.rename(tmp, path)) {
             // Names are content-addressed: if the target appeared meanwhile, it holds the
             // same bytes, and the write has succeeded.
             let exists = self.stat(path).ok().flatten().is_some();
-            let _ = self.rt.block_on(self.op.delete(&tmp));
+            let _ = self.rt.block_on(self.op.delete(tmp));
             if !exists {
                 return Err(self.err("rename", path, e));
             }
         }
         Ok(())
+    }
+
+    /// Whether [`Backend::start_streaming_write`] is available.
+    pub fn can_stream(&self) -> bool {
+        self.streams
+    }
+
+    /// Starts an object that is written piece by piece and named when it is complete.
+    pub fn start_streaming_write(&self) -> Result<StreamingWrite, BackendError> {
+        let tmp = self.temp_name("tmp")?;
+        let writer = self.rt.block_on(self.op.writer(&tmp)).map_err(|e| self.write_err(&tmp, e))?;
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(StreamingWrite { backend: self.clone(), tmp, writer: Some(writer) })
     }
 
     /// Size of an object, or `None` when it does not exist.
@@ -315,6 +342,46 @@ impl Backend {
     pub fn delete(&self, path: &str) -> Result<(), BackendError> {
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
         self.rt.block_on(self.op.delete(path)).map_err(|e| self.err("delete", path, e))
+    }
+}
+
+/// An object being written under a temporary name (see [`Backend::start_streaming_write`]).
+/// Dropped unfinished, it removes what it wrote.
+pub struct StreamingWrite {
+    backend: Backend,
+    tmp: String,
+    writer: Option<opendal::Writer>,
+}
+
+impl StreamingWrite {
+    pub fn append(&mut self, data: Vec<u8>) -> Result<(), BackendError> {
+        let b = &self.backend;
+        let Some(w) = self.writer.as_mut() else {
+            return Err(b.err("write", &self.tmp, opendal::Error::new(ErrorKind::Unexpected, "write after finish")));
+        };
+        b.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+        b.rt.block_on(w.write(data)).map_err(|e| b.write_err(&self.tmp, e))
+    }
+
+    /// Completes the object (on a local disk: flushed with fsync) and gives it its name.
+    pub fn finish(mut self, path: &str) -> Result<(), BackendError> {
+        let b = self.backend.clone();
+        if let Some(mut w) = self.writer.take() {
+            b.rt.block_on(w.close()).map_err(|e| b.write_err(&self.tmp, e))?;
+        }
+        let tmp = std::mem::take(&mut self.tmp);
+        b.rename_into_place(&tmp, path)
+    }
+}
+
+impl Drop for StreamingWrite {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.writer.take() {
+            let _ = self.backend.rt.block_on(w.abort());
+        }
+        if !self.tmp.is_empty() {
+            let _ = self.backend.rt.block_on(self.backend.op.delete(&self.tmp));
+        }
     }
 }
 
