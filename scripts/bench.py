@@ -239,6 +239,7 @@ def main():
     results = []  # dicts: workload, step, tool, seconds, rss_kib, bytes
     tools = available_tools()
     load = os.getloadavg()
+    prims = json.loads(subprocess.run([VAULT, "--json", "bench-primitives"], capture_output=True, check=True).stdout)
     for wl in only:
         gen, edit = WORKLOADS[wl]
         base = os.path.join(WORK, wl)
@@ -278,11 +279,11 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
 
     with open(os.path.join(WORK, "results.json"), "w") as f:
-        json.dump({"load_before": load, "scale": SCALE, "results": results}, f, indent=1)
-    report(results, load)
+        json.dump({"load_before": load, "scale": SCALE, "primitives": prims, "results": results}, f, indent=1)
+    report(results, load, prims)
 
 
-def report(results, load):
+def report(results, load, prims=None):
     peers = sorted({r["tool"] for r in results} - {"vault"})
     print(f"\nvault against its peers ({SCALE} scale; load average before the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})")
     print("time steps: best peer's time / vault's time (above 1 = vault faster); RSS: vault / restic (below 1 = leaner);")
@@ -310,6 +311,13 @@ def report(results, load):
         if st in ("initial", "restore") and "restic" in tools:
             rss = v["rss_kib"] / max(tools["restic"]["rss_kib"], 1)
             print(f"{'':<15} {st + ' RSS':<11} {rss:7.2f}  {v['rss_kib'] / 1024:8.1f}MB  " + "  ".join(f"{tools[p]['rss_kib'] / 1024:8.1f}MB" if p in tools else "-" for p in peers))
+    if prims:
+        limit = prims["pipeline_limit_incompressible"]
+        print(f"\npipeline limit here (bench-primitives, {prims['cores']} cores): {limit:.0f} MB/s incompressible, {prims['pipeline_limit_text']:.0f} MB/s text")
+        for (wl, st), tools in by.items():
+            if st == "initial" and "vault" in tools and tools["vault"]["seconds"]:
+                mbs = tools["vault"]["source_bytes"] / tools["vault"]["seconds"] / 1e6
+                print(f"vault initial backup, {wl:<15} {mbs:7.0f} MB/s = {mbs / limit * 100:5.1f} % of the incompressible limit")
 
 
 if __name__ == "__main__":
