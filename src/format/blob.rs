@@ -96,6 +96,8 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Levels below this probe a chunk before compressing it (see [`Scratch::compress`]);
@@ -174,6 +176,29 @@ pub fn decode(envelope: &[u8], max_len: usize) -> Result<Vec<u8>> {
             Ok(payload.to_vec())
         }
         CODEC_ZSTD => {
+            // Frames that state their size (vault's do) are decompressed in one call with a
+            // reused context: creating a context per blob took 40 % of `check` on small files.
+            if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(payload) {
+                if size > max_len as u64 {
+                    return Err(FormatError::Decompression(format!("output exceeds {max_len} bytes")));
+                }
+                let mut out = Vec::with_capacity(size as usize);
+                DECOMPRESSOR
+                    .with_borrow_mut(|d| {
+                        if d.is_none() {
+                            *d = Some(zstd::bulk::Decompressor::new()?);
+                        }
+                        match d.as_mut() {
+                            Some(d) => d.decompress_to_buffer(payload, &mut out),
+                            None => Ok(0),
+                        }
+                    })
+                    .map_err(|e| FormatError::Decompression(e.to_string()))?;
+                if out.len() as u64 != size {
+                    return Err(FormatError::Decompression(format!("{} bytes, the frame says {size}", out.len())));
+                }
+                return Ok(out);
+            }
             let dec =
                 zstd::stream::read::Decoder::new(payload).map_err(|e| FormatError::Decompression(e.to_string()))?;
             let mut out = Vec::new();
@@ -231,6 +256,22 @@ mod tests {
             assert_eq!(env[0], CODEC_ZSTD, "level {level}");
             assert_eq!(decode(&env, mixed.len()).unwrap(), mixed);
         }
+    }
+
+    #[test]
+    fn frames_without_a_stated_size_decode_too() {
+        let raw = b"streamed frames do not state their size ".repeat(100);
+        let mut frame = Vec::new();
+        let mut enc = zstd::stream::write::Encoder::new(&mut frame, 3).unwrap();
+        std::io::Write::write_all(&mut enc, &raw).unwrap();
+        enc.finish().unwrap();
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&frame).ok().flatten(), None);
+        let mut env = vec![CODEC_ZSTD];
+        let mut w = Writer { buf: Vec::new() };
+        w.bytes(&frame);
+        env.extend_from_slice(&w.finish());
+        assert_eq!(decode(&env, raw.len()).unwrap(), raw);
+        assert!(decode(&env, raw.len() - 1).is_err());
     }
 
     #[test]
