@@ -252,3 +252,51 @@ fn restore_reports_damaged_data_and_restores_the_rest() {
         .count();
     assert_eq!(ok, 1, "exactly the undamaged file restores intact");
 }
+
+/// A repository on a file system that fills up: the backup fails with one line naming the
+/// problem, and what it left behind passes `check` and is reused once there is room.
+#[test]
+fn full_disk_is_a_clean_error_and_the_repository_stays_sound() {
+    let mut env = Env::new();
+    let mnt = env.path("small-fs");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mount = |opts: &str| {
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !mount("size=6m") {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let repo = mnt.join("repo");
+    env.set_repo_string(repo.to_str().unwrap());
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), common::noise(24 << 20, 11)).unwrap();
+    let s = src.to_str().unwrap();
+    let out = env.run(&["backup", s]);
+    assert_clean_error(&out, 14, "No space left on device");
+    assert!(env.ok(&["snapshots", "--json"]).trim() == "[]", "no snapshot may come of a failed backup");
+    // With room again, the repository checks clean and the next backup completes.
+    assert!(
+        std::process::Command::new("mount")
+            .args(["-o", "remount,size=64m"])
+            .arg(&mnt)
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    env.ok(&["check", "--read-data"]);
+    env.ok(&["backup", s]);
+    env.ok(&["check", "--read-data"]);
+}
