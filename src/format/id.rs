@@ -21,10 +21,10 @@ impl Id {
     }
 
     /// [`Id::of_stored_bytes`] of the concatenation of `parts`.
-    pub fn of_stored_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Id {
+    pub fn of_stored_parts(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Id {
         let mut h = blake3::Hasher::new();
         for p in parts {
-            h.update(p);
+            h.update(p.as_ref());
         }
         Id(*h.finalize().as_bytes())
     }

@@ -667,15 +667,7 @@ fn verify_pack(
     data: &ObjectBytes,
     p: &IndexedPack,
 ) -> Result<(), (ProblemKind, String, Vec<(BlobKind, BlobId)>)> {
-    let len = data.len();
-    let header = || -> Result<_, crate::format::FormatError> {
-        let prefix = data.slice(0..len.min(pack::PACK_PREFIX_LEN)).unwrap_or_default();
-        let trailer = data.slice(len.saturating_sub(4)..len).unwrap_or_default();
-        let span = pack::header_span(&prefix, len, &trailer)?;
-        let sealed = data.slice(span.clone()).unwrap_or_default();
-        pack::decode_header(repo.keys(), &sealed, span.start as u64)
-    };
-    let (hkind, entries) = header().map_err(|e| {
+    let (hkind, entries) = repo.parse_pack_header(data).map_err(|e| {
         (ProblemKind::PackDamaged, format!("header: {e}"), p.blobs.iter().map(|b| (kind, b.id)).collect())
     })?;
     if let Some(m) = header_mismatch(hkind, &entries, p) {

@@ -19,7 +19,7 @@ use crate::format::index::{IndexFile, IndexPack};
 use crate::format::pack::{self, BlobKind};
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{ContentItem, NodeKind, Tree};
-use crate::format::{BlobId, Id, IndexId, PackId, SnapshotId};
+use crate::format::{BlobId, IndexId, PackId, SnapshotId};
 use crate::repo::repository::{INDEX_DIR, pack_path};
 use crate::repo::{MasterIndex, PackWriter, RepoError, Repository};
 
@@ -137,17 +137,17 @@ fn inspect_whole(
     size: u64,
     object: String,
 ) -> Result<PackState, RepoError> {
-    let data = repo.backend().read(&object)?;
-    let name_ok = Id::of_stored_bytes(&data) == id.0;
-    let entries = match pack::parse_pack(repo.keys(), &data) {
+    let data = repo.read_pack(kind, id)?;
+    let name_ok = data.stored_id() == id.0;
+    let entries = match repo.parse_pack_header(&data) {
         Ok((hkind, e)) if hkind == kind => e,
         _ => return Ok(PackState::Unreadable(format!("{object}: header is damaged; its blobs cannot be located"))),
     };
     let checked: Vec<(BlobId, Option<Vec<u8>>)> = entries
         .par_iter()
         .map(|e| {
-            let sealed = &data[e.offset as usize..(e.offset + e.length) as usize];
-            (e.id, pack::open_blob(repo.keys(), kind, &e.id, sealed, e.raw_length).ok())
+            let sealed = data.slice(e.offset as usize..(e.offset + e.length) as usize).unwrap_or_default();
+            (e.id, pack::open_blob(repo.keys(), kind, &e.id, &sealed, e.raw_length).ok())
         })
         .collect();
     let lost = checked.iter().filter(|(_, r)| r.is_none()).count();

@@ -42,8 +42,7 @@ impl ObjectBytes {
 
     /// The name the object's bytes hash to (see [`Id::of_stored_bytes`]).
     pub fn stored_id(&self) -> Id {
-        let parts: Vec<Bytes> = self.0.clone().collect();
-        Id::of_stored_parts(parts.iter().map(|b| b.as_ref()))
+        Id::of_stored_parts(self.0.clone())
     }
 }
 

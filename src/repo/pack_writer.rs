@@ -84,7 +84,9 @@ impl StreamingPack {
     fn append(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.hasher.update(&bytes);
         self.len += bytes.len() as u64;
-        if self.piece.is_empty() && bytes.len() >= STREAM_PIECE {
+        if bytes.len() >= STREAM_PIECE {
+            // A large blob goes out as it is, behind what was gathered so far, not copied.
+            self.flush()?;
             return Ok(self.out.append(bytes)?);
         }
         self.piece.extend_from_slice(&bytes);
