@@ -1,9 +1,14 @@
+//! The `vault` binary: layer 4 (command line and FUSE adapter) over the library crates.
+#![warn(unreachable_pub)]
+
+mod cli;
+
 use clap::Parser;
 
-use vault::cli::ExitCode;
-use vault::cli::args::{Cli, Command};
-use vault::cli::commands;
-use vault::cli::exit::classify;
+use crate::cli::ExitCode;
+use crate::cli::args::{Cli, Command};
+use crate::cli::commands;
+use crate::cli::exit::classify;
 
 /// `vault … | head` closes stdout early; printing then fails with EPIPE, which `println!`
 /// turns into a panic. That is the reader's choice, not an error: end quietly, as Unix

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Env, Kind};
-use vault::repo::Backend;
-use vault::repo::backend::{BackendErrorKind, OpenMode};
+use vault_repo::Backend;
+use vault_repo::backend::{BackendErrorKind, OpenMode};
 
 fn backend_for(kind: Kind) -> Option<(Env, Backend)> {
     let env = Env::for_kind(kind)?;

@@ -6,17 +6,17 @@
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use vault::format::blob::{self, Compression, Padding};
-use vault::format::chunker::{Chunker, ChunkerParams, gear_table, xorshift_bytes};
-use vault::format::config::Config;
-use vault::format::crypto::{self, Keys, ObjectKind, SecretKey};
-use vault::format::file;
-use vault::format::index::{IndexFile, IndexPack};
-use vault::format::keyfile::{KdfParams, KeyFile, KeyMeta};
-use vault::format::pack::{self, BlobKind, PackBuilder, PackEntry};
-use vault::format::snapshot::Snapshot;
-use vault::format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
-use vault::format::{BlobId, Id, IndexId, PackId, SnapshotId};
+use vault_format::blob::{self, Compression, Padding};
+use vault_format::chunker::{Chunker, ChunkerParams, gear_table, xorshift_bytes};
+use vault_format::config::Config;
+use vault_format::crypto::{self, Keys, ObjectKind, SecretKey};
+use vault_format::file;
+use vault_format::index::{IndexFile, IndexPack};
+use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta};
+use vault_format::pack::{self, BlobKind, PackBuilder, PackEntry};
+use vault_format::snapshot::Snapshot;
+use vault_format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
+use vault_format::{BlobId, Id, IndexId, PackId, SnapshotId};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("repo-format/vectors")
@@ -287,7 +287,7 @@ fn chunker_boundaries() {
 
 #[test]
 fn check_record_file() {
-    use vault::format::check_record::CheckRecord;
+    use vault_format::check_record::CheckRecord;
     let k = keys();
     let r = CheckRecord {
         version: 1,

@@ -4,15 +4,15 @@
 
 use std::path::PathBuf;
 
-use vault::format::blob::{Compression, Padding};
-use vault::format::config::Config;
-use vault::format::fuzzing::{TARGETS, fuzz_keys};
-use vault::format::index::{IndexFile, IndexPack};
-use vault::format::keyfile::{KdfParams, KeyFile, KeyMeta};
-use vault::format::pack::{self, BlobKind, PackBuilder};
-use vault::format::snapshot::Snapshot;
-use vault::format::tree::{ContentItem, Node, NodeKind, Tree};
-use vault::format::{BlobId, Id, PackId};
+use vault_format::blob::{Compression, Padding};
+use vault_format::config::Config;
+use vault_format::fuzzing::{TARGETS, fuzz_keys};
+use vault_format::index::{IndexFile, IndexPack};
+use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta};
+use vault_format::pack::{self, BlobKind, PackBuilder};
+use vault_format::snapshot::Snapshot;
+use vault_format::tree::{ContentItem, Node, NodeKind, Tree};
+use vault_format::{BlobId, Id, PackId};
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus")

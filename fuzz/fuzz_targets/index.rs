@@ -2,4 +2,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| vault::format::fuzzing::index(data));
+fuzz_target!(|data: &[u8]| vault_format::fuzzing::index(data));

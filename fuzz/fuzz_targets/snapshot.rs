@@ -2,4 +2,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| vault::format::fuzzing::snapshot(data));
+fuzz_target!(|data: &[u8]| vault_format::fuzzing::snapshot(data));

@@ -2,4 +2,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| vault::format::fuzzing::tree(data));
+fuzz_target!(|data: &[u8]| vault_format::fuzzing::tree(data));

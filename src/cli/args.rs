@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::format::blob::Compression;
+use vault_format::blob::Compression;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -13,7 +13,7 @@ use crate::format::blob::Compression;
     about = "Deduplicating, encrypted backups with independent restores",
     propagate_version = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
@@ -21,7 +21,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Repository: a local path, local:PATH, sftp://[user@]host[:port]/path or s3://bucket[/prefix]
     #[arg(short = 'r', long = "repo", env = "VAULT_REPOSITORY", global = true, value_name = "REPO")]
     pub repo: Option<String>,
@@ -49,7 +49,7 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create a new repository
     Init(InitArgs),
     /// Back up files and directories into a new snapshot
@@ -85,7 +85,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct BenchIndexArgs {
+pub(crate) struct BenchIndexArgs {
     /// Number of synthetic blobs
     #[arg(long, default_value_t = 10_000_000)]
     pub blobs: u64,
@@ -95,7 +95,7 @@ pub struct BenchIndexArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// The older snapshot
     pub snapshot: String,
     /// The newer snapshot, or a local directory (anything that exists as a directory or contains '/')
@@ -111,7 +111,7 @@ pub struct DiffArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct FindArgs {
+pub(crate) struct FindArgs {
     /// Glob(s) matched against names, or whole paths when they contain '/'
     #[arg(required = true)]
     pub patterns: Vec<String>,
@@ -136,7 +136,7 @@ pub struct FindArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DumpArgs {
+pub(crate) struct DumpArgs {
     pub snapshot: String,
     /// File or directory inside the snapshot
     pub path: String,
@@ -151,7 +151,7 @@ pub struct DumpArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct StatsArgs {
+pub(crate) struct StatsArgs {
     /// Snapshots (default: all, after filters)
     pub snapshots: Vec<String>,
     #[command(flatten)]
@@ -159,7 +159,7 @@ pub struct StatsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct MountArgs {
+pub(crate) struct MountArgs {
     /// An existing empty directory
     pub mountpoint: PathBuf,
     /// Let other users (and root) see the mount (needs user_allow_other in /etc/fuse.conf for non-root)
@@ -171,7 +171,7 @@ pub struct MountArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// Download and verify every pack
     #[arg(long)]
     pub read_data: bool,
@@ -193,13 +193,13 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RepairArgs {
+pub(crate) struct RepairArgs {
     #[command(subcommand)]
     pub what: RepairWhat,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum RepairWhat {
+pub(crate) enum RepairWhat {
     /// Rebuild the index from the packs that exist (supersedes every old index file)
     Index {
         /// Read whole packs, index only blobs that verify, and copy intact blobs out of damaged packs
@@ -218,7 +218,7 @@ pub enum RepairWhat {
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Pad encrypted data blobs (Padmé) so that stored sizes reveal less about content
     #[arg(long, value_parser = ["none", "padme"], default_value = "none")]
     pub padding: String,
@@ -231,7 +231,7 @@ pub struct InitArgs {
 /// text within a few percent of 9 at several times the speed, and 19 buys a little more
 /// for an order of magnitude more CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CompressionArg {
+pub(crate) enum CompressionArg {
     /// Store data as it is
     Off,
     /// zstd level 1, skipping data a sample shows to be incompressible
@@ -243,7 +243,7 @@ pub enum CompressionArg {
 }
 
 impl CompressionArg {
-    pub fn compression(self) -> Compression {
+    pub(crate) fn compression(self) -> Compression {
         match self {
             CompressionArg::Off => Compression::Off,
             CompressionArg::Fast => Compression::Zstd { level: 1 },
@@ -254,7 +254,7 @@ impl CompressionArg {
 }
 
 #[derive(Debug, Args)]
-pub struct FilterArgs {
+pub(crate) struct FilterArgs {
     /// Only snapshots of this host (repeatable)
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
@@ -267,7 +267,7 @@ pub struct FilterArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BackupArgs {
+pub(crate) struct BackupArgs {
     /// Files and directories to back up
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -298,13 +298,13 @@ pub struct BackupArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SnapshotsArgs {
+pub(crate) struct SnapshotsArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct LsArgs {
+pub(crate) struct LsArgs {
     /// Snapshot: `latest`, an id or a unique id prefix
     pub snapshot: String,
     /// Only this path and what lies below it
@@ -317,7 +317,7 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// SNAPSHOT[:SUBPATH]
     pub snapshot: String,
     /// Directory to restore into; must be empty or not exist
@@ -334,7 +334,7 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CatArgs {
+pub(crate) struct CatArgs {
     /// config, snapshot, tree, index or key
     #[arg(value_parser = ["config", "snapshot", "tree", "index", "key"])]
     pub kind: String,

@@ -1,11 +1,11 @@
 //! Stable, documented exit codes (docs/user-guide.md lists them).
 
-use crate::ops::OpError;
-use crate::repo::RepoError;
-use crate::repo::backend::{BackendError, BackendErrorKind};
+use vault_ops::OpError;
+use vault_repo::RepoError;
+use vault_repo::backend::{BackendError, BackendErrorKind};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitCode {
+pub(crate) enum ExitCode {
     Ok = 0,
     Error = 1,
     Usage = 2,
@@ -17,17 +17,17 @@ pub enum ExitCode {
     Integrity = 13,
     /// The storage backend failed: unreachable, access denied, misconfigured, out of space.
     Backend = 14,
-    Interrupted = 130,
+    // 130 (interrupted) is the shell's report of SIGINT, which vault leaves at its default.
 }
 
 impl ExitCode {
-    pub fn code(self) -> i32 {
+    pub(crate) fn code(self) -> i32 {
         self as i32
     }
 }
 
 /// The exit code an error deserves: its most specific cause decides.
-pub fn classify(err: &anyhow::Error) -> ExitCode {
+pub(crate) fn classify(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
         let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<OpError>() {
             Some(OpError::Repo(r)) => Some(r),

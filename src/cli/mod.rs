@@ -2,12 +2,12 @@
 //! renders their results (tables and progress bars on stderr for people, JSON on stdout for
 //! scripts). The only layer that prints.
 
-pub mod args;
-pub mod commands;
-pub mod exit;
-pub mod mount;
-pub mod output;
-pub mod password;
-pub mod progress;
+pub(crate) mod args;
+pub(crate) mod commands;
+pub(crate) mod exit;
+pub(crate) mod mount;
+pub(crate) mod output;
+pub(crate) mod password;
+pub(crate) mod progress;
 
-pub use exit::ExitCode;
+pub(crate) use exit::ExitCode;

@@ -11,15 +11,13 @@ use fuser::{
     ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyXattr, Request,
 };
 
-use crate::format::tree::Timestamp;
-use crate::ops::browse::{Attr, Browser, EntryType};
+use vault_format::tree::Timestamp;
+use vault_ops::browse::{Attr, Browser, EntryType};
 
 const TTL: Duration = Duration::from_secs(1);
 
-pub struct VaultFs {
-    pub browser: Arc<Browser>,
-    pub uid: u32,
-    pub gid: u32,
+pub(crate) struct VaultFs {
+    pub(crate) browser: Arc<Browser>,
 }
 
 fn time(t: Timestamp) -> SystemTime {

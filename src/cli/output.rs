@@ -4,28 +4,28 @@ use std::io::Write;
 
 use chrono::{DateTime, Local, Utc};
 
-use crate::format::tree::{Node, NodeKind};
+use vault_format::tree::{Node, NodeKind};
 
-pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, v)?;
     writeln!(out)?;
     Ok(())
 }
 
-pub fn print_json_pretty(v: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json_pretty(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
     writeln!(out)?;
     Ok(())
 }
 
-pub fn local_time(t: DateTime<Utc>) -> String {
+pub(crate) fn local_time(t: DateTime<Utc>) -> String {
     t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// `drwxr-xr-x`-style mode string.
-pub fn mode_string(n: &Node) -> String {
+pub(crate) fn mode_string(n: &Node) -> String {
     let t = match n.kind {
         NodeKind::Dir => 'd',
         NodeKind::Symlink => 'l',
@@ -58,7 +58,7 @@ pub fn mode_string(n: &Node) -> String {
 }
 
 /// Prints rows as a left-aligned table with a header and a rule.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

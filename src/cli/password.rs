@@ -9,14 +9,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use zeroize::Zeroizing;
 
 #[derive(Clone, Debug, Default)]
-pub struct PasswordSource {
+pub(crate) struct PasswordSource {
     pub command: Option<String>,
     pub file: Option<PathBuf>,
 }
 
 /// Whether to ask twice (for a new key).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Confirm {
+pub(crate) enum Confirm {
     Once,
     Twice,
 }
@@ -31,7 +31,7 @@ fn strip_newline(mut s: String) -> String {
     s
 }
 
-pub fn read_password(src: &PasswordSource, confirm: Confirm) -> Result<Zeroizing<String>> {
+pub(crate) fn read_password(src: &PasswordSource, confirm: Confirm) -> Result<Zeroizing<String>> {
     let pw = if let Some(cmd) = &src.command {
         let out = Command::new("sh")
             .arg("-c")

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::ops::Progress;
+use vault_ops::Progress;
 
-pub struct BarProgress {
+pub(crate) struct BarProgress {
     bar: Option<ProgressBar>,
     files: AtomicU64,
     total_files: AtomicU64,
@@ -18,7 +18,7 @@ pub struct BarProgress {
 
 impl BarProgress {
     /// A bar when `enabled` and stderr is a terminal; otherwise warnings only.
-    pub fn new(enabled: bool, verb: &'static str) -> Self {
+    pub(crate) fn new(enabled: bool, verb: &'static str) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
             b.set_style(
@@ -31,11 +31,11 @@ impl BarProgress {
         BarProgress { bar, files: AtomicU64::new(0), total_files: AtomicU64::new(0), verb }
     }
 
-    pub fn is_visible(&self) -> bool {
+    pub(crate) fn is_visible(&self) -> bool {
         self.bar.is_some()
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
@@ -86,6 +86,6 @@ impl Progress for BarProgress {
     }
 }
 
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     HumanBytes(n).to_string()
 }

@@ -190,16 +190,16 @@ impl Env {
     }
 
     /// The repository's storage, through vault's own backend layer.
-    pub fn backend(&self) -> vault::repo::Backend {
-        self.backend_with(vault::repo::backend::OpenMode::Existing)
+    pub fn backend(&self) -> vault_repo::Backend {
+        self.backend_with(vault_repo::backend::OpenMode::Existing)
     }
 
     /// The same, creating the repository's root if it is missing (as `init` does).
-    pub fn backend_with(&self, mode: vault::repo::backend::OpenMode) -> vault::repo::Backend {
-        let loc = vault::repo::Location::parse(&self.repo_arg).unwrap();
+    pub fn backend_with(&self, mode: vault_repo::backend::OpenMode) -> vault_repo::Backend {
+        let loc = vault_repo::Location::parse(&self.repo_arg).unwrap();
         let env: std::collections::HashMap<String, String> = self.env.iter().cloned().collect();
-        let opts = vault::repo::BackendOptions::from_args_and_env(&self.options, &|k| env.get(k).cloned()).unwrap();
-        vault::repo::Backend::open(&loc, &opts, mode).unwrap()
+        let opts = vault_repo::BackendOptions::from_args_and_env(&self.options, &|k| env.get(k).cloned()).unwrap();
+        vault_repo::Backend::open(&loc, &opts, mode).unwrap()
     }
 
     /// Every stored object (path relative to the repository root) and its size.
@@ -263,7 +263,7 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
 
 /// Deterministic pseudo-random bytes (incompressible).
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    vault::format::chunker::xorshift_bytes(len, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    vault_format::chunker::xorshift_bytes(len, seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
 }
 
 #[derive(Debug, PartialEq, Eq, Clone)]

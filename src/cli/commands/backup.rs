@@ -8,11 +8,11 @@ use crate::cli::ExitCode;
 use crate::cli::args::{BackupArgs, GlobalArgs};
 use crate::cli::output::print_json;
 use crate::cli::progress::{BarProgress, bytes};
-use crate::ops::backup::{BackupOptions, BackupReport, ParentChoice, backup};
-use crate::ops::pattern::read_pattern_file;
-use crate::ops::select::{self, SnapshotFilter};
+use vault_ops::backup::{BackupOptions, BackupReport, ParentChoice, backup};
+use vault_ops::pattern::read_pattern_file;
+use vault_ops::select::{self, SnapshotFilter};
 
-pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
@@ -37,7 +37,8 @@ pub fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         scan_totals: progress.is_visible(),
         compression: a.compression.map(|c| c.compression()),
     };
-    let result = backup(repo, &opts, &progress);
+    let result =
+        vault_repo::IndexedRepository::load(repo).map_err(Into::into).and_then(|r| backup(&r, &opts, &progress));
     progress.finish();
     let report = result?;
     for p in &report.index_problems {

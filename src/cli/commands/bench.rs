@@ -10,9 +10,9 @@ use serde::Serialize;
 use crate::cli::ExitCode;
 use crate::cli::args::GlobalArgs;
 use crate::cli::output::print_json;
-use crate::format::blob::{self, Compression, Padding};
-use crate::format::chunker::{Chunker, ChunkerParams, xorshift_bytes};
-use crate::format::crypto::{Keys, ObjectKind, SecretKey};
+use vault_format::blob::{self, Compression, Padding};
+use vault_format::chunker::{Chunker, ChunkerParams, xorshift_bytes};
+use vault_format::crypto::{Keys, ObjectKind, SecretKey};
 
 #[derive(Serialize)]
 struct Primitive {
@@ -67,7 +67,7 @@ fn measure(bytes: usize, mut f: impl FnMut()) -> f64 {
     bytes as f64 / best.max(1e-9) / 1e6
 }
 
-pub fn run(g: &GlobalArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs) -> Result<ExitCode> {
     let size = 64 << 20;
     let random = xorshift_bytes(size, 0x2545_F491_4F6C_DD1D);
     let words = text(size);

@@ -11,10 +11,10 @@ use serde::Serialize;
 use crate::cli::ExitCode;
 use crate::cli::args::{BenchIndexArgs, GlobalArgs};
 use crate::cli::output::print_json;
-use crate::format::index::{IndexFile, IndexPack};
-use crate::format::pack::{BlobKind, PackEntry};
-use crate::format::{BlobId, Id, PackId};
-use crate::repo::MasterIndex;
+use vault_format::index::{IndexFile, IndexPack};
+use vault_format::pack::{BlobKind, PackEntry};
+use vault_format::{BlobId, Id, PackId};
+use vault_repo::MasterIndex;
 
 #[derive(Serialize)]
 struct Report {
@@ -35,13 +35,7 @@ struct Report {
 /// A blob id that looks like a real one (uniform bits) and is cheap to make.
 fn synthetic_id(n: u64, salt: u64) -> BlobId {
     let mut id = [0u8; 32];
-    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt;
-    for chunk in id.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes());
-    }
+    vault_format::xorshift::Xorshift64::new(n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt).fill(&mut id);
     BlobId(Id(id))
 }
 
@@ -59,7 +53,7 @@ fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-pub fn run(g: &GlobalArgs, a: &BenchIndexArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &BenchIndexArgs) -> Result<ExitCode> {
     let per_pack = a.per_pack.max(1);
     let packs = a.blobs.div_ceil(per_pack);
     let (before, _) = rss_kib();

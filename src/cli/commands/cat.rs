@@ -4,17 +4,17 @@ use super::open_repo;
 use crate::cli::ExitCode;
 use crate::cli::args::{CatArgs, GlobalArgs};
 use crate::cli::output::print_json_pretty;
-use crate::format::{BlobId, Id, IndexId, KeyId};
-use crate::ops::cat::{config_json, index_json, tree_json};
-use crate::ops::select::{self, SnapshotFilter};
-use crate::repo::Repository;
-use crate::repo::repository::{INDEX_DIR, KEYS_DIR};
+use vault_format::{BlobId, Id, IndexId, KeyId};
+use vault_ops::cat::{config_json, index_json, tree_json};
+use vault_ops::select::{self, SnapshotFilter};
+use vault_repo::{IndexedRepository, Repository, StoredKind};
 
-/// A full id, or the one file in `dir` whose name starts with `prefix`.
-fn resolve(repo: &Repository, dir: &str, prefix: &str) -> Result<Id> {
+/// A full id, or the one file of `kind` whose name starts with `prefix`.
+fn resolve(repo: &Repository, kind: StoredKind, prefix: &str) -> Result<Id> {
+    let dir = kind.dir();
     let p = prefix.to_ascii_lowercase();
     let ids: Vec<Id> =
-        repo.list_files(dir)?.into_iter().map(|(id, _)| id).filter(|id| id.to_hex().starts_with(&p)).collect();
+        repo.list_files(kind)?.into_iter().map(|(id, _)| id).filter(|id| id.to_hex().starts_with(&p)).collect();
     match ids.as_slice() {
         [id] if !p.is_empty() => Ok(*id),
         [] | [_] => bail!("no {dir} file matches {prefix:?}"),
@@ -22,7 +22,7 @@ fn resolve(repo: &Repository, dir: &str, prefix: &str) -> Result<Id> {
     }
 }
 
-pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &CatArgs) -> Result<ExitCode> {
     let repo = open_repo(g)?;
     let need_id = || a.id.clone().ok_or_else(|| anyhow!("`cat {}` needs an id", a.kind));
     let value = match a.kind.as_str() {
@@ -37,15 +37,14 @@ pub fn run(g: &GlobalArgs, a: &CatArgs) -> Result<ExitCode> {
         }
         "tree" => {
             let id: BlobId = need_id()?.parse().map_err(|e| anyhow!("tree id: {e}"))?;
-            let (index, _) = repo.load_index()?;
-            tree_json(&repo.load_tree(&index, &id)?)
+            tree_json(&IndexedRepository::load(repo)?.load_tree(&id)?)
         }
         "index" => {
-            let id = IndexId(resolve(&repo, INDEX_DIR, &need_id()?)?);
+            let id = IndexId(resolve(&repo, StoredKind::Index, &need_id()?)?);
             index_json(&repo.load_index_file(&id)?)
         }
         "key" => {
-            let id = KeyId(resolve(&repo, KEYS_DIR, &need_id()?)?);
+            let id = KeyId(resolve(&repo, StoredKind::Key, &need_id()?)?);
             serde_json::to_value(repo.read_key_file(&id)?)?
         }
         other => bail!("unknown object kind {other:?}"),

@@ -7,10 +7,10 @@ use crate::cli::ExitCode;
 use crate::cli::args::{CheckArgs, GlobalArgs};
 use crate::cli::output::print_json;
 use crate::cli::progress::{BarProgress, bytes};
-use crate::ops::check::{CheckOptions, CheckReport, Subset, check};
+use vault_ops::check::{CheckOptions, CheckReport, Subset, check};
 
 /// `500M`, `20G`, `1024` (bytes); binary multiples.
-pub fn parse_size(s: &str) -> Result<u64> {
+pub(crate) fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 1u64 << 10),
@@ -26,7 +26,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 /// `90s`, `30m`, `2h`, `1d`.
-pub fn parse_duration(s: &str) -> Result<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration> {
     let t = s.trim();
     let (num, mult) = match t.chars().last() {
         Some('s') => (&t[..t.len() - 1], 1.0),
@@ -61,7 +61,7 @@ fn parse_subset(s: &str) -> Result<Subset> {
     Ok(Subset::Bytes(parse_size(s)?))
 }
 
-pub fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<ExitCode> {
     let read_data = if a.rotate {
         Some(Subset::Rotate {
             max_bytes: a.max_bytes.as_deref().map(parse_size).transpose()?,
@@ -94,11 +94,9 @@ pub fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<ExitCode> {
 
 fn print_report(r: &CheckReport, quiet: bool) {
     for p in &r.problems {
-        let more = if p.paths_total > p.paths.len() {
-            format!(" (and {} more)", p.paths_total - p.paths.len())
-        } else {
-            String::new()
-        };
+        let listed = p.paths.len() as u64;
+        let more =
+            if p.paths_total > listed { format!(" (and {} more)", p.paths_total - listed) } else { String::new() };
         let affects = if p.snapshots.is_empty() {
             String::new()
         } else {

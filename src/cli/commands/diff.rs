@@ -8,25 +8,25 @@ use crate::cli::ExitCode;
 use crate::cli::args::{DiffArgs, GlobalArgs};
 use crate::cli::output::print_json;
 use crate::cli::progress::bytes;
-use crate::ops::diff::{Change, DiffReport, Differ, Side};
-use crate::ops::ls::{Located, locate};
-use crate::ops::select::{self, SnapshotFilter};
-use crate::ops::source;
+use vault_ops::diff::{Change, DiffReport, Differ, Side};
+use vault_ops::ls::{Located, locate};
+use vault_ops::select::{self, SnapshotFilter};
+use vault_ops::source;
 
-pub fn run(g: &GlobalArgs, a: &DiffArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &DiffArgs) -> Result<ExitCode> {
     let repo = open_repo(g)?;
-    let (index, _) = repo.load_index()?;
+    let repo = vault_repo::IndexedRepository::load(repo)?;
     let (id1, s1) = select::find(&repo, &a.snapshot, &SnapshotFilter::default())?;
     let live = PathBuf::from(&a.other);
     let is_dir = live.is_dir() || a.other.contains('/');
     let tree_at = |root, path: &str, label: &str| -> Result<Side> {
-        Ok(match locate(&repo, &index, root, path, label) {
+        Ok(match locate(&repo, root, path, label) {
             Ok(Located::Dir { tree, .. }) => Side::Tree(Some(tree)),
-            Ok(Located::File(_)) | Err(crate::ops::OpError::PathNotInSnapshot { .. }) => Side::Tree(None),
+            Ok(Located::File(_)) | Err(vault_ops::OpError::PathNotInSnapshot { .. }) => Side::Tree(None),
             Err(e) => return Err(e.into()),
         })
     };
-    let differ = Differ::new(&repo, &index, a.content);
+    let differ = Differ::new(&repo, a.content);
     let mut report = DiffReport::default();
     let (label, prefix) = if is_dir {
         if !live.is_dir() {

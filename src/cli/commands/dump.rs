@@ -5,12 +5,12 @@ use anyhow::{Context, Result};
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{DumpArgs, GlobalArgs};
-use crate::format::tree::NodeKind;
-use crate::ops::dump::{Archive, ContentReader, dump_dir};
-use crate::ops::ls::{Located, components, locate};
-use crate::ops::select;
+use vault_format::tree::NodeKind;
+use vault_ops::dump::{Archive, ContentReader, dump_dir};
+use vault_ops::ls::{Located, components, locate};
+use vault_ops::select;
 
-pub fn run(g: &GlobalArgs, a: &DumpArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &DumpArgs) -> Result<ExitCode> {
     match dump(g, a) {
         // The reader went away (`vault dump … | head`): not an error.
         Err(e) if is_broken_pipe(&e) => Ok(ExitCode::Ok),
@@ -21,14 +21,14 @@ pub fn run(g: &GlobalArgs, a: &DumpArgs) -> Result<ExitCode> {
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            || matches!(c.downcast_ref::<crate::ops::OpError>(), Some(crate::ops::OpError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(c.downcast_ref::<vault_ops::OpError>(), Some(vault_ops::OpError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe)
     })
 }
 
 fn dump(g: &GlobalArgs, a: &DumpArgs) -> Result<ExitCode> {
     let repo = open_repo(g)?;
     let (id, snap) = select::find(&repo, &a.snapshot, &filter(&a.filter))?;
-    let (index, _) = repo.load_index()?;
+    let repo = vault_repo::IndexedRepository::load(repo)?;
     let out: Box<dyn Write + Send> = match &a.target {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -36,17 +36,16 @@ fn dump(g: &GlobalArgs, a: &DumpArgs) -> Result<ExitCode> {
         None => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
     };
     let archive = if a.archive == "zip" { Archive::Zip } else { Archive::Tar };
-    match locate(&repo, &index, snap.tree, &a.path, &id.short())? {
+    match locate(&repo, snap.tree, &a.path, &id.short())? {
         Located::File(n) if n.kind == NodeKind::File => {
             let mut out = out;
-            std::io::copy(&mut ContentReader::new(&repo, &index, &n), &mut out)
-                .context("cannot write the file's content")?;
+            std::io::copy(&mut ContentReader::new(&repo, &n), &mut out).context("cannot write the file's content")?;
             out.flush()?;
         }
         Located::File(n) => anyhow::bail!("{} is a {:?}, not a file or directory", a.path, n.kind),
         Located::Dir { tree, node } => {
             let root = components(&a.path).last().map(|s| s.to_string()).unwrap_or_default();
-            let mut out = dump_dir(&repo, &index, tree, node.as_ref(), &root, archive, out)?;
+            let mut out = dump_dir(&repo, tree, node.as_ref(), &root, archive, out)?;
             out.flush()?;
         }
     }

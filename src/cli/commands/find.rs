@@ -6,11 +6,11 @@ use crate::cli::ExitCode;
 use crate::cli::args::{FindArgs, GlobalArgs};
 use crate::cli::output::print_json;
 use crate::cli::progress::bytes;
-use crate::ops::find::{FindOptions, find};
-use crate::ops::select::{self, SnapshotFilter};
+use vault_ops::find::{FindOptions, find};
+use vault_ops::select::{self, SnapshotFilter};
 
 /// `2026-01-02`, `2026-01-02 10:30[:15]` (local time) or RFC 3339.
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -23,7 +23,7 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>> {
     }
 }
 
-pub fn run(g: &GlobalArgs, a: &FindArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &FindArgs) -> Result<ExitCode> {
     let opts = FindOptions {
         patterns: a.patterns.clone(),
         path: a.path.clone(),
@@ -41,8 +41,8 @@ pub fn run(g: &GlobalArgs, a: &FindArgs) -> Result<ExitCode> {
     } else {
         a.snapshots.iter().map(|s| select::find(&repo, s, &filter)).collect::<Result<Vec<_>, _>>()?
     };
-    let (index, _) = repo.load_index()?;
-    let found = find(&repo, &index, &snaps, &opts)?;
+    let repo = vault_repo::IndexedRepository::load(repo)?;
+    let found = find(&repo, &snaps, &opts)?;
     if g.json {
         print_json(&found)?;
     } else {

@@ -6,12 +6,12 @@ use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, InitArgs};
 use crate::cli::output::print_json;
 use crate::cli::password::{Confirm, read_password};
-use crate::format::blob::Padding;
-use crate::format::keyfile::KeyMeta;
-use crate::repo::backend::OpenMode;
-use crate::repo::{Backend, InitOptions, Repository};
+use vault_format::blob::Padding;
+use vault_format::keyfile::KeyMeta;
+use vault_repo::backend::OpenMode;
+use vault_repo::{Backend, InitOptions, Repository};
 
-pub fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
     let loc = location(g)?;
     let backend = Backend::open(&loc, &backend_options(g)?, OpenMode::Create)?;
     let pw = read_password(&password_source(g), Confirm::Twice)?;

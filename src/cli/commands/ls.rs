@@ -7,15 +7,16 @@ use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, LsArgs};
 use crate::cli::output::{local_time, mode_string};
-use crate::format::tree::{Node, NodeKind};
-use crate::ops::cat::node_json;
-use crate::ops::ls::{Located, components, locate, walk};
-use crate::ops::select;
+use vault_format::tree::{Node, NodeKind};
+use vault_ops::cat::node_json;
+use vault_ops::ls::{Located, components, list, locate};
+use vault_ops::select;
+use vault_repo::IndexedRepository;
 
-pub fn run(g: &GlobalArgs, a: &LsArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &LsArgs) -> Result<ExitCode> {
     let repo = open_repo(g)?;
     let (id, snap) = select::find(&repo, &a.snapshot, &filter(&a.filter))?;
-    let (index, _) = repo.load_index()?;
+    let repo = IndexedRepository::load(repo)?;
     let path = a.path.clone().unwrap_or_default();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
@@ -57,12 +58,12 @@ pub fn run(g: &GlobalArgs, a: &LsArgs) -> Result<ExitCode> {
             )?;
         }
         let prefix = format!("/{}", components(&path).join("/"));
-        match locate(&repo, &index, snap.tree, &path, &a.snapshot)? {
+        match locate(&repo, snap.tree, &path, &a.snapshot)? {
             Located::Dir { tree, node } => {
                 if let Some(n) = &node {
                     emit(&prefix, n);
                 }
-                walk(&repo, &index, tree, &prefix, &mut emit)?;
+                list(&repo, tree, &prefix, &mut emit)?;
             }
             Located::File(n) => emit(&prefix, &n),
         }

@@ -1,21 +1,21 @@
 //! One file per command. Each returns the exit code for a run that reached its end; errors
 //! that stop a command early propagate to `main`, which prints them and classifies them.
 
-pub mod backup;
-pub mod bench;
-pub mod bench_index;
-pub mod cat;
-pub mod check;
-pub mod diff;
-pub mod dump;
-pub mod find;
-pub mod init;
-pub mod ls;
-pub mod mount;
-pub mod repair;
-pub mod restore;
-pub mod snapshots;
-pub mod stats;
+pub(crate) mod backup;
+pub(crate) mod bench;
+pub(crate) mod bench_index;
+pub(crate) mod cat;
+pub(crate) mod check;
+pub(crate) mod diff;
+pub(crate) mod dump;
+pub(crate) mod find;
+pub(crate) mod init;
+pub(crate) mod ls;
+pub(crate) mod mount;
+pub(crate) mod repair;
+pub(crate) mod restore;
+pub(crate) mod snapshots;
+pub(crate) mod stats;
 
 use std::sync::Arc;
 
@@ -23,46 +23,46 @@ use anyhow::{Result, anyhow};
 
 use super::args::{FilterArgs, GlobalArgs};
 use super::password::{Confirm, PasswordSource, read_password};
-use crate::ops::select::SnapshotFilter;
-use crate::repo::backend::OpenMode;
-use crate::repo::cache::Cache;
-use crate::repo::{Backend, BackendOptions, Location, RepoError, Repository};
+use vault_ops::select::SnapshotFilter;
+use vault_repo::backend::OpenMode;
+use vault_repo::cache::Cache;
+use vault_repo::{Backend, BackendOptions, Location, RepoError, Repository};
 
-pub fn location(g: &GlobalArgs) -> Result<Location> {
+pub(crate) fn location(g: &GlobalArgs) -> Result<Location> {
     let s = g.repo.as_deref().ok_or_else(|| anyhow!("no repository given: use -r/--repo or set VAULT_REPOSITORY"))?;
     Ok(Location::parse(s)?)
 }
 
-pub fn backend_options(g: &GlobalArgs) -> Result<BackendOptions> {
+pub(crate) fn backend_options(g: &GlobalArgs) -> Result<BackendOptions> {
     Ok(BackendOptions::from_args_and_env(&g.options, &|k| std::env::var(k).ok())?)
 }
 
-pub fn password_source(g: &GlobalArgs) -> PasswordSource {
+pub(crate) fn password_source(g: &GlobalArgs) -> PasswordSource {
     PasswordSource { command: g.password_command.clone(), file: g.password_file.clone() }
 }
 
-pub fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
+pub(crate) fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
     open_repo_with(g, !g.no_cache)
 }
 
 /// Opens the repository, with the local cache when `cache` is set.
-pub fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Repository>> {
+pub(crate) fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Repository>> {
     let loc = location(g)?;
     let backend = match Backend::open(&loc, &backend_options(g)?, OpenMode::Existing) {
         Ok(b) => b,
-        Err(e) if e.kind == crate::repo::backend::BackendErrorKind::NotFound => {
+        Err(e) if e.kind == vault_repo::backend::BackendErrorKind::NotFound => {
             return Err(RepoError::NotFound(loc.to_string()).into());
         }
         Err(e) => return Err(e.into()),
     };
     // Fail on a missing repository before asking for a password.
-    if backend.stat(crate::repo::repository::CONFIG_PATH)?.is_none() {
+    if backend.stat(&vault_repo::StoredObject::Config.path())?.is_none() {
         return Err(RepoError::NotFound(loc.to_string()).into());
     }
     let pw = read_password(&password_source(g), Confirm::Once)?;
     let mut repo = Repository::open(backend, pw.as_bytes())?;
     if cache {
-        let base = g.cache_dir.clone().or_else(crate::repo::cache::default_base);
+        let base = g.cache_dir.clone().or_else(vault_repo::cache::default_base);
         // A cache that cannot be created only costs speed.
         match base.map(|b| Cache::open(&b, &repo.config().id)) {
             Some(Ok(c)) => repo.attach_cache(c),
@@ -73,7 +73,7 @@ pub fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Repository>> {
     Ok(Arc::new(repo))
 }
 
-pub fn filter(f: &FilterArgs) -> SnapshotFilter {
+pub(crate) fn filter(f: &FilterArgs) -> SnapshotFilter {
     SnapshotFilter {
         hosts: f.hosts.clone(),
         tags: f
@@ -85,6 +85,6 @@ pub fn filter(f: &FilterArgs) -> SnapshotFilter {
     }
 }
 
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".into())
 }

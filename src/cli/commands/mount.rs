@@ -8,9 +8,9 @@ use super::open_repo;
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, MountArgs};
 use crate::cli::mount::VaultFs;
-use crate::ops::browse::Browser;
+use vault_ops::browse::Browser;
 
-pub fn run(g: &GlobalArgs, a: &MountArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &MountArgs) -> Result<ExitCode> {
     if !std::path::Path::new("/dev/fuse").exists() {
         bail!("FUSE is not available: /dev/fuse does not exist (load the fuse kernel module, or install fuse3)");
     }
@@ -37,7 +37,7 @@ pub fn run(g: &GlobalArgs, a: &MountArgs) -> Result<ExitCode> {
         config.acl = fuser::SessionACL::All;
     }
     config.n_threads = Some(4);
-    let fs = VaultFs { browser, uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() };
+    let fs = VaultFs { browser };
     let session = fuser::spawn_mount(fs, &a.mountpoint, &config).with_context(|| {
         format!(
             "cannot mount at {} (is FUSE usable here? non-root users need fuse3's fusermount3)",

@@ -5,9 +5,9 @@ use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, RepairArgs, RepairWhat};
 use crate::cli::output::print_json;
 use crate::cli::progress::BarProgress;
-use crate::ops::repair::{repair_index, repair_snapshots};
+use vault_ops::repair::{repair_index, repair_snapshots};
 
-pub fn run(g: &GlobalArgs, a: &RepairArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &RepairArgs) -> Result<ExitCode> {
     let repo = open_repo_with(g, false)?;
     let progress = BarProgress::new(!g.quiet && !g.json, "packs");
     match &a.what {

@@ -8,10 +8,10 @@ use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, RestoreArgs};
 use crate::cli::output::print_json;
 use crate::cli::progress::{BarProgress, bytes};
-use crate::ops::restore::{RestoreOptions, restore};
-use crate::ops::select;
+use vault_ops::restore::{RestoreOptions, restore};
+use vault_ops::select;
 
-pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
     let (spec, subpath) = match a.snapshot.split_once(':') {
         Some((s, p)) => (s.to_string(), p.to_string()),
         None => (a.snapshot.clone(), String::new()),
@@ -27,6 +27,7 @@ pub fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let progress = BarProgress::new(!g.quiet && !g.json, "restored");
+    let repo = vault_repo::IndexedRepository::load(repo)?;
     let result = restore(&repo, snap.tree, &id.short(), &opts, &progress);
     progress.finish();
     let r = result?;

@@ -6,9 +6,9 @@ use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, SnapshotsArgs};
 use crate::cli::output::{local_time, print_json, table};
 use crate::cli::progress::bytes;
-use crate::ops::select::{list, time_of};
+use vault_ops::select::{list, time_of};
 
-pub fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
     let repo = open_repo(g)?;
     let (snaps, bad) = list(&repo, &filter(&a.filter))?;
     for b in &bad {

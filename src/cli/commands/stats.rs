@@ -5,10 +5,10 @@ use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, StatsArgs};
 use crate::cli::output::print_json;
 use crate::cli::progress::bytes;
-use crate::ops::select;
-use crate::ops::stats::stats;
+use vault_ops::select;
+use vault_ops::stats::stats;
 
-pub fn run(g: &GlobalArgs, a: &StatsArgs) -> Result<ExitCode> {
+pub(crate) fn run(g: &GlobalArgs, a: &StatsArgs) -> Result<ExitCode> {
     let repo = open_repo(g)?;
     let f = filter(&a.filter);
     let snaps = if a.snapshots.is_empty() {
@@ -16,8 +16,8 @@ pub fn run(g: &GlobalArgs, a: &StatsArgs) -> Result<ExitCode> {
     } else {
         a.snapshots.iter().map(|s| select::find(&repo, s, &f)).collect::<Result<Vec<_>, _>>()?
     };
-    let (index, _) = repo.load_index()?;
-    let s = stats(&repo, &index, &snaps)?;
+    let repo = vault_repo::IndexedRepository::load(repo)?;
+    let s = stats(&repo, &snaps)?;
     if g.json {
         print_json(&s)?;
     } else {

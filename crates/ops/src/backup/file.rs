@@ -1,0 +1,170 @@
+//! Backing up one regular file: reused from the parent snapshot when its metadata says
+//! it is unchanged, otherwise chunked in a stream (holes of sparse files kept), each
+//! batch of chunks hashed, compressed and sealed in parallel.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use rayon::prelude::*;
+
+use super::Ctx;
+use crate::error::Result;
+use vault_format::pack::BlobKind;
+use vault_format::tree::{ContentItem, Node, NodeKind};
+
+/// Chunks hashed and sealed together in parallel; bounds memory per large file.
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+pub(super) fn archive_file(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    mut node: Node,
+    meta: &Metadata,
+    parent: Option<&Node>,
+) -> Result<Option<Node>> {
+    if let Some(p) = parent
+        && node.same_file_stat(p)
+        && p.content.iter().all(|c| match c {
+            ContentItem::Data { id, .. } => ctx.writer.has(BlobKind::Data, id),
+            ContentItem::Hole { .. } => true,
+        })
+    {
+        node.content = p.content.clone();
+        ctx.counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
+        ctx.counters.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+        ctx.progress.add_files(1);
+        ctx.progress.add_bytes(node.size);
+        return Ok(Some(node));
+    }
+    let file = match open_for_reading(path) {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.problem(path, format!("cannot open: {e}"));
+            return Ok(None);
+        }
+    };
+    let sparse = meta.blocks() * 512 < meta.len();
+    match read_content(ctx, &file, meta.len(), sparse)? {
+        FileRead::Stored { content, size } => {
+            node.content = content;
+            node.size = size;
+        }
+        FileRead::Unreadable(e) => {
+            ctx.problem(path, format!("cannot read: {e}"));
+            return Ok(None);
+        }
+    }
+    let counter = if parent.is_some_and(|p| p.kind == NodeKind::File) {
+        &ctx.counters.files_changed
+    } else {
+        &ctx.counters.files_new
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    ctx.counters.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+    ctx.progress.add_files(1);
+    Ok(Some(node))
+}
+
+fn open_for_reading(path: &Path) -> io::Result<File> {
+    let open = |flags| OpenOptions::new().read(true).custom_flags(flags).open(path);
+    // O_NOATIME keeps backups from touching access times; only the owner (or root) may
+    // use it, so fall back without it.
+    match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+        r => r,
+    }
+}
+
+/// Data extents of a sparse file as (offset, length), from SEEK_DATA/SEEK_HOLE.
+fn data_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
+    use nix::unistd::{Whence, lseek};
+    let mut out = Vec::new();
+    let mut pos: i64 = 0;
+    let end = size as i64;
+    while pos < end {
+        let data = match lseek(file, pos, Whence::SeekData) {
+            Ok(d) => d,
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = lseek(file, data, Whence::SeekHole).map_err(io::Error::from)?.min(end);
+        if hole > data {
+            out.push((data as u64, (hole - data) as u64));
+        }
+        pos = hole;
+    }
+    Ok(out)
+}
+
+/// What reading a file's content came to. An error of the repository is not here: it
+/// stops the backup (`Err` of the outer `Result`).
+enum FileRead {
+    /// The content list, and the size actually read.
+    Stored { content: Vec<ContentItem>, size: u64 },
+    /// The file could not be read; it is reported and the backup goes on.
+    Unreadable(io::Error),
+}
+
+fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<FileRead> {
+    let extents = if sparse {
+        match data_extents(file, size) {
+            Ok(e) => e,
+            Err(_) => vec![(0, u64::MAX)],
+        }
+    } else {
+        vec![(0, u64::MAX)]
+    };
+    let mut items = Vec::new();
+    let mut pos = 0u64;
+    for (start, len) in extents {
+        if start > pos {
+            items.push(ContentItem::Hole { length: start - pos });
+        }
+        let mut f = file;
+        if let Err(e) = f.seek(SeekFrom::Start(start)) {
+            return Ok(FileRead::Unreadable(e));
+        }
+        let mut stream = ctx.chunker.stream_sized(f.take(len), len.min(size));
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut read = 0u64;
+        loop {
+            let chunk = match stream.next_chunk() {
+                Ok(c) => c,
+                Err(e) => return Ok(FileRead::Unreadable(e)),
+            };
+            let done = chunk.is_none();
+            if let Some(c) = chunk {
+                read += c.len() as u64;
+                ctx.counters.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
+                ctx.progress.add_bytes(c.len() as u64);
+                batch_bytes += c.len();
+                batch.push(c);
+            }
+            if done || batch_bytes >= BATCH_BYTES {
+                items.extend(store_batch(ctx, std::mem::take(&mut batch))?);
+                batch_bytes = 0;
+            }
+            if done {
+                break;
+            }
+        }
+        pos = start + read;
+    }
+    if sparse && size > pos {
+        items.push(ContentItem::Hole { length: size - pos });
+        pos = size;
+    }
+    Ok(FileRead::Stored { content: items, size: pos })
+}
+
+fn store_batch(ctx: &Ctx<'_>, batch: Vec<Vec<u8>>) -> Result<Vec<ContentItem>> {
+    let store = |c: &Vec<u8>| -> Result<ContentItem> {
+        let (id, _) = ctx.writer.save_blob(BlobKind::Data, c)?;
+        Ok(ContentItem::Data { id, length: c.len() as u32 })
+    };
+    if batch.len() <= 1 { batch.iter().map(store).collect() } else { batch.par_iter().map(store).collect() }
+}

@@ -1,0 +1,235 @@
+//! `backup`: walk the sources, store new data, write a snapshot.
+//!
+//! The walk is parallel (rayon over the entries of each directory, recursively). A file
+//! whose size, mtime, ctime and inode match its node in the parent snapshot is not read:
+//! its content list is reused. Other files are chunked in a stream; each batch of chunks
+//! is hashed, compressed and sealed in parallel. Commit order: packs → index → snapshot.
+
+mod file;
+mod scan;
+mod walk;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::error::{OpError, Result};
+use super::fsmeta::OwnerNames;
+use super::pattern::PatternSet;
+use super::progress::Progress;
+use super::select;
+use super::source;
+use scan::scan_totals;
+use vault_format::SnapshotId;
+use vault_format::blob::Compression;
+use vault_format::chunker::Chunker;
+use vault_format::snapshot::{Snapshot, SnapshotSummary};
+use vault_format::tree::{Node, NodeKind, Tree};
+use vault_repo::backend::RequestStats;
+use vault_repo::{IndexedRepository, PackWriter, RepoError, WriterStats};
+use walk::archive_virtual;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParentChoice {
+    /// The newest snapshot of the same host and the same paths.
+    Auto,
+    None,
+    Snapshot(SnapshotId),
+}
+
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    pub sources: Vec<PathBuf>,
+    pub host: String,
+    pub tags: Vec<String>,
+    pub excludes: Vec<String>,
+    pub one_file_system: bool,
+    pub parent: ParentChoice,
+    /// Count files and bytes beside the backup, for a progress bar with an ETA.
+    pub scan_totals: bool,
+    /// Compression of new data for this backup (`None`: the repository's default).
+    pub compression: Option<Compression>,
+}
+
+/// A source entry that could not be backed up. The backup goes on without it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceProblem {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct BackupReport {
+    pub snapshot_id: SnapshotId,
+    pub snapshot: Snapshot,
+    pub parent: Option<SnapshotId>,
+    pub problems: Vec<SourceProblem>,
+    /// Damaged index files that were skipped (their blobs were stored again if needed).
+    pub index_problems: Vec<String>,
+    pub writer: WriterStats,
+    pub requests: RequestStats,
+    pub duration: Duration,
+}
+
+#[derive(Default)]
+struct Counters {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    dirs: AtomicU64,
+    other: AtomicU64,
+    bytes_read: AtomicU64,
+    total_bytes: AtomicU64,
+}
+
+/// Directories nested deeper than this below a source are reported and left out. The
+/// kernel refuses paths past 4096 bytes (PATH_MAX) long before, so only a crafted or
+/// runaway tree gets here; the limit keeps the walk's stack bounded.
+pub const MAX_DIR_DEPTH: usize = 4096;
+
+/// Stack of the backup's walker threads: the walk recurses once per directory level, in
+/// parallel (rayon), so a deep tree needs more than the default 2 MiB. Only the pages
+/// used are ever touched.
+const WALK_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+struct Ctx<'a> {
+    repo: &'a IndexedRepository,
+    writer: PackWriter,
+    chunker: Chunker,
+    owners: OwnerNames,
+    excludes: PatternSet,
+    one_file_system: bool,
+    progress: &'a dyn Progress,
+    problems: Mutex<Vec<SourceProblem>>,
+    counters: Counters,
+}
+
+impl Ctx<'_> {
+    fn problem(&self, path: &Path, message: String) {
+        self.progress.warn(path, &message);
+        self.problems.lock().push(SourceProblem { path: path.to_path_buf(), message });
+    }
+
+    fn parent_subtree(&self, node: Option<&Node>) -> Option<Tree> {
+        let id = node.filter(|n| n.kind == NodeKind::Dir)?.subtree?;
+        // An unreadable parent tree only costs speed: the directory is read in full.
+        self.repo.load_tree(&id).ok()
+    }
+}
+
+/// Backs up `opts.sources` and writes a snapshot (the commit point: packs → index →
+/// snapshot).
+pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
+    let started = Instant::now();
+    let cwd = std::env::current_dir()
+        .map_err(|e| OpError::Source { path: ".".into(), reason: format!("cannot read the current directory: {e}") })?;
+    if opts.sources.is_empty() {
+        return Err(OpError::Source { path: PathBuf::new(), reason: "no source paths given".into() });
+    }
+    for s in &opts.sources {
+        if let Err(e) = std::fs::symlink_metadata(s) {
+            return Err(OpError::Source { path: s.clone(), reason: e.to_string() });
+        }
+    }
+    let excludes = PatternSet::new(&opts.excludes)?;
+    let vroot = source::build(&opts.sources, &cwd)?;
+    let mut abs_paths: Vec<String> =
+        opts.sources.iter().map(|s| source::absolute(s, &cwd).to_string_lossy().into_owned()).collect();
+    abs_paths.sort();
+    abs_paths.dedup();
+
+    let parent = match &opts.parent {
+        ParentChoice::None => None,
+        ParentChoice::Snapshot(id) => Some((*id, repo.repo().load_snapshot(id)?)),
+        ParentChoice::Auto => {
+            let (snaps, _) = repo.repo().load_all_snapshots()?;
+            select::newest(snaps.into_iter().filter(|(_, s)| s.hostname == opts.host && s.paths == abs_paths))
+        }
+    };
+    let parent_root = match &parent {
+        Some((_, s)) => repo.load_tree(&s.tree).ok(),
+        None => None,
+    };
+
+    let writer = repo.writer()?;
+    let ctx = Ctx {
+        repo,
+        writer: match opts.compression {
+            Some(c) => writer.with_compression(c),
+            None => writer,
+        },
+        chunker: repo.repo().chunker()?,
+        owners: OwnerNames::default(),
+        excludes,
+        one_file_system: opts.one_file_system,
+        progress,
+        problems: Mutex::default(),
+        counters: Counters::default(),
+    };
+
+    let stop_scan = AtomicBool::new(false);
+    let tree_id = std::thread::scope(|scope| {
+        if opts.scan_totals {
+            let (excludes, stop) = (&ctx.excludes, &stop_scan);
+            let roots: Vec<PathBuf> = opts.sources.iter().map(|s| source::absolute(s, &cwd)).collect();
+            scope.spawn(move || scan_totals(&roots, excludes, opts.one_file_system, progress, stop));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .stack_size(WALK_STACK_BYTES)
+            .thread_name(|i| format!("vault-walk-{i}"))
+            .build()
+            .map_err(|e| RepoError::System { what: "start the backup threads", source: std::io::Error::other(e) })?;
+        let r = pool.install(|| archive_virtual(&ctx, &vroot, parent_root.as_ref()));
+        stop_scan.store(true, Ordering::Relaxed);
+        r
+    })?;
+
+    let Ctx { writer, counters, problems, owners, .. } = ctx;
+    let writer_stats = writer.finish()?;
+    let problems = problems.into_inner();
+    let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let summary = SnapshotSummary {
+        files_new: c(&counters.files_new),
+        files_changed: c(&counters.files_changed),
+        files_unchanged: c(&counters.files_unchanged),
+        dirs: c(&counters.dirs),
+        other: c(&counters.other),
+        errors: problems.len() as u64,
+        bytes_read: c(&counters.bytes_read),
+        total_bytes: c(&counters.total_bytes),
+        blobs_added: writer_stats.blobs_added,
+        bytes_added: writer_stats.bytes_added,
+        stored_bytes_added: writer_stats.stored_bytes_added,
+    };
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let snapshot = Snapshot {
+        version: 1,
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        tree: tree_id,
+        paths: abs_paths,
+        hostname: opts.host.clone(),
+        username: String::from_utf8_lossy(&owners.user(uid)).into_owned(),
+        uid,
+        gid,
+        tags: opts.tags.clone(),
+        parent: parent.as_ref().map(|(id, _)| *id),
+        program_version: concat!("vault ", env!("CARGO_PKG_VERSION")).to_string(),
+        summary: Some(summary),
+        original: None,
+    };
+    let snapshot_id = repo.repo().save_snapshot(&snapshot)?;
+    Ok(BackupReport {
+        snapshot_id,
+        snapshot,
+        parent: parent.map(|(id, _)| id),
+        problems,
+        index_problems: repo.index_problems().iter().map(ToString::to_string).collect(),
+        writer: writer_stats,
+        requests: repo.repo().backend().stats(),
+        duration: started.elapsed(),
+    })
+}

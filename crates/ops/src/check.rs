@@ -1,0 +1,810 @@
+//! `check`: prove that every snapshot can be restored.
+//!
+//! Without `read_data`, nothing but the tail of tree packs is downloaded: key files, index
+//! files, pack existence and sizes, tree pack headers against the index, and every
+//! snapshot's tree graph. With `read_data`, chosen packs are downloaded in full, hashed,
+//! and every blob is decrypted and verified. Problems are tied back to the snapshots and
+//! paths they affect.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::error::Result;
+use super::progress::Progress;
+use super::select::time_of;
+use super::walk::{Flow, TreeFold, Visit, fold, subtree, walk_tree};
+use vault_format::check_record::CheckRecord;
+use vault_format::index::IndexFile;
+use vault_format::pack::{BlobKind, PackEntry};
+use vault_format::tree::{ContentItem, Node, Tree};
+use vault_format::xorshift::Xorshift64;
+use vault_format::{BlobId, KeyId, PackId, SnapshotId};
+use vault_repo::backend::BackendErrorKind;
+use vault_repo::repository::superseded_index_files;
+use vault_repo::{
+    IndexedRepository, MasterIndex, ObjectBytes, RepoError, Repository, StoredKind, StoredObject, StoredPack,
+};
+
+/// Which packs `--read-data` reads.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Subset {
+    All,
+    /// Deterministic part `n` (1-based) of `m`.
+    Part {
+        n: u64,
+        m: u64,
+    },
+    /// A random share of the packs.
+    Percent(f64),
+    /// Random packs up to a byte budget.
+    Bytes(u64),
+    /// The packs verified longest ago (never-verified first), within a budget.
+    Rotate {
+        max_bytes: Option<u64>,
+        max_duration: Option<Duration>,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// `None`: structure only.
+    pub read_data: Option<Subset>,
+    /// Threads that download and verify packs at once.
+    pub read_threads: usize,
+    pub hostname: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    KeyFile,
+    IndexFile,
+    Snapshot,
+    PackMissing,
+    PackSize,
+    PackDamaged,
+    PackHeaderMismatch,
+    TreeMissing,
+    TreeDamaged,
+    DataMissing,
+    BlobDamaged,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// The damaged or missing object, as a repository path or blob id.
+    pub object: String,
+    pub message: String,
+    /// Short ids of the snapshots that cannot be fully restored because of it.
+    pub snapshots: Vec<String>,
+    /// Affected paths, as `<short id>:<path>` (at most 100 listed).
+    pub paths: Vec<String>,
+    pub paths_total: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Info {
+    pub kind: &'static str,
+    pub object: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Coverage {
+    pub packs_total: usize,
+    pub packs_verified: usize,
+    pub bytes_total: u64,
+    pub bytes_verified: u64,
+    /// When every pack has been verified: how many check runs and days that took.
+    pub all_verified_within_runs: Option<usize>,
+    pub all_verified_within_days: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub problems: Vec<Problem>,
+    pub info: Vec<Info>,
+    pub snapshots: usize,
+    pub replaced_snapshots: usize,
+    pub trees: usize,
+    pub blobs: usize,
+    pub packs: usize,
+    pub packs_read: usize,
+    pub bytes_read: u64,
+    /// Packs read in full and found intact by this run.
+    pub verified_packs: Vec<PackId>,
+    pub duration_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
+    /// Blobs that cannot be read back (missing or damaged); repair uses this.
+    #[serde(skip)]
+    pub lost_blobs: HashSet<(BlobKind, BlobId)>,
+}
+
+const MAX_PATHS: usize = 100;
+
+struct Problems {
+    list: Vec<Problem>,
+    by_object: HashMap<String, usize>,
+}
+
+impl Problems {
+    fn add(&mut self, kind: ProblemKind, object: String, message: String) -> usize {
+        if let Some(&i) = self.by_object.get(&object) {
+            return i;
+        }
+        self.list.push(Problem {
+            kind,
+            object: object.clone(),
+            message,
+            snapshots: Vec::new(),
+            paths: Vec::new(),
+            paths_total: 0,
+        });
+        self.by_object.insert(object, self.list.len() - 1);
+        self.list.len() - 1
+    }
+}
+
+/// Expected content of one pack according to the (non-superseded) index.
+struct IndexedPack {
+    kind: BlobKind,
+    size: u64,
+    blobs: Vec<PackEntry>,
+}
+
+/// A pack that the index lists and the backend stores with the listed size.
+#[derive(Clone, Copy, Debug)]
+struct UsablePack {
+    id: PackId,
+    kind: BlobKind,
+    size: u64,
+}
+
+/// Checks the repository as `opts` say; see the module documentation.
+pub fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
+    let started = Instant::now();
+    let mut c = Checker {
+        repo,
+        report: CheckReport::default(),
+        problems: Problems { list: Vec::new(), by_object: HashMap::new() },
+        bad_blobs: HashMap::new(),
+    };
+    c.check_keys()?;
+    let (indexed, index) = c.check_index()?;
+    let usable = c.check_packs(&indexed)?;
+    c.check_tree_headers(&indexed, &usable)?;
+    if let Some(subset) = &opts.read_data {
+        c.read_data(subset, opts, &indexed, &usable, progress)?;
+    }
+    c.check_trees(&IndexedRepository::with_index(repo.clone(), index))?;
+    let mut report = c.report;
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The state of one check run, phase by phase.
+struct Checker<'a> {
+    repo: &'a Arc<Repository>,
+    report: CheckReport,
+    problems: Problems,
+    /// Blob → problem that makes it unreadable.
+    bad_blobs: HashMap<(BlobKind, BlobId), usize>,
+}
+
+impl Checker<'_> {
+    fn mark_lost(&mut self, kind: BlobKind, blobs: &[PackEntry], problem: usize) {
+        for b in blobs {
+            self.bad_blobs.insert((kind, b.id), problem);
+        }
+    }
+
+    /// Key files: name matches bytes, and the JSON is well formed.
+    fn check_keys(&mut self) -> Result<()> {
+        for (id, _) in self.repo.list_files(StoredKind::Key)? {
+            if let Err(e) = self.repo.read_key_file(&KeyId(id)) {
+                self.problems.add(ProblemKind::KeyFile, StoredObject::Key(KeyId(id)).path(), e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Index files: the packs each lists, and the index built from them.
+    fn check_index(&mut self) -> Result<(HashMap<PackId, IndexedPack>, MasterIndex)> {
+        let files = self.repo.load_index_files()?;
+        let superseded = superseded_index_files(&files);
+        let mut indexed: HashMap<PackId, IndexedPack> = HashMap::new();
+        let mut index = MasterIndex::new();
+        let mut seen_blobs: HashMap<(BlobKind, BlobId), u32> = HashMap::new();
+        for (id, r) in &files {
+            let object = StoredObject::Index(*id).path();
+            if superseded.contains(id) {
+                self.report.info.push(Info {
+                    kind: "superseded_index",
+                    object,
+                    message: "replaced by a newer index file".into(),
+                });
+                continue;
+            }
+            match r {
+                Ok(f) => add_index_file(f, &mut indexed, &mut index, &mut seen_blobs),
+                Err(e) => {
+                    self.problems.add(ProblemKind::IndexFile, object, e.to_string());
+                }
+            }
+        }
+        index.compact();
+        let dups = seen_blobs.values().filter(|&&n| n > 1).count();
+        if dups > 0 {
+            self.report.info.push(Info {
+                kind: "duplicate_blobs",
+                object: String::new(),
+                message: format!(
+                    "{dups} blobs are stored in more than one pack (harmless; prune will reclaim the space)"
+                ),
+            });
+        }
+        self.report.blobs = seen_blobs.len();
+        Ok((indexed, index))
+    }
+
+    /// Packs: existence and size. Returns the packs whose blobs can be read.
+    fn check_packs(&mut self, indexed: &HashMap<PackId, IndexedPack>) -> Result<Vec<UsablePack>> {
+        let stored: HashMap<PackId, StoredPack> = self.repo.list_packs()?.into_iter().map(|p| (p.id, p)).collect();
+        self.report.packs = indexed.len();
+        let mut usable = Vec::new();
+        for (id, p) in indexed {
+            let object = StoredObject::Pack(p.kind, *id).path();
+            let problem = match stored.get(id) {
+                None => Some((ProblemKind::PackMissing, "listed in the index but not stored".to_string())),
+                Some(s) if s.kind != p.kind => Some((ProblemKind::PackMissing, "stored under the wrong kind".into())),
+                Some(s) if s.size != p.size => {
+                    Some((ProblemKind::PackSize, format!("stored size {}, the index says {}", s.size, p.size)))
+                }
+                Some(_) => None,
+            };
+            match problem {
+                Some((kind, message)) => {
+                    let i = self.problems.add(kind, object, message);
+                    self.mark_lost(p.kind, &p.blobs, i);
+                }
+                None => usable.push(UsablePack { id: *id, kind: p.kind, size: p.size }),
+            }
+        }
+        for s in stored.values() {
+            if !indexed.contains_key(&s.id) {
+                self.report.info.push(Info {
+                    kind: "unreferenced_pack",
+                    object: StoredObject::Pack(s.kind, s.id).path(),
+                    message: format!(
+                        "{} bytes not in any index (left by an interrupted backup, or repaired away)",
+                        s.size
+                    ),
+                });
+            }
+        }
+        Ok(usable)
+    }
+
+    /// Tree pack headers against the index (only the tail of each tree pack is read).
+    fn check_tree_headers(&mut self, indexed: &HashMap<PackId, IndexedPack>, usable: &[UsablePack]) -> Result<()> {
+        let tree_packs: Vec<_> = usable.iter().filter(|p| p.kind == BlobKind::Tree).collect();
+        let repo = self.repo;
+        let results: Vec<_> =
+            tree_packs.par_iter().map(|p| (p.id, repo.read_pack_header(p.kind, &p.id, p.size))).collect();
+        for (id, r) in results {
+            let p = &indexed[&id];
+            let object = StoredObject::Pack(p.kind, id).path();
+            let problem = match r {
+                Ok((kind, entries)) => header_mismatch(kind, &entries, p).map(|m| (ProblemKind::PackHeaderMismatch, m)),
+                Err(RepoError::Backend(e)) => return Err(RepoError::Backend(e).into()),
+                Err(e) => Some((ProblemKind::PackDamaged, e.to_string())),
+            };
+            if let Some((kind, message)) = problem {
+                let i = self.problems.add(kind, object, message);
+                self.mark_lost(p.kind, &p.blobs, i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Full data reads of the packs `subset` chooses, and a check record of those found intact.
+    fn read_data(
+        &mut self,
+        subset: &Subset,
+        opts: &CheckOptions,
+        indexed: &HashMap<PackId, IndexedPack>,
+        usable: &[UsablePack],
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let records = self.repo.load_check_records()?;
+        let chosen = choose_packs(usable, subset, &records)?;
+        let budget_time = match subset {
+            Subset::Rotate { max_duration, .. } => *max_duration,
+            _ => None,
+        };
+        progress.set_totals(chosen.len() as u64, chosen.iter().map(|p| p.size).sum());
+        let read = read_packs(self.repo, &chosen, indexed, opts.read_threads.max(1), budget_time, progress)?;
+        self.report.packs_read = read.verified.len() + read.failed.len();
+        self.report.bytes_read = read.bytes;
+        for f in read.failed {
+            let i = self.problems.add(f.kind, f.object, f.message);
+            for b in f.blobs {
+                self.bad_blobs.insert(b, i);
+            }
+        }
+        if !read.verified.is_empty() {
+            let record = CheckRecord {
+                version: 1,
+                time: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                hostname: opts.hostname.clone(),
+                packs: read.verified.clone(),
+            };
+            self.repo.save_check_record(&record)?;
+        }
+        self.report.verified_packs = read.verified;
+        let records = self.repo.load_check_records()?;
+        self.report.coverage = Some(coverage(usable, &records));
+        Ok(())
+    }
+
+    /// Snapshots and their trees: every tree read once, problems tied to the snapshots
+    /// and paths they make unreadable.
+    fn check_trees(&mut self, repo: &IndexedRepository) -> Result<()> {
+        let (mut snaps, bad_snaps) = repo.repo().load_all_snapshots()?;
+        snaps.sort_by_key(|a| time_of(&a.1));
+        for (id, e) in bad_snaps {
+            self.problems.add(ProblemKind::Snapshot, StoredObject::Snapshot(id).path(), e.to_string());
+        }
+        let replaced: HashSet<SnapshotId> = snaps.iter().filter_map(|(_, s)| s.original).collect();
+        let mut damage =
+            DamageFold { repo, bad_blobs: &self.bad_blobs, problems: &mut self.problems, bad_trees: HashMap::new() };
+        let mut memo: HashMap<BlobId, Damage> = HashMap::new();
+        for (id, snap) in &snaps {
+            let found = fold(&mut damage, snap.tree, &mut memo)?;
+            if replaced.contains(id) {
+                self.report.replaced_snapshots += 1;
+                if !found.is_empty() {
+                    self.report.info.push(Info {
+                        kind: "replaced_snapshot",
+                        object: StoredObject::Snapshot(*id).path(),
+                        message: "damaged, but replaced by a repaired snapshot".into(),
+                    });
+                }
+                continue;
+            }
+            for (&i, &count) in found.iter() {
+                let p = &mut damage.problems.list[i];
+                p.snapshots.push(id.short());
+                p.paths_total = p.paths_total.saturating_add(count);
+            }
+            if !found.is_empty() {
+                damage.example_paths(&id.short(), snap.tree, &found, &memo);
+            }
+        }
+        self.report.trees = memo.len();
+        self.report.snapshots = snaps.len();
+        self.settle_problems();
+        Ok(())
+    }
+
+    /// Problems that only replaced (repaired-away) snapshots reach are history, not
+    /// problems; every blob behind a problem is lost (repair uses the list).
+    fn settle_problems(&mut self) {
+        let walk_only = |k: ProblemKind| {
+            matches!(k, ProblemKind::DataMissing | ProblemKind::TreeMissing | ProblemKind::TreeDamaged)
+        };
+        let mut kept = Vec::new();
+        for p in std::mem::take(&mut self.problems.list) {
+            if walk_only(p.kind) && p.snapshots.is_empty() {
+                self.report.info.push(Info {
+                    kind: "replaced_snapshot_data",
+                    object: p.object,
+                    message: format!("{} (only replaced snapshots need it)", p.message),
+                });
+            } else {
+                kept.push(p);
+            }
+        }
+        self.report.lost_blobs = self.bad_blobs.keys().copied().collect();
+        for p in &kept {
+            if walk_only(p.kind)
+                && let Ok(id) = p.object.parse::<BlobId>()
+            {
+                let kind = if p.kind == ProblemKind::DataMissing { BlobKind::Data } else { BlobKind::Tree };
+                self.report.lost_blobs.insert((kind, id));
+            }
+        }
+        self.report.problems = kept;
+    }
+}
+
+fn add_index_file(
+    f: &IndexFile,
+    indexed: &mut HashMap<PackId, IndexedPack>,
+    index: &mut MasterIndex,
+    seen: &mut HashMap<(BlobKind, BlobId), u32>,
+) {
+    index.add_file(f);
+    for p in &f.packs {
+        if indexed.contains_key(&p.id) {
+            continue;
+        }
+        for b in &p.blobs {
+            *seen.entry((p.kind, b.id)).or_insert(0) += 1;
+        }
+        indexed.insert(p.id, IndexedPack { kind: p.kind, size: p.size, blobs: p.blobs.clone() });
+    }
+}
+
+fn header_mismatch(kind: BlobKind, entries: &[PackEntry], p: &IndexedPack) -> Option<String> {
+    if kind != p.kind {
+        return Some(format!("header says {kind:?} blobs, the index says {:?}", p.kind));
+    }
+    let mut a: Vec<_> = entries.to_vec();
+    let mut b: Vec<_> = p.blobs.clone();
+    a.sort_by_key(|e| e.offset);
+    b.sort_by_key(|e| e.offset);
+    (a != b).then(|| format!("the header lists {} blobs, the index {} (or their places differ)", a.len(), b.len()))
+}
+
+/// How many paths below a tree each problem makes unreadable (empty: none). Counts, not
+/// paths: a crafted tree graph may hold 2^40 paths, and the memo must stay small.
+type Damage = Arc<BTreeMap<usize, u64>>;
+
+/// Finds what is unreadable below each tree.
+struct DamageFold<'a, 'p> {
+    repo: &'a IndexedRepository,
+    bad_blobs: &'a HashMap<(BlobKind, BlobId), usize>,
+    problems: &'p mut Problems,
+    /// Trees that cannot be read, with their problem.
+    bad_trees: HashMap<BlobId, usize>,
+}
+
+impl DamageFold<'_, '_> {
+    /// The problem that makes a file unreadable: its first lost data blob.
+    fn file_problem(&mut self, n: &Node) -> Option<usize> {
+        n.content.iter().find_map(|item| match item {
+            ContentItem::Data { id, .. } => match self.bad_blobs.get(&(BlobKind::Data, *id)) {
+                Some(&i) => Some(i),
+                None if !self.repo.contains(BlobKind::Data, id) => Some(self.problems.add(
+                    ProblemKind::DataMissing,
+                    id.to_hex(),
+                    "data blob is not in the index".into(),
+                )),
+                None => None,
+            },
+            ContentItem::Hole { .. } => None,
+        })
+    }
+
+    /// Lists up to [`MAX_PATHS`] paths per problem of one snapshot, going only into
+    /// subtrees the fold found damaged.
+    fn example_paths(&mut self, short: &str, root: BlobId, found: &Damage, memo: &HashMap<BlobId, Damage>) {
+        let full = |problems: &Problems| {
+            found.iter().all(|(&i, &n)| problems.list[i].paths.len() as u64 >= n.min(MAX_PATHS as u64))
+        };
+        let add = |problems: &mut Problems, i: usize, path: &str| {
+            let p = &mut problems.list[i];
+            if p.paths.len() < MAX_PATHS {
+                p.paths.push(format!("{short}:{path}"));
+            }
+        };
+        if let Some(&i) = self.bad_trees.get(&root) {
+            add(self.problems, i, "/");
+            return;
+        }
+        let repo = self.repo;
+        // A walk error (a limit reached) only ends the listing early: the counts are exact.
+        let _ = walk_tree(repo, root, "", &mut |v| {
+            let Visit::Entry { path, item: n, .. } = v else { return Ok(Flow::Continue) };
+            if full(self.problems) {
+                return Ok(Flow::Stop);
+            }
+            if let Some(sub) = subtree(n) {
+                if let Some(&i) = self.bad_trees.get(&sub) {
+                    add(self.problems, i, path);
+                    return Ok(Flow::Skip);
+                }
+                let damaged = memo.get(&sub).is_some_and(|d| !d.is_empty());
+                return Ok(if damaged { Flow::Continue } else { Flow::Skip });
+            }
+            if let Some(i) = self.file_problem(n) {
+                add(self.problems, i, path);
+            }
+            Ok(Flow::Continue)
+        });
+    }
+}
+
+impl TreeFold for DamageFold<'_, '_> {
+    type Value = Damage;
+
+    fn open(&mut self, id: &BlobId) -> Result<std::result::Result<Tree, Damage>> {
+        let problem = if let Some(&i) = self.bad_blobs.get(&(BlobKind::Tree, *id)) {
+            i
+        } else if !self.repo.contains(BlobKind::Tree, id) {
+            self.problems.add(ProblemKind::TreeMissing, id.to_hex(), "tree blob is not in the index".into())
+        } else {
+            match self.repo.load_tree(id) {
+                Ok(t) => return Ok(Ok(t)),
+                // A storage failure is not damage: the check cannot go on, and says so.
+                Err(e @ RepoError::Backend(_)) => return Err(e.into()),
+                Err(e) => self.problems.add(ProblemKind::TreeDamaged, id.to_hex(), e.to_string()),
+            }
+        };
+        self.bad_trees.insert(*id, problem);
+        Ok(Err(Arc::new(BTreeMap::from([(problem, 1)]))))
+    }
+
+    fn combine(&mut self, _: &BlobId, tree: Tree, subtrees: Vec<Option<Damage>>) -> Result<Damage> {
+        let mut sum: BTreeMap<usize, u64> = BTreeMap::new();
+        for (n, sub) in tree.nodes.iter().zip(subtrees) {
+            match sub {
+                Some(d) => {
+                    for (&i, &count) in d.iter() {
+                        let e = sum.entry(i).or_insert(0);
+                        *e = e.saturating_add(count);
+                    }
+                }
+                None => {
+                    if let Some(i) = self.file_problem(n) {
+                        *sum.entry(i).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        Ok(Arc::new(sum))
+    }
+}
+
+/// The packs `--read-data` reads, in the order it reads them.
+fn choose_packs(usable: &[UsablePack], subset: &Subset, records: &[CheckRecord]) -> Result<Vec<UsablePack>> {
+    let mut packs = usable.to_vec();
+    packs.sort_by_key(|p| p.id);
+    let random = |packs: &mut Vec<UsablePack>| -> Result<()> {
+        // OS-seeded: no two hosts pick the same subset by accident.
+        Xorshift64::from_os().map_err(RepoError::from)?.shuffle(packs);
+        Ok(())
+    };
+    Ok(match subset {
+        Subset::All => packs,
+        Subset::Part { n, m } => packs
+            .into_iter()
+            .filter(|p| u64::from_le_bytes(p.id.0.0[..8].try_into().unwrap_or_default()) % m == n - 1)
+            .collect(),
+        Subset::Percent(pct) => {
+            random(&mut packs)?;
+            let k = ((packs.len() as f64) * pct / 100.0).ceil() as usize;
+            packs.truncate(k.min(packs.len()));
+            packs
+        }
+        Subset::Bytes(budget) => {
+            random(&mut packs)?;
+            take_budget(packs, Some(*budget))
+        }
+        Subset::Rotate { max_bytes, .. } => {
+            let last = last_verified(records);
+            // Never verified first, then oldest verification; ties by id, so every pack
+            // is read once before any pack is read twice.
+            packs.sort_by_key(|p| (last.get(&p.id).copied(), p.id));
+            take_budget(packs, *max_bytes)
+        }
+    })
+}
+
+fn take_budget(packs: Vec<UsablePack>, budget: Option<u64>) -> Vec<UsablePack> {
+    let Some(budget) = budget else { return packs };
+    let mut used = 0u64;
+    let mut out = Vec::new();
+    for p in packs {
+        if !out.is_empty() && used + p.size > budget {
+            break;
+        }
+        used += p.size;
+        out.push(p);
+    }
+    out
+}
+
+fn last_verified(records: &[CheckRecord]) -> HashMap<PackId, DateTime<Utc>> {
+    let mut last: HashMap<PackId, DateTime<Utc>> = HashMap::new();
+    for r in records {
+        let t = DateTime::parse_from_rfc3339(&r.time).map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+        for p in &r.packs {
+            let e = last.entry(*p).or_insert(t);
+            if t > *e {
+                *e = t;
+            }
+        }
+    }
+    last
+}
+
+fn coverage(usable: &[UsablePack], records: &[CheckRecord]) -> Coverage {
+    let last = last_verified(records);
+    let mut c = Coverage { packs_total: usable.len(), ..Default::default() };
+    let mut oldest: Option<DateTime<Utc>> = None;
+    let mut all = true;
+    for p in usable {
+        c.bytes_total += p.size;
+        match last.get(&p.id) {
+            Some(t) => {
+                c.packs_verified += 1;
+                c.bytes_verified += p.size;
+                oldest = Some(oldest.map_or(*t, |o| o.min(*t)));
+            }
+            None => all = false,
+        }
+    }
+    if all && let Some(o) = oldest {
+        c.all_verified_within_runs = Some(
+            records
+                .iter()
+                .filter(|r| DateTime::parse_from_rfc3339(&r.time).map(|t| t.with_timezone(&Utc) >= o).unwrap_or(false))
+                .count(),
+        );
+        c.all_verified_within_days = Some((Utc::now() - o).num_seconds().max(0) as f64 / 86400.0);
+    }
+    c
+}
+
+/// Why a pack read in full failed, and which blobs it makes unreadable.
+struct PackFailure {
+    kind: ProblemKind,
+    message: String,
+    blobs: Vec<(BlobKind, BlobId)>,
+}
+
+/// A failed pack, named.
+struct FailedPack {
+    object: String,
+    kind: ProblemKind,
+    message: String,
+    blobs: Vec<(BlobKind, BlobId)>,
+}
+
+#[derive(Default)]
+struct ReadResult {
+    verified: Vec<PackId>,
+    failed: Vec<FailedPack>,
+    bytes: u64,
+}
+
+fn read_packs(
+    repo: &Repository,
+    packs: &[UsablePack],
+    indexed: &HashMap<PackId, IndexedPack>,
+    threads: usize,
+    max_duration: Option<Duration>,
+    progress: &dyn Progress,
+) -> Result<ReadResult> {
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    let bytes = AtomicU64::new(0);
+    let out = Mutex::new(ReadResult::default());
+    let fatal: Mutex<Option<RepoError>> = Mutex::new(None);
+    // Downloads wait on the network, so more threads than cores keep the pipe full;
+    // verification inside each thread uses the CPU.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| RepoError::System { what: "start the read threads", source: std::io::Error::other(e) })?;
+    pool.install(|| {
+        packs.par_iter().for_each(|&UsablePack { id, kind, size }| {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Some(limit) = max_duration
+                && started.elapsed() >= limit
+            {
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            let p = &indexed[&id];
+            let all_blobs = || p.blobs.iter().map(|b| (kind, b.id)).collect::<Vec<_>>();
+            let result = match repo.read_pack(kind, &id) {
+                Err(RepoError::Backend(e)) if e.kind == BackendErrorKind::NotFound => {
+                    Err(PackFailure { kind: ProblemKind::PackMissing, message: e.to_string(), blobs: all_blobs() })
+                }
+                Err(e) => {
+                    fatal.lock().get_or_insert(e);
+                    stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Ok(data) => verify_whole_pack(repo, kind, &id, &data, p),
+            };
+            bytes.fetch_add(size, Ordering::Relaxed);
+            progress.add_bytes(size);
+            progress.add_files(1);
+            let mut o = out.lock();
+            match result {
+                Ok(()) => o.verified.push(id),
+                Err(f) => o.failed.push(FailedPack {
+                    object: StoredObject::Pack(kind, id).path(),
+                    kind: f.kind,
+                    message: f.message,
+                    blobs: f.blobs,
+                }),
+            }
+        })
+    });
+    if let Some(e) = fatal.into_inner() {
+        return Err(e.into());
+    }
+    let mut r = out.into_inner();
+    r.bytes = bytes.load(Ordering::Relaxed);
+    Ok(r)
+}
+
+/// Verifies a pack read in full: its name, its header against the index, every blob.
+fn verify_whole_pack(
+    repo: &Repository,
+    kind: BlobKind,
+    id: &PackId,
+    data: &ObjectBytes,
+    p: &IndexedPack,
+) -> Result<(), PackFailure> {
+    let name_ok = data.stored_id() == id.0;
+    match (verify_pack(repo, kind, id, data, p), name_ok) {
+        (Ok(()), true) => Ok(()),
+        // Damage outside any blob (padding, header copy): every blob still verifies, but
+        // the stored bytes are not what was written.
+        (Ok(()), false) => Err(PackFailure {
+            kind: ProblemKind::PackDamaged,
+            message: "its bytes do not match its name, though every blob verifies".into(),
+            blobs: Vec::new(),
+        }),
+        (Err(f), true) => Err(f),
+        (Err(f), false) => Err(PackFailure {
+            kind: ProblemKind::PackDamaged,
+            message: format!("its bytes do not match its name; {}", f.message),
+            blobs: f.blobs,
+        }),
+    }
+}
+
+fn verify_pack(
+    repo: &Repository,
+    kind: BlobKind,
+    id: &PackId,
+    data: &ObjectBytes,
+    p: &IndexedPack,
+) -> Result<(), PackFailure> {
+    let all = || p.blobs.iter().map(|b| (kind, b.id)).collect();
+    let (hkind, entries) = repo.parse_pack_header(kind, id, data).map_err(|e| PackFailure {
+        kind: ProblemKind::PackDamaged,
+        message: short_reason(&e),
+        blobs: all(),
+    })?;
+    if let Some(m) = header_mismatch(hkind, &entries, p) {
+        return Err(PackFailure { kind: ProblemKind::PackHeaderMismatch, message: m, blobs: all() });
+    }
+    let damaged: Vec<(BlobKind, BlobId)> =
+        entries.par_iter().filter(|e| repo.open_blob_in(kind, id, data, e).is_err()).map(|e| (kind, e.id)).collect();
+    if damaged.is_empty() {
+        Ok(())
+    } else {
+        Err(PackFailure {
+            kind: ProblemKind::BlobDamaged,
+            message: format!("{} of {} blobs fail verification", damaged.len(), entries.len()),
+            blobs: damaged,
+        })
+    }
+}
+
+/// The reason of an integrity error without the object's name (the problem names it).
+fn short_reason(e: &RepoError) -> String {
+    match e {
+        RepoError::Integrity { reason, .. } => reason.clone(),
+        e => e.to_string(),
+    }
+}

@@ -1,0 +1,29 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use vault_repo::RepoError;
+
+#[derive(Debug, Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    #[error("snapshot id {prefix:?} is ambiguous: it matches {matches}")]
+    AmbiguousSnapshot { prefix: String, matches: String },
+    #[error("path {path:?} does not exist in snapshot {snapshot}")]
+    PathNotInSnapshot { path: String, snapshot: String },
+    #[error("source {}: {reason}", path.display())]
+    Source { path: PathBuf, reason: String },
+    #[error("target {}: {reason}", path.display())]
+    Target { path: PathBuf, reason: String },
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
+    #[error("{0}")]
+    TreeLimit(String),
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    Pattern { pattern: String, reason: String },
+}
+
+pub type Result<T, E = OpError> = std::result::Result<T, E>;

@@ -1,0 +1,138 @@
+//! File system metadata ↔ tree nodes: reading `lstat`, owners and xattrs for backup, and
+//! applying them again on restore.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use nix::sys::stat::{UtimensatFlags, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Group, Uid, User};
+
+use vault_format::tree::{Node, NodeKind, Timestamp};
+
+/// uid/gid → name lookups are slow (NSS); a backup asks for the same few ids many times.
+#[derive(Default)]
+pub struct OwnerNames {
+    users: Mutex<HashMap<u32, Vec<u8>>>,
+    groups: Mutex<HashMap<u32, Vec<u8>>>,
+}
+
+impl OwnerNames {
+    pub fn user(&self, uid: u32) -> Vec<u8> {
+        let mut m = self.users.lock();
+        m.entry(uid)
+            .or_insert_with(|| {
+                User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name.into_bytes()).unwrap_or_default()
+            })
+            .clone()
+    }
+
+    pub fn group(&self, gid: u32) -> Vec<u8> {
+        let mut m = self.groups.lock();
+        m.entry(gid)
+            .or_insert_with(|| {
+                Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name.into_bytes()).unwrap_or_default()
+            })
+            .clone()
+    }
+}
+
+pub fn kind_of(meta: &Metadata) -> NodeKind {
+    let t = meta.file_type();
+    if t.is_dir() {
+        NodeKind::Dir
+    } else if t.is_symlink() {
+        NodeKind::Symlink
+    } else if t.is_fifo() {
+        NodeKind::Fifo
+    } else if t.is_char_device() {
+        NodeKind::CharDev
+    } else if t.is_block_device() {
+        NodeKind::BlockDev
+    } else if t.is_socket() {
+        NodeKind::Socket
+    } else {
+        NodeKind::File
+    }
+}
+
+/// A node with every field that `lstat` and the xattrs give; content, subtree and symlink
+/// target are filled in by the caller.
+pub fn node_from_metadata(name: &OsStr, path: &Path, meta: &Metadata, owners: &OwnerNames) -> Node {
+    let kind = kind_of(meta);
+    let mut n = Node::new(name.as_bytes().to_vec(), kind);
+    n.mode = meta.mode() & 0o7777;
+    n.uid = meta.uid();
+    n.gid = meta.gid();
+    n.user = owners.user(n.uid);
+    n.group = owners.group(n.gid);
+    n.mtime = Timestamp { sec: meta.mtime(), nsec: meta.mtime_nsec() as u32 };
+    n.ctime = Timestamp { sec: meta.ctime(), nsec: meta.ctime_nsec() as u32 };
+    n.inode = meta.ino();
+    n.device = meta.dev();
+    n.links = meta.nlink();
+    if kind == NodeKind::File {
+        n.size = meta.len();
+    }
+    if matches!(kind, NodeKind::CharDev | NodeKind::BlockDev) {
+        n.rdev = meta.rdev();
+    }
+    n.xattrs = read_xattrs(path);
+    n
+}
+
+/// Extended attributes of `path` itself (not a symlink's target). A file system without
+/// xattr support simply yields none.
+pub fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(Vec<u8>, Vec<u8>)> = names
+        .filter_map(|name| {
+            let value = xattr::get(path, &name).ok().flatten()?;
+            Some((name.as_bytes().to_vec(), value))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Which parts of a node's metadata to apply on restore.
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyOptions {
+    /// chown to the stored uid/gid (only root may).
+    pub ownership: bool,
+}
+
+/// Applies ownership, mode, xattrs and times, in the order that keeps each step from
+/// undoing an earlier one (chown clears setuid bits, so chmod comes after it; times last).
+/// Returns a description of each step that failed.
+pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions) -> Vec<String> {
+    let mut problems = Vec::new();
+    if opts.ownership
+        && let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
+    {
+        problems.push(format!("chown: {e}"));
+    }
+    if node.kind != NodeKind::Symlink {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
+            problems.push(format!("chmod: {e}"));
+        }
+    }
+    for (k, v) in &node.xattrs {
+        if let Err(e) = xattr::set(path, OsStr::from_bytes(k), v) {
+            problems.push(format!("xattr {}: {e}", String::from_utf8_lossy(k)));
+        }
+    }
+    let t = TimeSpec::new(node.mtime.sec, i64::from(node.mtime.nsec));
+    if let Err(e) = utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink) {
+        problems.push(format!("set times: {e}"));
+    }
+    problems
+}

@@ -1,0 +1,24 @@
+//! Layer 3: operations. They return data and report progress through [`Progress`]; they
+//! never print. Depends on `repo` and `format`.
+
+pub mod backup;
+pub mod browse;
+pub mod cat;
+pub mod check;
+pub mod diff;
+pub mod dump;
+pub mod error;
+pub mod find;
+pub mod fsmeta;
+pub mod ls;
+pub mod pattern;
+pub mod progress;
+pub mod repair;
+pub mod restore;
+pub mod select;
+pub mod source;
+pub mod stats;
+pub mod walk;
+
+pub use error::OpError;
+pub use progress::{NoProgress, Progress};

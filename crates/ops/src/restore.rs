@@ -1,0 +1,417 @@
+//! `restore`: recreate a snapshot (or part of it) in an empty directory.
+//!
+//! The tree is walked once into a plan; directories and special files are created first,
+//! regular files are then written in parallel, hard links are made, and directory
+//! metadata is applied last, deepest first, so that writing into a directory does not
+//! change its restored mtime. Every blob is verified against its id after decryption; a
+//! file whose data fails is reported and the rest of the restore goes on.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+use nix::sys::stat::{Mode, SFlag, mknod};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::error::{OpError, Result};
+use super::fsmeta::{ApplyOptions, apply_metadata};
+use super::ls::{Located, locate};
+use super::pattern::PatternSet;
+use super::progress::Progress;
+use super::walk::{Flow, Visit, subtree, walk_tree};
+use vault_format::pack::BlobKind;
+use vault_format::tree::{ContentItem, Node, NodeKind};
+use vault_format::{BlobId, PackId};
+use vault_repo::{IndexedRepository, ObjectBytes, RepoError};
+
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Path inside the snapshot to restore (`/` or empty for everything).
+    pub subpath: String,
+    pub includes: Vec<String>,
+    pub excludes: Vec<String>,
+    /// Restore uid/gid (needs root).
+    pub ownership: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoreProblem {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RestoreReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub hard_links: u64,
+    pub bytes: u64,
+    pub problems: Vec<RestoreProblem>,
+    /// Problems that are damaged repository data (as opposed to, say, a failed chown).
+    pub integrity_errors: u64,
+}
+
+struct Plan {
+    /// Directories in creation order (parents first), with their nodes.
+    dirs: Vec<(PathBuf, Node)>,
+    files: Vec<(PathBuf, Node)>,
+    links: Vec<(PathBuf, PathBuf)>,
+    special: Vec<(PathBuf, Node)>,
+}
+
+struct Selector {
+    includes: PatternSet,
+    excludes: PatternSet,
+}
+
+pub fn total_bytes(plan_files: &[(PathBuf, Node)]) -> u64 {
+    plan_files.iter().map(|(_, n)| n.size).sum()
+}
+
+/// Restores the snapshot tree `tree` (named `snapshot_label` in errors) as `opts` say.
+pub fn restore(
+    repo: &IndexedRepository,
+    tree: BlobId,
+    snapshot_label: &str,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let target = &opts.target;
+    prepare_target(target)?;
+    let sel = Selector { includes: PatternSet::new(&opts.includes)?, excludes: PatternSet::new(&opts.excludes)? };
+    let mut plan = Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new(), special: Vec::new() };
+    let mut seen_inodes: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    match locate(repo, tree, &opts.subpath, snapshot_label)? {
+        Located::Dir { tree, .. } => plan_tree(repo, tree, target, &sel, &mut plan, &mut seen_inodes)?,
+        Located::File(node) => {
+            let name = OsStr::from_bytes(&node.name).to_owned();
+            let snap_path = format!("/{}", node.name_lossy());
+            if sel.selected(&snap_path, false) {
+                plan_leaf(target.join(name), node, &mut plan, &mut seen_inodes);
+            }
+        }
+    }
+    progress.set_totals(plan.files.len() as u64, total_bytes(&plan.files));
+
+    let report = Mutex::new(RestoreReport::default());
+    let problem = |path: &Path, message: String, integrity: bool| {
+        progress.warn(path, &message);
+        let mut r = report.lock();
+        if integrity {
+            r.integrity_errors += 1;
+        }
+        r.problems.push(RestoreProblem { path: path.to_path_buf(), message });
+    };
+    let apply = ApplyOptions { ownership: opts.ownership };
+
+    for (path, _) in &plan.dirs {
+        if let Err(e) = std::fs::create_dir(path) {
+            problem(path, format!("cannot create directory: {e}"), false);
+        }
+    }
+    for (path, node) in &plan.special {
+        if let Err(e) = create_special(path, node) {
+            problem(path, format!("cannot create {:?}: {e}", node.kind), false);
+            continue;
+        }
+        for p in apply_metadata(path, node, apply) {
+            problem(path, p, false);
+        }
+    }
+    let source = BlobSource::new(repo, &mut plan.files);
+    plan.files.par_iter().for_each(|(path, node)| {
+        match write_file(&source, path, node, progress) {
+            Ok(()) => {
+                for p in apply_metadata(path, node, apply) {
+                    problem(path, p, false);
+                }
+            }
+            Err(WriteError::Integrity(m)) => problem(path, m, true),
+            Err(WriteError::Io(m)) => problem(path, m, false),
+        }
+        progress.add_files(1);
+    });
+    for (path, first) in &plan.links {
+        if let Err(e) = std::fs::hard_link(first, path) {
+            problem(path, format!("cannot create hard link to {}: {e}", first.display()), false);
+        }
+    }
+    for (path, node) in plan.dirs.iter().rev() {
+        for p in apply_metadata(path, node, apply) {
+            problem(path, p, false);
+        }
+    }
+    let mut r = report.into_inner();
+    r.files = plan.files.len() as u64;
+    r.dirs = plan.dirs.len() as u64;
+    r.other = plan.special.len() as u64;
+    r.hard_links = plan.links.len() as u64;
+    r.bytes = total_bytes(&plan.files);
+    Ok(r)
+}
+
+fn prepare_target(target: &Path) -> Result<()> {
+    let err = |reason: String| OpError::Target { path: target.to_path_buf(), reason };
+    match std::fs::read_dir(target) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                return Err(err("is not empty; restore only into an empty or new directory".into()));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(target).map_err(|e| err(format!("cannot create: {e}")))?;
+        }
+        Err(e) => return Err(err(e.to_string())),
+    }
+    // Prove it is writable before doing any work.
+    let probe = target.join(".vault-restore-probe");
+    File::create(&probe).and_then(|_| std::fs::remove_file(&probe)).map_err(|e| err(format!("not writable: {e}")))
+}
+
+impl Selector {
+    /// `inherited`: an ancestor directory matched an include pattern.
+    fn selected(&self, snap_path: &str, inherited: bool) -> bool {
+        let p = Path::new(snap_path);
+        !self.excludes.matches(p) && (self.includes.is_empty() || inherited || self.includes.matches(p))
+    }
+}
+
+/// A directory of the plan whose entries are being planned.
+struct OpenDir {
+    /// Its place in `plan.dirs`.
+    pos: usize,
+    dest: PathBuf,
+    /// It, or an ancestor, matched an include pattern: everything below is selected.
+    included: bool,
+    /// Something below it was selected.
+    any: bool,
+}
+
+/// Plans the entries below `tree` into `target`. A directory stays in the plan when it
+/// matched an include pattern or holds something selected (or nothing is included
+/// explicitly, so everything not excluded is).
+fn plan_tree(
+    repo: &IndexedRepository,
+    tree: BlobId,
+    target: &Path,
+    sel: &Selector,
+    plan: &mut Plan,
+    seen: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<()> {
+    let mut open: Vec<OpenDir> = Vec::new();
+    walk_tree(repo, tree, "", &mut |v| {
+        let (snap_path, node) = match v {
+            Visit::Leave { .. } => {
+                if let Some(d) = open.pop() {
+                    let keep = d.included || d.any || sel.includes.is_empty();
+                    if keep {
+                        if let Some(parent) = open.last_mut() {
+                            parent.any = true;
+                        }
+                    } else {
+                        // Nothing below was kept, so this directory is the plan's last.
+                        plan.dirs.truncate(d.pos);
+                    }
+                }
+                return Ok(Flow::Continue);
+            }
+            Visit::Entry { path, item, .. } => (path, item),
+        };
+        let p = Path::new(snap_path);
+        if sel.excludes.matches(p) {
+            return Ok(Flow::Skip);
+        }
+        let (inherited, parent_dest) = match open.last() {
+            Some(d) => (d.included, d.dest.as_path()),
+            None => (false, target),
+        };
+        let dest = parent_dest.join(OsStr::from_bytes(&node.name));
+        if subtree(node).is_some() {
+            open.push(OpenDir {
+                pos: plan.dirs.len(),
+                dest: dest.clone(),
+                included: inherited || sel.includes.matches(p),
+                any: false,
+            });
+            plan.dirs.push((dest, node.clone()));
+            return Ok(Flow::Continue);
+        }
+        if sel.selected(snap_path, inherited) {
+            plan_leaf(dest, node.clone(), plan, seen);
+            if let Some(parent) = open.last_mut() {
+                parent.any = true;
+            }
+        }
+        Ok(Flow::Continue)
+    })
+}
+
+fn plan_leaf(dest: PathBuf, node: Node, plan: &mut Plan, seen: &mut HashMap<(u64, u64), PathBuf>) {
+    if node.links > 1 && node.kind != NodeKind::Dir {
+        if let Some(first) = seen.get(&(node.device, node.inode)) {
+            plan.links.push((dest, first.clone()));
+            return;
+        }
+        seen.insert((node.device, node.inode), dest.clone());
+    }
+    match node.kind {
+        NodeKind::File => plan.files.push((dest, node)),
+        _ => plan.special.push((dest, node)),
+    }
+}
+
+fn create_special(path: &Path, node: &Node) -> std::io::Result<()> {
+    let perm = Mode::from_bits_truncate(node.mode & 0o777);
+    let nix_err = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+    match node.kind {
+        NodeKind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), path),
+        NodeKind::Fifo => nix::unistd::mkfifo(path, perm).map_err(nix_err),
+        NodeKind::CharDev => mknod(path, SFlag::S_IFCHR, perm, node.rdev as libc::dev_t).map_err(nix_err),
+        NodeKind::BlockDev => mknod(path, SFlag::S_IFBLK, perm, node.rdev as libc::dev_t).map_err(nix_err),
+        // A socket cannot be meaningfully recreated; an inode of the same type keeps `ls` right.
+        NodeKind::Socket => mknod(path, SFlag::S_IFSOCK, perm, 0).map_err(nix_err),
+        NodeKind::File | NodeKind::Dir => Ok(()),
+    }
+}
+
+enum WriteError {
+    Integrity(String),
+    Io(String),
+}
+
+fn write_file(source: &BlobSource<'_>, path: &Path, node: &Node, progress: &dyn Progress) -> Result<(), WriteError> {
+    let io = |what: &str, e: std::io::Error| WriteError::Io(format!("{what}: {e}"));
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io("cannot create file", e))?;
+    // Where each data blob goes; a large file's blobs are fetched, verified and written
+    // in parallel (pwrite to distinct offsets of one descriptor).
+    let mut offset = 0u64;
+    let mut pieces = Vec::with_capacity(node.content.len());
+    for item in &node.content {
+        if let ContentItem::Data { id, length } = item {
+            pieces.push((offset, *id, u64::from(*length)));
+        }
+        offset += item.len();
+    }
+    let write_piece = |&(offset, id, length): &(u64, BlobId, u64)| -> Result<Option<String>, WriteError> {
+        let r = match source.read(&id) {
+            Ok(data) => {
+                f.write_all_at(&data, offset).map_err(|e| io("cannot write", e))?;
+                None
+            }
+            Err(e) => Some(format!("bytes {offset}..{}: {e}", offset + length)),
+        };
+        progress.add_bytes(length);
+        Ok(r)
+    };
+    let results: Vec<Result<Option<String>, WriteError>> = if pieces.len() > 2 {
+        pieces.par_iter().map(write_piece).collect()
+    } else {
+        pieces.iter().map(write_piece).collect()
+    };
+    let mut damaged = Vec::new();
+    for r in results {
+        if let Some(m) = r? {
+            damaged.push(m);
+        }
+    }
+    // Holes (and damaged ranges) stay unallocated: extending the length creates them.
+    f.set_len(node.size).map_err(|e| io("cannot set length", e))?;
+    if !damaged.is_empty() {
+        return Err(WriteError::Integrity(format!("data could not be restored, {}", damaged.join("; "))));
+    }
+    Ok(())
+}
+
+/// Where restore gets blobs from. Packs that the plan needs mostly are downloaded once,
+/// whole, and kept in a small LRU; blobs of other packs are fetched by range. A pack
+/// that cannot be read whole falls back to range reads, so its intact blobs still restore.
+struct BlobSource<'a> {
+    repo: &'a IndexedRepository,
+    whole: HashSet<PackId>,
+    packs: Mutex<PackLru>,
+}
+
+/// Packs kept in memory at once (16 MiB each by default).
+const PACKS_IN_MEMORY: usize = 4;
+
+/// A pack being fetched or fetched: `None` when it could not be read whole.
+type PackSlot = Arc<OnceLock<Option<ObjectBytes>>>;
+
+#[derive(Default)]
+struct PackLru {
+    slots: HashMap<PackId, PackSlot>,
+    order: VecDeque<PackId>,
+}
+
+impl<'a> BlobSource<'a> {
+    /// Also sorts `files` by where their data starts, so that each pack is used while it
+    /// is in memory.
+    fn new(repo: &'a IndexedRepository, files: &mut [(PathBuf, Node)]) -> Self {
+        let index = repo.index();
+        let first = |n: &Node| {
+            n.content.iter().find_map(|c| match c {
+                ContentItem::Data { id, .. } => index.get(BlobKind::Data, id).map(|l| (l.pack, l.offset)),
+                ContentItem::Hole { .. } => None,
+            })
+        };
+        files.sort_by_cached_key(|(_, n)| first(n));
+        let mut needed: HashMap<PackId, u64> = HashMap::new();
+        let mut seen: HashSet<BlobId> = HashSet::new();
+        for (_, n) in files.iter() {
+            for c in &n.content {
+                if let ContentItem::Data { id, .. } = c
+                    && seen.insert(*id)
+                    && let Some(l) = index.get(BlobKind::Data, id)
+                {
+                    *needed.entry(l.pack).or_insert(0) += u64::from(l.length);
+                }
+            }
+        }
+        let sizes: HashMap<PackId, u64> = index.packs().iter().map(|p| (p.id, p.size)).collect();
+        let whole =
+            needed.into_iter().filter(|(p, n)| sizes.get(p).is_some_and(|s| n * 2 >= *s)).map(|(p, _)| p).collect();
+        BlobSource { repo, whole, packs: Mutex::default() }
+    }
+
+    fn pack(&self, kind: BlobKind, id: PackId) -> Option<ObjectBytes> {
+        let slot = {
+            let mut lru = self.packs.lock();
+            let slot = lru.slots.entry(id).or_default().clone();
+            if !lru.order.contains(&id) {
+                lru.order.push_back(id);
+                while lru.order.len() > PACKS_IN_MEMORY {
+                    if let Some(old) = lru.order.pop_front() {
+                        lru.slots.remove(&old);
+                    }
+                }
+            }
+            slot
+        };
+        slot.get_or_init(|| self.repo.read_pack(kind, &id).ok()).clone()
+    }
+
+    fn read(&self, id: &BlobId) -> Result<Vec<u8>, RepoError> {
+        let loc = self.repo.locate(BlobKind::Data, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
+        if self.whole.contains(&loc.pack)
+            && let Some(data) = self.pack(loc.kind, loc.pack)
+        {
+            return self.repo.open_blob_in(&loc, id, &data);
+        }
+        self.repo.repo().read_blob_at(&loc, id)
+    }
+}

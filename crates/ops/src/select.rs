@@ -1,0 +1,67 @@
+//! Choosing snapshots: `latest`, a full id or a unique prefix, and filters.
+
+use chrono::{DateTime, Utc};
+
+use super::error::{OpError, Result};
+use vault_format::SnapshotId;
+use vault_format::snapshot::Snapshot;
+use vault_repo::Repository;
+use vault_repo::repository::SnapshotList;
+
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    pub hosts: Vec<String>,
+    /// A snapshot matches when it has every tag of any one entry (`--tag a,b --tag c`).
+    pub tags: Vec<Vec<String>>,
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
+            && (self.tags.is_empty() || self.tags.iter().any(|set| set.iter().all(|t| s.tags.contains(t))))
+            && (self.paths.is_empty() || self.paths.iter().all(|p| s.paths.contains(p)))
+    }
+}
+
+pub fn time_of(s: &Snapshot) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&s.time).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+}
+
+pub fn newest(snaps: impl Iterator<Item = (SnapshotId, Snapshot)>) -> Option<(SnapshotId, Snapshot)> {
+    snaps.max_by(|a, b| time_of(&a.1).cmp(&time_of(&b.1)).then(a.0.cmp(&b.0)))
+}
+
+/// All readable snapshots matching the filter, oldest first (without those replaced by a
+/// repair), and the damaged ones.
+pub fn list(repo: &Repository, filter: &SnapshotFilter) -> Result<(SnapshotList, Vec<String>)> {
+    let (snaps, bad) = repo.load_all_snapshots()?;
+    // A snapshot replaced by its repaired version stays in the repository (and can be
+    // named by id) but no longer shows up in listings or as `latest`.
+    let replaced: std::collections::HashSet<SnapshotId> = snaps.iter().filter_map(|(_, s)| s.original).collect();
+    let mut v: Vec<_> = snaps.into_iter().filter(|(id, s)| filter.matches(s) && !replaced.contains(id)).collect();
+    v.sort_by(|a, b| time_of(&a.1).cmp(&time_of(&b.1)).then(a.0.cmp(&b.0)));
+    Ok((v, bad.iter().map(|(_, e)| e.to_string()).collect()))
+}
+
+/// Resolves `latest`, a full id or a unique id prefix.
+pub fn find(repo: &Repository, spec: &str, filter: &SnapshotFilter) -> Result<(SnapshotId, Snapshot)> {
+    if spec == "latest" {
+        let (snaps, _) = list(repo, filter)?;
+        return snaps.into_iter().last().ok_or_else(|| OpError::SnapshotNotFound("latest".into()));
+    }
+    let lower = spec.to_ascii_lowercase();
+    if lower.is_empty() || lower.len() > 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(OpError::SnapshotNotFound(spec.to_string()));
+    }
+    let matches: Vec<SnapshotId> =
+        repo.list_snapshots()?.into_iter().filter(|id| id.to_hex().starts_with(&lower)).collect();
+    match matches.as_slice() {
+        [] => Err(OpError::SnapshotNotFound(spec.to_string())),
+        [id] => Ok((*id, repo.load_snapshot(id)?)),
+        many => Err(OpError::AmbiguousSnapshot {
+            prefix: spec.to_string(),
+            matches: many.iter().map(|i| i.short()).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}

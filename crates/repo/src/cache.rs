@@ -1,0 +1,129 @@
+//! The local cache of immutable repository files: snapshots, index files and tree packs,
+//! under `<cache dir>/<repository id>/`. Everything cached is content-addressed, so an
+//! entry never goes stale; it is only ever damaged. Damage is detected (hash of a cached
+//! file against its name, authentication of a cached tree blob) and the entry is fetched
+//! again, never trusted. Cache failures never fail an operation.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use vault_format::Id;
+
+#[derive(Debug)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This directory is a cache of vault (a backup tool); it can be deleted.\n";
+
+/// `$VAULT_CACHE_DIR` is handled by the CLI; this is the platform default.
+pub fn default_base() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("vault"));
+    }
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache/vault"))
+}
+
+impl Cache {
+    pub fn open(base: &Path, repo_id: &Id) -> std::io::Result<Cache> {
+        std::fs::create_dir_all(base)?;
+        let tag = base.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            let _ = std::fs::write(&tag, TAG);
+        }
+        let root = base.join(repo_id.to_hex());
+        std::fs::create_dir_all(root.join("tmp"))?;
+        Ok(Cache { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, dir: &str, id: &Id) -> PathBuf {
+        let hex = id.to_hex();
+        self.root.join(dir).join(&hex[..2]).join(hex)
+    }
+
+    /// A cached file whose bytes still hash to its name.
+    pub fn get(&self, dir: &str, id: &Id) -> Option<Vec<u8>> {
+        let p = self.path(dir, id);
+        let bytes = std::fs::read(&p).ok()?;
+        if Id::of_stored_bytes(&bytes) == *id {
+            Some(bytes)
+        } else {
+            let _ = std::fs::remove_file(&p);
+            None
+        }
+    }
+
+    /// Stores a file atomically (temp + rename), so concurrent processes never see a part.
+    pub fn put(&self, dir: &str, id: &Id, bytes: &[u8]) {
+        let p = self.path(dir, id);
+        if p.exists() {
+            return;
+        }
+        let _ = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(p.parent().unwrap_or(&self.root))?;
+            let mut tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
+            tmp.write_all(bytes)?;
+            tmp.persist(&p).map_err(|e| e.error)?;
+            Ok(())
+        })();
+    }
+
+    pub fn read_range(&self, dir: &str, id: &Id, offset: u64, len: u64) -> Option<Vec<u8>> {
+        let f = File::open(self.path(dir, id)).ok()?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, offset).ok()?;
+        Some(buf)
+    }
+
+    pub fn contains(&self, dir: &str, id: &Id) -> bool {
+        self.path(dir, id).exists()
+    }
+
+    pub fn remove(&self, dir: &str, id: &Id) {
+        let _ = std::fs::remove_file(self.path(dir, id));
+    }
+
+    /// Drops cached files of `dir` that the repository no longer lists.
+    pub fn retain(&self, dir: &str, keep: &HashSet<Id>) {
+        let Ok(subdirs) = std::fs::read_dir(self.root.join(dir)) else { return };
+        for sub in subdirs.flatten() {
+            let Ok(files) = std::fs::read_dir(sub.path()) else { continue };
+            for f in files.flatten() {
+                let name = f.file_name();
+                let known = name.to_str().and_then(|n| n.parse::<Id>().ok()).is_some_and(|id| keep.contains(&id));
+                if !known {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_entries_are_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(d.path(), &Id([1; 32])).unwrap();
+        let bytes = b"cached file".to_vec();
+        let id = Id::of_stored_bytes(&bytes);
+        c.put("index", &id, &bytes);
+        assert_eq!(c.get("index", &id).unwrap(), bytes);
+        std::fs::write(c.path("index", &id), b"rotten").unwrap();
+        assert!(c.get("index", &id).is_none());
+        assert!(!c.contains("index", &id));
+        c.put("index", &id, &bytes);
+        c.retain("index", &HashSet::new());
+        assert!(!c.contains("index", &id));
+        assert!(d.path().join("CACHEDIR.TAG").exists());
+    }
+}

@@ -1,0 +1,23 @@
+//! Layer 2: the repository. Storage access (through OpenDAL), keys, config, the in-memory
+//! index and the pack writer. Depends only on `format`.
+
+pub mod backend;
+pub mod cache;
+pub mod error;
+pub mod indexed;
+pub mod location;
+pub mod master_index;
+pub mod object;
+pub mod object_bytes;
+pub mod pack_writer;
+pub mod repository;
+
+pub use backend::Backend;
+pub use error::RepoError;
+pub use indexed::IndexedRepository;
+pub use location::{BackendOptions, KnownHosts, Location};
+pub use master_index::{BlobLocation, MasterIndex};
+pub use object::{Damaged, StoredKind, StoredObject};
+pub use object_bytes::ObjectBytes;
+pub use pack_writer::{PackWriter, WriterStats};
+pub use repository::{InitOptions, Repository, StoredPack};

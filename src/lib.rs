@@ -1,4 +1,0 @@
-pub mod cli;
-pub mod format;
-pub mod ops;
-pub mod repo;
