@@ -29,6 +29,9 @@ impl ExitCode {
 /// The exit code an error deserves: its most specific cause decides.
 pub(crate) fn classify(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
+        if let Some(OpError::Pattern { .. }) = cause.downcast_ref::<OpError>() {
+            return ExitCode::Usage;
+        }
         let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<OpError>() {
             Some(OpError::Repo(r)) => Some(r),
             _ => None,
@@ -38,6 +41,7 @@ pub(crate) fn classify(err: &anyhow::Error) -> ExitCode {
                 RepoError::NotFound(_) => ExitCode::RepositoryNotFound,
                 RepoError::WrongPassword(_) => ExitCode::WrongPassword,
                 RepoError::Integrity { .. } => ExitCode::Integrity,
+                RepoError::InvalidOptions { .. } => ExitCode::Usage,
                 RepoError::Backend(b) => backend_code(b),
                 _ => ExitCode::Error,
             };

@@ -156,7 +156,8 @@ pub struct Tree {
     pub nodes: Vec<Node>,
 }
 
-const NODE_MIN_LEN: usize = 24;
+/// The shortest node encoding: a one-byte name and every other field at its smallest.
+const NODE_MIN_LEN: usize = 21;
 
 impl Tree {
     /// Sorts entries into canonical order. Names must be unique within a directory.
@@ -308,6 +309,15 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shortest_node_decodes() {
+        // A one-byte name with every other field at its smallest: 21 bytes.
+        let t = Tree { nodes: vec![Node::new(b"f".to_vec(), NodeKind::File)] };
+        let bytes = t.encode();
+        assert_eq!(bytes.len(), 2 + 21);
+        assert_eq!(Tree::decode(&bytes).unwrap(), t);
+    }
     use crate::Id;
     use proptest::prelude::*;
 

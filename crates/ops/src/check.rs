@@ -335,8 +335,8 @@ impl Checker<'_> {
         let read = read_packs(self.repo, &chosen, indexed, opts.read_threads.max(1), budget_time, progress)?;
         self.report.packs_read = read.verified.len() + read.failed.len();
         self.report.bytes_read = read.bytes;
-        for f in read.failed {
-            let i = self.problems.add(f.kind, f.object, f.message);
+        for FailedPack { object, failure: f } in read.failed {
+            let i = self.problems.add(f.kind, object, f.message);
             for b in f.blobs {
                 self.bad_blobs.insert(b, i);
             }
@@ -667,9 +667,7 @@ struct PackFailure {
 /// A failed pack, named.
 struct FailedPack {
     object: String,
-    kind: ProblemKind,
-    message: String,
-    blobs: Vec<(BlobKind, BlobId)>,
+    failure: PackFailure,
 }
 
 #[derive(Default)]
@@ -728,12 +726,7 @@ fn read_packs(
             let mut o = out.lock();
             match result {
                 Ok(()) => o.verified.push(id),
-                Err(f) => o.failed.push(FailedPack {
-                    object: StoredObject::Pack(kind, id).path(),
-                    kind: f.kind,
-                    message: f.message,
-                    blobs: f.blobs,
-                }),
+                Err(failure) => o.failed.push(FailedPack { object: StoredObject::Pack(kind, id).path(), failure }),
             }
         })
     });

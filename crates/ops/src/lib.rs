@@ -20,5 +20,8 @@ pub mod source;
 pub mod stats;
 pub mod walk;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::OpError;
 pub use progress::{NoProgress, Progress};

@@ -27,10 +27,15 @@ use super::error::{OpError, Result};
 /// at 4096 bytes (PATH_MAX), so no honest snapshot comes near it.
 pub const MAX_PATH_BYTES: usize = 16 * 1024;
 
-/// Entries a path walk may list again under trees it already expanded. Honest snapshots
-/// rarely repeat a tree (nodes carry inode numbers and times); a crafted DAG repeats
-/// without end.
-pub const MAX_REPEATED_ENTRIES: u64 = 1_000_000;
+/// Entries a path walk may list again under trees it already expanded, beyond
+/// [`REPEAT_FACTOR`] times the entries it listed for the first time. Honest snapshots
+/// rarely repeat a tree (nodes carry inode numbers and times; a bind mount backed up
+/// twice does); a crafted DAG repeats without end. So what a walk expands stays
+/// proportional to what is stored.
+pub const MAX_REPEATED_ENTRIES: u64 = 100_000;
+
+/// See [`MAX_REPEATED_ENTRIES`].
+pub const REPEAT_FACTOR: u64 = 8;
 
 /// Bounds on what a path walk expands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,11 +44,17 @@ pub struct WalkLimits {
     pub max_path_bytes: usize,
     /// See [`MAX_REPEATED_ENTRIES`].
     pub max_repeated_entries: u64,
+    /// See [`REPEAT_FACTOR`].
+    pub repeat_factor: u64,
 }
 
 impl Default for WalkLimits {
     fn default() -> Self {
-        WalkLimits { max_path_bytes: MAX_PATH_BYTES, max_repeated_entries: MAX_REPEATED_ENTRIES }
+        WalkLimits {
+            max_path_bytes: MAX_PATH_BYTES,
+            max_repeated_entries: MAX_REPEATED_ENTRIES,
+            repeat_factor: REPEAT_FACTOR,
+        }
     }
 }
 
@@ -119,7 +130,9 @@ pub fn walk<L: Lister>(
     if let Some(k) = L::key(&root) {
         expanded.insert(k);
     }
-    let mut stack = vec![Frame { items: lister.list(&root)?.into_iter(), path_len: path.len(), repeated: false }];
+    let items = lister.list(&root)?;
+    let mut distinct_entries = items.len() as u64;
+    let mut stack = vec![Frame { items: items.into_iter(), path_len: path.len(), repeated: false }];
     while let Some(frame) = stack.last_mut() {
         let Some(item) = frame.items.next() else {
             let done = stack.pop();
@@ -153,12 +166,15 @@ pub fn walk<L: Lister>(
         let items = lister.list(&dir)?;
         if repeated {
             repeated_entries += items.len() as u64;
-            if repeated_entries > limits.max_repeated_entries {
+            let allowed =
+                limits.max_repeated_entries.saturating_add(limits.repeat_factor.saturating_mul(distinct_entries));
+            if repeated_entries > allowed {
                 return Err(OpError::TreeLimit(format!(
-                    "the trees below {prefix}/ repeat more than {} entries (a crafted tree graph?)",
-                    limits.max_repeated_entries
+                    "the trees below {prefix}/ repeat more than {allowed} entries (a crafted tree graph?)"
                 )));
             }
+        } else {
+            distinct_entries += items.len() as u64;
         }
         stack.push(Frame { items: items.into_iter(), path_len: path.len(), repeated });
     }

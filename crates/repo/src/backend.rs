@@ -19,10 +19,17 @@ use super::object_bytes::ObjectBytes;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendErrorKind {
+    /// The object (or the repository's root) does not exist.
     NotFound,
+    /// The server or file system refused access.
     PermissionDenied,
+    /// The object exists already.
     AlreadyExists,
-    /// Out of space, invalid configuration and everything else that will not heal by retrying.
+    /// The storage is full (no space left, quota exceeded).
+    StorageFull,
+    /// A failure that might heal (timeouts, throttling, 5xx), still failing after the retries.
+    Temporary,
+    /// Invalid configuration and everything else that will not heal by retrying.
     Other,
 }
 
@@ -210,6 +217,8 @@ impl Backend {
             ErrorKind::NotFound => BackendErrorKind::NotFound,
             ErrorKind::PermissionDenied => BackendErrorKind::PermissionDenied,
             ErrorKind::AlreadyExists => BackendErrorKind::AlreadyExists,
+            _ if is_storage_full(&e) => BackendErrorKind::StorageFull,
+            _ if e.is_temporary() || e.kind() == ErrorKind::RateLimited => BackendErrorKind::Temporary,
             _ => BackendErrorKind::Other,
         };
         BackendError { backend: self.name.clone(), op, path: path.to_string(), kind, message: short_message(&e) }
@@ -383,6 +392,23 @@ impl Drop for StreamingWrite {
             let _ = self.backend.rt.block_on(self.backend.op.delete(&self.tmp));
         }
     }
+}
+
+/// Out of space on a file system (ENOSPC, EDQUOT) or a server's quota.
+fn is_storage_full(e: &opendal::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    let text = e.to_string();
+    ["No space left on device", "Disk quota exceeded", "QuotaExceeded", "InsufficientStorage", "StorageFull"]
+        .iter()
+        .any(|m| text.contains(m))
 }
 
 fn absolute(p: &Path) -> std::io::Result<std::path::PathBuf> {
