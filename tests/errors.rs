@@ -149,7 +149,7 @@ fn bad_sources_targets_and_flags() {
     assert_eq!(code(&out), 2);
     let out = env.run(&["cat", "nonsense"]);
     assert_eq!(code(&out), 2);
-    assert_clean_error(&env.run(&["backup", src.to_str().unwrap(), "--exclude", "a[b"]), 1, "a[b");
+    assert_clean_error(&env.run(&["backup", src.to_str().unwrap(), "--exclude", "a[b"]), 2, "a[b");
     assert_clean_error(
         &env.run(&["backup", src.to_str().unwrap(), "--exclude-file", "/nonexistent/ex"]),
         1,
