@@ -489,14 +489,25 @@ impl DamageFold<'_, '_> {
     /// Lists up to [`MAX_PATHS`] paths per problem of one snapshot, going only into
     /// subtrees the fold found damaged.
     fn example_paths(&mut self, short: &str, root: BlobId, found: &Damage, memo: &HashMap<BlobId, Damage>) {
-        let full = |problems: &Problems| {
-            found.iter().all(|(&i, &n)| problems.list[i].paths.len() as u64 >= n.min(MAX_PATHS as u64))
-        };
-        let add = |problems: &mut Problems, i: usize, path: &str| {
-            let p = &mut problems.list[i];
-            if p.paths.len() < MAX_PATHS {
-                p.paths.push(format!("{short}:{path}"));
+        // How many more paths each problem takes from this snapshot (its count here, up to
+        // the room left in its list); the walk ends when none takes more.
+        let mut wanted: HashMap<usize, u64> = found
+            .iter()
+            .map(|(&i, &n)| (i, n.min(MAX_PATHS.saturating_sub(self.problems.list[i].paths.len()) as u64)))
+            .filter(|(_, w)| *w > 0)
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let mut add = |problems: &mut Problems, i: usize, path: &str| {
+            if let Some(w) = wanted.get_mut(&i) {
+                problems.list[i].paths.push(format!("{short}:{path}"));
+                *w -= 1;
+                if *w == 0 {
+                    wanted.remove(&i);
+                }
             }
+            wanted.is_empty()
         };
         if let Some(&i) = self.bad_trees.get(&root) {
             add(self.problems, i, "/");
@@ -506,21 +517,18 @@ impl DamageFold<'_, '_> {
         // A walk error (a limit reached) only ends the listing early: the counts are exact.
         let _ = walk_tree(repo, root, "", &mut |v| {
             let Visit::Entry { path, item: n, .. } = v else { return Ok(Flow::Continue) };
-            if full(self.problems) {
-                return Ok(Flow::Stop);
+            let (problem, flow) = match subtree(n) {
+                Some(sub) => match self.bad_trees.get(&sub) {
+                    Some(&i) => (Some(i), Flow::Skip),
+                    None if memo.get(&sub).is_some_and(|d| !d.is_empty()) => (None, Flow::Continue),
+                    None => (None, Flow::Skip),
+                },
+                None => (self.file_problem(n), Flow::Continue),
+            };
+            match problem {
+                Some(i) if add(self.problems, i, path) => Ok(Flow::Stop),
+                _ => Ok(flow),
             }
-            if let Some(sub) = subtree(n) {
-                if let Some(&i) = self.bad_trees.get(&sub) {
-                    add(self.problems, i, path);
-                    return Ok(Flow::Skip);
-                }
-                let damaged = memo.get(&sub).is_some_and(|d| !d.is_empty());
-                return Ok(if damaged { Flow::Continue } else { Flow::Skip });
-            }
-            if let Some(i) = self.file_problem(n) {
-                add(self.problems, i, path);
-            }
-            Ok(Flow::Continue)
         });
     }
 }
