@@ -54,6 +54,9 @@ fn main() {
         Command::Find(a) => commands::find::run(g, a),
         Command::Dump(a) => commands::dump::run(g, a),
         Command::Stats(a) => commands::stats::run(g, a),
+        Command::Forget(a) => commands::forget::run(g, a),
+        Command::Prune(a) => commands::prune::run(g, a),
+        Command::Writers(a) => commands::writers::run(g, a),
         Command::BenchPrimitives => commands::bench::run(g),
         Command::BenchIndex(a) => commands::bench_index::run(g, a),
     };

@@ -10,7 +10,7 @@ use vault_format::blob::{self, Compression, Padding};
 use vault_format::chunker::{Chunker, ChunkerParams, gear_table, xorshift_bytes};
 use vault_format::config::Config;
 use vault_format::crypto::{self, Keys, ObjectKind, SecretKey};
-use vault_format::file;
+use vault_format::file::{self, SealedDocument};
 use vault_format::index::{IndexFile, IndexPack};
 use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta};
 use vault_format::pack::{self, BlobKind, PackBuilder, PackEntry};
@@ -285,20 +285,70 @@ fn chunker_boundaries() {
     );
 }
 
+/// A sealed JSON document: its plaintext, nonce and file bytes, decoded back.
+fn document_vector<T: SealedDocument + PartialEq + std::fmt::Debug>(name: &str, doc: &T, n: u8) {
+    let k = keys();
+    let bytes = file::seal_with_nonce(&k, T::KIND, &doc.to_json(), Compression::Off, &nonce(n));
+    assert_eq!(&T::decode(&k, &bytes).unwrap(), doc);
+    check(
+        name,
+        json!({"plaintext": String::from_utf8(doc.to_json()).unwrap(), "nonce": h(&nonce(n)), "file": h(&bytes), "name": Id::of_stored_bytes(&bytes).to_hex()}),
+    );
+}
+
 #[test]
 fn check_record_file() {
     use vault_format::check_record::CheckRecord;
-    let k = keys();
     let r = CheckRecord {
         version: 1,
         time: "2026-11-25T09:00:00Z".into(),
         hostname: "host".into(),
         packs: vec![PackId(Id([5u8; 32]))],
     };
-    let bytes = file::seal_with_nonce(&k, file::CHECK_RECORD, &r.to_json(), Compression::Off, &nonce(6));
-    assert_eq!(CheckRecord::decode(&k, &bytes).unwrap(), r);
-    check(
-        "check_record",
-        json!({"plaintext": String::from_utf8(r.to_json()).unwrap(), "nonce": h(&nonce(6)), "file": h(&bytes)}),
-    );
+    document_vector("check_record", &r, 6);
+}
+
+#[test]
+fn deletion_records() {
+    use vault_format::announcement::Announcement;
+    use vault_format::condemnation::{Condemnation, WaitRecord};
+    use vault_format::tombstone::Tombstone;
+    let a = Announcement {
+        version: 1,
+        time: "2026-12-01T10:00:00Z".into(),
+        hostname: "host".into(),
+        pid: 4242,
+        boot_id: "8c1f5a2e-3b7d-4e6f-9a0b-1c2d3e4f5a6b".into(),
+        process_start: 123456,
+        command: "backup".into(),
+        nonce: "0f".repeat(16),
+    };
+    document_vector("announcement", &a, 7);
+    let c = Condemnation {
+        version: 1,
+        time: "2026-12-01T10:05:00Z".into(),
+        hostname: "host".into(),
+        snapshots: vec![SnapshotId(Id([1u8; 32]))],
+        data_packs: vec![PackId(Id([2u8; 32]))],
+        tree_packs: vec![PackId(Id([3u8; 32]))],
+        indexes: vec![IndexId(Id([4u8; 32]))],
+        tmp: vec!["00112233445566778899aabbccddeeff".into()],
+    };
+    document_vector("condemnation", &c, 8);
+    let w = WaitRecord {
+        version: 1,
+        time: "2026-12-01T10:05:01Z".into(),
+        hostname: "host".into(),
+        condemnation: Id([5u8; 32]),
+        writers: vec![Id([6u8; 32])],
+    };
+    document_vector("wait_record", &w, 9);
+    let t = Tombstone {
+        version: 1,
+        time: "2026-12-01T10:04:00Z".into(),
+        hostname: "host".into(),
+        command: "forget".into(),
+        snapshots: vec![SnapshotId(Id([7u8; 32]))],
+    };
+    document_vector("tombstone", &t, 10);
 }

@@ -76,6 +76,12 @@ pub(crate) enum Command {
     Dump(DumpArgs),
     /// Restore size, unique and stored data, dedup and compression ratios
     Stats(StatsArgs),
+    /// Remove snapshots: named ones, or those a retention policy does not keep
+    Forget(Box<ForgetArgs>),
+    /// Delete data no snapshot references (safe beside running backups)
+    Prune(PruneArgs),
+    /// List the writers announced in the repository, or remove a dead one's announcement
+    Writers(WritersArgs),
     /// Single-core throughput of chunking, hashing, compression and encryption here
     #[command(hide = true)]
     BenchPrimitives,
@@ -251,6 +257,108 @@ impl CompressionArg {
             CompressionArg::Max => Compression::Zstd { level: 19 },
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForgetArgs {
+    /// Snapshots to forget (ids or unique prefixes); with none, the policy decides
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days that have snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks that have snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months that have snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years that have snapshots
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every snapshot within SPAN (e.g. 1y6m, 30d, 12h) of the group's newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within: Option<String>,
+    /// Keep the newest snapshot of each hour within SPAN of the group's newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_hourly: Option<String>,
+    /// Keep the newest snapshot of each day within SPAN of the group's newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_daily: Option<String>,
+    /// Keep the newest snapshot of each week within SPAN of the group's newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_weekly: Option<String>,
+    /// Keep the newest snapshot of each month within SPAN of the group's newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_monthly: Option<String>,
+    /// Keep the newest snapshot of each year within SPAN of the group's newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_yearly: Option<String>,
+    /// Keep snapshots with these tags (`a,b` needs both; repeatable)
+    #[arg(long, value_name = "TAG[,TAG]")]
+    pub keep_tag: Vec<String>,
+    /// Apply the policy per group of snapshots sharing these fields
+    #[arg(long, value_name = "host,paths,tags", default_value = "host,paths")]
+    pub group_by: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Show what would be removed; remove nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Remove even when the policy keeps no snapshot of a group
+    #[arg(long)]
+    pub force: bool,
+    /// Run prune afterwards
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_opts: PruneOptsArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneOptsArgs {
+    /// Unused data to tolerate in kept packs: a size (500M), a percentage of used data (5%) or `unlimited`
+    #[arg(long, value_name = "SIZE|P%", default_value = "5%")]
+    pub max_unused: String,
+    /// Copy at most this much live data into new packs (e.g. 10G)
+    #[arg(long, value_name = "SIZE")]
+    pub max_repack: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    #[command(flatten)]
+    pub opts: PruneOptsArgs,
+    /// Show what would be deleted and repacked, with exact figures; change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// When writers that started before this prune still run, wait for them (checking
+    /// every few seconds) and then delete, instead of leaving it to the next prune
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WritersArgs {
+    #[command(subcommand)]
+    pub action: Option<WritersAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WritersAction {
+    /// List announced writers and whether they may be running (the default)
+    List,
+    /// Remove the announcement of a writer you know has ended (on another host, say)
+    Remove {
+        /// The writer's id, or a unique prefix, as `vault writers` shows it
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

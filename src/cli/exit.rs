@@ -29,8 +29,10 @@ impl ExitCode {
 /// The exit code an error deserves: its most specific cause decides.
 pub(crate) fn classify(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
-        if let Some(OpError::Pattern { .. }) = cause.downcast_ref::<OpError>() {
-            return ExitCode::Usage;
+        match cause.downcast_ref::<OpError>() {
+            Some(OpError::Pattern { .. } | OpError::Usage(_)) => return ExitCode::Usage,
+            Some(OpError::PruneRefused(_)) => return ExitCode::Integrity,
+            _ => {}
         }
         let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<OpError>() {
             Some(OpError::Repo(r)) => Some(r),

@@ -35,6 +35,14 @@ impl BarProgress {
         self.bar.is_some()
     }
 
+    /// Runs `f` (which prints) with the bar hidden.
+    pub(crate) fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+
     pub(crate) fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

@@ -4,10 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::blob::Compression;
-use super::crypto::Keys;
-use super::error::Result;
-use super::file;
+use super::file::{self, FileKind, SealedDocument};
 use super::id::PackId;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,18 +17,10 @@ pub struct CheckRecord {
     pub packs: Vec<PackId>,
 }
 
-impl CheckRecord {
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("check record serialises")
-    }
-
-    pub fn encode(&self, keys: &Keys) -> Result<Vec<u8>, getrandom::Error> {
-        file::seal_json(keys, file::CHECK_RECORD, self, Compression::default())
-    }
-
-    pub fn decode(keys: &Keys, bytes: &[u8]) -> Result<CheckRecord> {
-        let r: CheckRecord = file::open_json(keys, file::CHECK_RECORD, bytes)?;
-        file::check_json_version(file::CHECK_RECORD, r.version, 1)?;
-        Ok(r)
+impl SealedDocument for CheckRecord {
+    const KIND: FileKind = file::CHECK_RECORD;
+    const VERSION: u32 = 1;
+    fn version(&self) -> u32 {
+        self.version
     }
 }

@@ -65,6 +65,10 @@ pub enum ObjectKind {
     DataBlob = 6,
     TreeBlob = 7,
     CheckRecord = 8,
+    Announcement = 9,
+    Condemnation = 10,
+    WaitRecord = 11,
+    Tombstone = 12,
 }
 
 /// The sub-keys derived from a repository's master key.

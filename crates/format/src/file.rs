@@ -15,6 +15,10 @@ pub const MAGIC_INDEX: &[u8; 4] = b"VLTi";
 pub const MAGIC_SNAPSHOT: &[u8; 4] = b"VLTs";
 pub const MAGIC_PACK: &[u8; 4] = b"VLTp";
 pub const MAGIC_CHECK: &[u8; 4] = b"VLTk";
+pub const MAGIC_ANNOUNCEMENT: &[u8; 4] = b"VLTa";
+pub const MAGIC_CONDEMNATION: &[u8; 4] = b"VLTd";
+pub const MAGIC_WAIT: &[u8; 4] = b"VLTw";
+pub const MAGIC_TOMBSTONE: &[u8; 4] = b"VLTf";
 
 /// Largest plaintext accepted for a sealed file (index files are the largest).
 pub const MAX_FILE_PLAINTEXT: usize = 512 * 1024 * 1024;
@@ -31,6 +35,39 @@ pub const INDEX: FileKind = FileKind { magic: MAGIC_INDEX, object: ObjectKind::I
 pub const SNAPSHOT: FileKind = FileKind { magic: MAGIC_SNAPSHOT, object: ObjectKind::Snapshot, name: "snapshot" };
 pub const CHECK_RECORD: FileKind =
     FileKind { magic: MAGIC_CHECK, object: ObjectKind::CheckRecord, name: "check record" };
+pub const ANNOUNCEMENT: FileKind =
+    FileKind { magic: MAGIC_ANNOUNCEMENT, object: ObjectKind::Announcement, name: "writer announcement" };
+pub const CONDEMNATION: FileKind =
+    FileKind { magic: MAGIC_CONDEMNATION, object: ObjectKind::Condemnation, name: "condemnation" };
+pub const WAIT_RECORD: FileKind = FileKind { magic: MAGIC_WAIT, object: ObjectKind::WaitRecord, name: "wait record" };
+pub const TOMBSTONE: FileKind = FileKind { magic: MAGIC_TOMBSTONE, object: ObjectKind::Tombstone, name: "tombstone" };
+
+/// A JSON document sealed as a file of one kind, with a `version` field.
+pub trait SealedDocument: serde::Serialize + serde::de::DeserializeOwned {
+    /// Its file kind (magic, sealing purpose, name in errors).
+    const KIND: FileKind;
+    /// The one `version` this build reads and writes.
+    const VERSION: u32;
+    /// The document's `version` field.
+    fn version(&self) -> u32;
+
+    /// Its JSON plaintext.
+    fn to_json(&self) -> Vec<u8> {
+        to_json(self)
+    }
+
+    /// Seals it (zstd; these documents are small and repetitive).
+    fn encode(&self, keys: &Keys) -> Result<Vec<u8>, getrandom::Error> {
+        seal_json(keys, Self::KIND, self, Compression::default())
+    }
+
+    /// Opens a sealed document and checks its version.
+    fn decode(keys: &Keys, bytes: &[u8]) -> Result<Self> {
+        let d: Self = open_json(keys, Self::KIND, bytes)?;
+        check_json_version(Self::KIND, d.version(), Self::VERSION)?;
+        Ok(d)
+    }
+}
 
 pub fn seal(
     keys: &Keys,

@@ -3,10 +3,12 @@
 //! Everything here is specified normatively in `repo-format/SPEC.md`; a change to a byte
 //! written by this module ships with its spec text and golden vectors.
 
+pub mod announcement;
 pub mod blob;
 pub mod check_record;
 pub mod chunker;
 pub mod codec;
+pub mod condemnation;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod index;
 pub mod keyfile;
 pub mod pack;
 pub mod snapshot;
+pub mod tombstone;
 pub mod tree;
 pub mod xorshift;
 

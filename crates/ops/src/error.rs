@@ -24,6 +24,12 @@ pub enum OpError {
     TreeLimit(String),
     #[error("invalid pattern {pattern:?}: {reason}")]
     Pattern { pattern: String, reason: String },
+    /// A request that cannot be carried out as given (a usage error, exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Prune will not delete anything: what it would judge from is damaged or missing.
+    #[error("prune refused: {0}")]
+    PruneRefused(String),
 }
 
 pub type Result<T, E = OpError> = std::result::Result<T, E>;

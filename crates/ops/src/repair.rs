@@ -53,6 +53,8 @@ enum PackState {
 }
 
 pub fn repair_index(repo: Arc<Repository>, read_data: bool, progress: &dyn Progress) -> Result<RepairIndexReport> {
+    // A writer: its index lists packs that a prune may have condemned meanwhile.
+    let _announced = vault_repo::announce(&repo, "repair index")?;
     let old: Vec<IndexId> = repo.list_files(StoredKind::Index)?.into_iter().map(|(id, _)| IndexId(id)).collect();
     let packs = repo.list_packs()?;
     progress.set_totals(packs.len() as u64, if read_data { packs.iter().map(|p| p.size).sum() } else { 0 });
@@ -175,6 +177,7 @@ pub fn repair_snapshots(
 ) -> Result<RepairSnapshotsReport> {
     let opts =
         CheckOptions { read_data: read_data.then_some(Subset::All), read_threads: 4, hostname: hostname.to_string() };
+    let _announced = if dry_run { None } else { Some(vault_repo::announce(&repo, "repair snapshots")?) };
     let checked = check(&repo, &opts, progress)?;
     let lost = checked.lost_blobs;
     let repo = IndexedRepository::load(repo)?;

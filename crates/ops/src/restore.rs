@@ -362,10 +362,9 @@ impl<'a> BlobSource<'a> {
     /// Also sorts `files` by where their data starts, so that each pack is used while it
     /// is in memory.
     fn new(repo: &'a IndexedRepository, files: &mut [(PathBuf, Node)]) -> Self {
-        let index = repo.index();
         let first = |n: &Node| {
             n.content.iter().find_map(|c| match c {
-                ContentItem::Data { id, .. } => index.get(BlobKind::Data, id).map(|l| (l.pack, l.offset)),
+                ContentItem::Data { id, .. } => repo.locate(BlobKind::Data, id).map(|l| (l.pack, l.offset)),
                 ContentItem::Hole { .. } => None,
             })
         };
@@ -376,13 +375,14 @@ impl<'a> BlobSource<'a> {
             for c in &n.content {
                 if let ContentItem::Data { id, .. } = c
                     && seen.insert(*id)
-                    && let Some(l) = index.get(BlobKind::Data, id)
+                    && let Some(l) = repo.locate(BlobKind::Data, id)
                 {
                     *needed.entry(l.pack).or_insert(0) += u64::from(l.length);
                 }
             }
         }
-        let sizes: HashMap<PackId, u64> = index.packs().iter().map(|p| (p.id, p.size)).collect();
+        let sizes: HashMap<PackId, u64> =
+            repo.index().packs().iter().chain(repo.condemned().packs()).map(|p| (p.id, p.size)).collect();
         let whole =
             needed.into_iter().filter(|(p, n)| sizes.get(p).is_some_and(|s| n * 2 >= *s)).map(|(p, _)| p).collect();
         BlobSource { repo, whole, packs: Mutex::default() }

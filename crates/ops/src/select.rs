@@ -37,9 +37,11 @@ pub fn newest(snaps: impl Iterator<Item = (SnapshotId, Snapshot)>) -> Option<(Sn
 pub fn list(repo: &Repository, filter: &SnapshotFilter) -> Result<(SnapshotList, Vec<String>)> {
     let (snaps, bad) = repo.load_all_snapshots()?;
     // A snapshot replaced by its repaired version stays in the repository (and can be
-    // named by id) but no longer shows up in listings or as `latest`.
-    let replaced: std::collections::HashSet<SnapshotId> = snaps.iter().filter_map(|(_, s)| s.original).collect();
-    let mut v: Vec<_> = snaps.into_iter().filter(|(id, s)| filter.matches(s) && !replaced.contains(id)).collect();
+    // named by id) but no longer shows up in listings or as `latest`; nor does one that a
+    // tombstone names (a forget that was interrupted before it deleted the file).
+    let mut hidden = crate::forget::forgotten(repo)?;
+    hidden.extend(snaps.iter().filter_map(|(_, s)| s.original));
+    let mut v: Vec<_> = snaps.into_iter().filter(|(id, s)| filter.matches(s) && !hidden.contains(id)).collect();
     v.sort_by(|a, b| time_of(&a.1).cmp(&time_of(&b.1)).then(a.0.cmp(&b.0)));
     Ok((v, bad.iter().map(|(_, e)| e.to_string()).collect()))
 }

@@ -22,6 +22,9 @@ use super::repository::Repository;
 pub struct IndexedRepository {
     repo: Arc<Repository>,
     index: Arc<MasterIndex>,
+    /// Packs only superseded index files list (condemned by a prune, not yet deleted):
+    /// readers fall back to them, writers never deduplicate against them.
+    condemned: Arc<MasterIndex>,
     /// Damaged index files skipped while loading (their blobs are unknown).
     index_problems: Arc<Vec<RepoError>>,
 }
@@ -29,13 +32,47 @@ pub struct IndexedRepository {
 impl IndexedRepository {
     /// Loads every (non-superseded) index file of `repo`.
     pub fn load(repo: Arc<Repository>) -> Result<Self> {
-        let (index, problems) = repo.load_index()?;
-        Ok(IndexedRepository { repo, index: Arc::new(index), index_problems: Arc::new(problems) })
+        let views = repo.load_index_views()?;
+        Ok(IndexedRepository {
+            repo,
+            index: Arc::new(views.live),
+            condemned: Arc::new(views.condemned),
+            index_problems: Arc::new(views.problems),
+        })
+    }
+
+    /// Loads the index as [`IndexedRepository::load`] does, leaving out packs that storage
+    /// does not have (one listing): a writer must not deduplicate against a blob whose pack
+    /// has vanished, or its snapshot would reference nothing. Returns the packs left out.
+    pub fn load_present(repo: Arc<Repository>) -> Result<(Self, Vec<PackId>)> {
+        let stored: std::collections::HashSet<PackId> = repo.list_packs()?.into_iter().map(|p| p.id).collect();
+        let mut missing = Vec::new();
+        let views = repo.load_index_views_where(|p| {
+            let here = stored.contains(p);
+            if !here {
+                missing.push(*p);
+            }
+            here
+        })?;
+        missing.sort();
+        missing.dedup();
+        let handle = Self::with_views(repo, views.live, views.condemned);
+        Ok((IndexedRepository { index_problems: Arc::new(views.problems), ..handle }, missing))
+    }
+
+    /// A handle over a live index and condemned packs built elsewhere (by prune).
+    pub fn with_views(repo: Arc<Repository>, live: MasterIndex, condemned: MasterIndex) -> Self {
+        IndexedRepository {
+            repo,
+            index: Arc::new(live),
+            condemned: Arc::new(condemned),
+            index_problems: Arc::default(),
+        }
     }
 
     /// A handle over an index built elsewhere (by `repair`, from pack headers).
     pub fn with_index(repo: Arc<Repository>, index: MasterIndex) -> Self {
-        IndexedRepository { repo, index: Arc::new(index), index_problems: Arc::default() }
+        IndexedRepository { repo, index: Arc::new(index), condemned: Arc::default(), index_problems: Arc::default() }
     }
 
     /// The repository underneath: snapshots, index files, config.
@@ -43,9 +80,14 @@ impl IndexedRepository {
         &self.repo
     }
 
-    /// The loaded index.
+    /// The loaded index (live index files only).
     pub fn index(&self) -> &MasterIndex {
         &self.index
+    }
+
+    /// Packs that only superseded index files list (see [`Repository::load_index_views`]).
+    pub fn condemned(&self) -> &MasterIndex {
+        &self.condemned
     }
 
     /// Damaged index files that were skipped while loading.
@@ -53,24 +95,26 @@ impl IndexedRepository {
         &self.index_problems
     }
 
-    /// Where the index places a blob.
+    /// Where a blob is: the live index's place, or else a condemned pack's.
     pub fn locate(&self, kind: BlobKind, id: &BlobId) -> Option<BlobLocation> {
-        self.index.get(kind, id)
+        self.index.get(kind, id).or_else(|| self.condemned.get(kind, id))
     }
 
-    /// Whether the index knows a blob.
+    /// Whether the blob can be read (the live index or a condemned pack holds it).
     pub fn contains(&self, kind: BlobKind, id: &BlobId) -> bool {
-        self.index.contains(kind, id)
+        self.index.contains(kind, id) || self.condemned.contains(kind, id)
     }
 
     /// Reads, decrypts and verifies one blob.
     pub fn read_blob(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
-        self.repo.read_blob(&self.index, kind, id)
+        let loc = self.locate(kind, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
+        self.repo.read_blob_at(&loc, id)
     }
 
     /// Reads and decodes one tree.
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
-        self.repo.load_tree(&self.index, id)
+        let loc = self.locate(BlobKind::Tree, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
+        self.repo.load_tree_at(&loc, id)
     }
 
     /// Reads a whole pack (unverified: its blobs are verified as they are opened).

@@ -11,6 +11,7 @@ pub mod object;
 pub mod object_bytes;
 pub mod pack_writer;
 pub mod repository;
+pub mod writers;
 
 pub use backend::Backend;
 pub use error::RepoError;
@@ -21,3 +22,4 @@ pub use object::{Damaged, StoredKind, StoredObject};
 pub use object_bytes::ObjectBytes;
 pub use pack_writer::{PackWriter, WriterStats};
 pub use repository::{InitOptions, Repository, StoredPack};
+pub use writers::{Announced, Writer, WriterStatus, announce};

@@ -78,6 +78,10 @@ impl Table {
     }
 
     fn find_sorted(&self, k: &Key) -> Option<&Entry> {
+        self.position(k).map(|i| &self.sorted[i])
+    }
+
+    fn position(&self, k: &Key) -> Option<usize> {
         if self.sorted.is_empty() {
             return None;
         }
@@ -97,7 +101,7 @@ impl Table {
         while i + 1 < hi && self.sorted[i].key < *k {
             i += 1;
         }
-        (self.sorted[i].key == *k).then(|| &self.sorted[i])
+        (self.sorted[i].key == *k).then_some(i)
     }
 
     /// The first location added for `k`.
@@ -274,6 +278,22 @@ impl MasterIndex {
 
     pub fn packs(&self) -> &[PackInfo] {
         &self.packs
+    }
+
+    /// A dense number for the blob among its kind's blobs (below [`MasterIndex::slots`]),
+    /// for bitmaps over the index. Only blobs merged by [`MasterIndex::compact`] have one.
+    pub fn slot(&self, kind: BlobKind, id: &BlobId) -> Option<usize> {
+        self.table(kind).position(&key(id))
+    }
+
+    /// How many slots `kind` has (see [`MasterIndex::slot`]).
+    pub fn slots(&self, kind: BlobKind) -> usize {
+        self.table(kind).sorted.len()
+    }
+
+    /// The pack's kind and size, when the index lists it.
+    pub fn pack(&self, id: &PackId) -> Option<PackInfo> {
+        self.pack_position(id).map(|p| self.packs[p as usize])
     }
 
     pub fn has_pack(&self, id: &PackId) -> bool {

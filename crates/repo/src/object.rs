@@ -1,7 +1,8 @@
 //! The stored objects of a repository, as types: which kind of file, and where it lives.
 //!
 //! Layout: `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `checks/<id>`,
-//! `data/<xx>/<id>`, `tree/<xx>/<id>`, where every `<id>` is the BLAKE3 hash of the file's
+//! `data/<xx>/<id>`, `tree/<xx>/<id>`, `writers/<id>`, `condemned/<id>`, `waiting/<id>`,
+//! `forgotten/<id>`, where every `<id>` is the BLAKE3 hash of the file's
 //! bytes. Nothing above this module spells a directory name.
 
 use std::fmt;
@@ -24,6 +25,14 @@ pub enum StoredKind {
     CheckRecord,
     /// Packs of one blob kind (`data/`, `tree/`).
     Pack(BlobKind),
+    /// Announcements of running writers (`writers/`).
+    Announcement,
+    /// What a prune will delete (`condemned/`).
+    Condemnation,
+    /// Whom a condemnation waits for (`waiting/`).
+    WaitRecord,
+    /// Traces of forgotten snapshots (`forgotten/`).
+    Tombstone,
 }
 
 impl StoredKind {
@@ -37,6 +46,10 @@ impl StoredKind {
             StoredKind::CheckRecord => "checks",
             StoredKind::Pack(BlobKind::Data) => "data",
             StoredKind::Pack(BlobKind::Tree) => "tree",
+            StoredKind::Announcement => "writers",
+            StoredKind::Condemnation => "condemned",
+            StoredKind::WaitRecord => "waiting",
+            StoredKind::Tombstone => "forgotten",
         }
     }
 }
@@ -56,6 +69,8 @@ pub enum StoredObject {
     CheckRecord(Id),
     /// `data/<xx>/<id>` or `tree/<xx>/<id>`.
     Pack(BlobKind, PackId),
+    /// `writers/<id>`, `condemned/<id>`, `waiting/<id>`, `forgotten/<id>`.
+    Record(StoredKind, Id),
 }
 
 impl StoredObject {
@@ -68,6 +83,10 @@ impl StoredObject {
             StoredKind::Index => StoredObject::Index(IndexId(id)),
             StoredKind::CheckRecord => StoredObject::CheckRecord(id),
             StoredKind::Pack(k) => StoredObject::Pack(k, PackId(id)),
+            k @ (StoredKind::Announcement
+            | StoredKind::Condemnation
+            | StoredKind::WaitRecord
+            | StoredKind::Tombstone) => StoredObject::Record(k, id),
         }
     }
 
@@ -80,6 +99,7 @@ impl StoredObject {
             StoredObject::Index(_) => StoredKind::Index,
             StoredObject::CheckRecord(_) => StoredKind::CheckRecord,
             StoredObject::Pack(k, _) => StoredKind::Pack(*k),
+            StoredObject::Record(k, _) => *k,
         }
     }
 
@@ -92,6 +112,7 @@ impl StoredObject {
             StoredObject::Index(i) => Some(i.0),
             StoredObject::CheckRecord(i) => Some(*i),
             StoredObject::Pack(_, i) => Some(i.0),
+            StoredObject::Record(_, i) => Some(*i),
         }
     }
 

@@ -143,6 +143,9 @@ struct Shared {
     pending: Mutex<IndexFile>,
     error: Mutex<Option<RepoError>>,
     written_indexes: Mutex<Vec<IndexId>>,
+    /// Whether packs are indexed by index files of the writer's own (else the caller
+    /// takes their entries from [`PackWriter::finish_unindexed`]).
+    writes_index: bool,
     last_flush: Mutex<std::time::Instant>,
     blobs_added: AtomicU64,
     bytes_added: AtomicU64,
@@ -164,18 +167,23 @@ pub struct PackWriter {
 
 impl PackWriter {
     pub fn new(repo: Arc<Repository>, index: Arc<MasterIndex>) -> Result<PackWriter> {
+        Self::build(repo, index, true)
+    }
+
+    fn build(repo: Arc<Repository>, index: Arc<MasterIndex>, writes_index: bool) -> Result<PackWriter> {
+        // Repacking copies blobs already spread at random: one open pack per kind fills
+        // packs to their target size instead of leaving several part-filled ones.
+        let slots = if writes_index { OPEN_PACKS_PER_KIND } else { 1 };
         let shared = Arc::new(Shared {
             repo,
             index,
             added: Mutex::default(),
-            open: [
-                (0..OPEN_PACKS_PER_KIND).map(|_| Mutex::new(None)).collect(),
-                (0..OPEN_PACKS_PER_KIND).map(|_| Mutex::new(None)).collect(),
-            ],
+            open: [(0..slots).map(|_| Mutex::new(None)).collect(), (0..slots).map(|_| Mutex::new(None)).collect()],
             rng: Mutex::new(Xorshift64::from_os()?),
             pending: Mutex::default(),
             error: Mutex::default(),
             written_indexes: Mutex::default(),
+            writes_index,
             last_flush: Mutex::new(std::time::Instant::now()),
             blobs_added: AtomicU64::new(0),
             bytes_added: AtomicU64::new(0),
@@ -245,25 +253,44 @@ impl PackWriter {
             BlobKind::Tree => (cfg.compression, Padding::None),
         };
         let sealed = pack::seal_blob(self.shared.repo.keys(), kind, &id, raw, compression, padding)?;
+        self.place(kind, id, sealed, raw.len() as u32)?;
+        Ok(true)
+    }
+
+    /// Copies a blob as it is stored (sealed, compressed) into a new pack, without opening
+    /// it: prune's repacking. The caller has authenticated `sealed` as blob `id` of `kind`.
+    /// Returns whether it was new to this writer.
+    pub fn add_sealed(&self, kind: BlobKind, id: BlobId, sealed: Vec<u8>, raw_length: u32) -> Result<bool> {
+        self.check_failed()?;
+        if self.shared.index.contains(kind, &id) || !lock(&self.shared.added).insert((kind, id)) {
+            return Ok(false);
+        }
+        self.place(kind, id, sealed, raw_length)?;
+        Ok(true)
+    }
+
+    fn place(&self, kind: BlobKind, id: BlobId, sealed: Vec<u8>, raw_length: u32) -> Result<()> {
+        let cfg = self.shared.repo.config();
         self.shared.blobs_added.fetch_add(1, Ordering::Relaxed);
-        self.shared.bytes_added.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        self.shared.bytes_added.fetch_add(u64::from(raw_length), Ordering::Relaxed);
         self.shared.stored_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
         let target = match kind {
             BlobKind::Data => cfg.data_pack_size,
             BlobKind::Tree => cfg.tree_pack_size,
         } as usize;
         let full = {
-            let slot = self.shared.next_random() as usize % OPEN_PACKS_PER_KIND;
-            let mut open = lock(&self.shared.open[kind.to_byte() as usize][slot]);
+            let slots = &self.shared.open[kind.to_byte() as usize];
+            let slot = self.shared.next_random() as usize % slots.len();
+            let mut open = lock(&slots[slot]);
             let pack = match open.take() {
                 Some(p) => p,
                 None => self.shared.new_pack(kind, target)?,
             };
             let pack = open.insert(pack);
             match pack {
-                OpenPack::Memory(b) => b.add(id, &sealed, raw.len() as u32),
+                OpenPack::Memory(b) => b.add(id, &sealed, raw_length),
                 OpenPack::Streaming(s) => {
-                    if let Err(e) = s.add(id, sealed, raw.len() as u32) {
+                    if let Err(e) = s.add(id, sealed, raw_length) {
                         // A stream that failed midway is abandoned (dropping it removes it).
                         open.take();
                         return Err(e);
@@ -275,7 +302,7 @@ impl PackWriter {
         if let Some(p) = full {
             self.ship(p)?;
         }
-        Ok(true)
+        Ok(())
     }
 
     fn ship(&self, pack: OpenPack) -> Result<()> {
@@ -318,9 +345,20 @@ impl PackWriter {
         }
     }
 
-    /// Uploads every open pack, waits for the uploads and writes the final index file.
-    /// Only after this returns may a snapshot that references the blobs be written.
-    pub fn finish(mut self) -> Result<WriterStats> {
+    /// A writer whose packs no index file of its own lists: the caller gets their entries
+    /// from [`PackWriter::finish_unindexed`] and indexes them (prune's one new index).
+    pub fn unindexed(repo: Arc<Repository>) -> Result<PackWriter> {
+        Self::build(repo, Arc::new(MasterIndex::new()), false)
+    }
+
+    /// Uploads every open pack and returns their index entries (for [`PackWriter::unindexed`]).
+    pub fn finish_unindexed(mut self) -> Result<(WriterStats, Vec<IndexPack>)> {
+        self.upload_all()?;
+        let packs = std::mem::take(&mut lock(&self.shared.pending).packs);
+        Ok((self.stats(), packs))
+    }
+
+    fn upload_all(&mut self) -> Result<()> {
         let open: Vec<OpenPack> =
             self.shared.open.iter().flat_map(|slots| slots.iter().filter_map(|s| lock(s).take())).collect();
         for b in open.into_iter().filter(|b| !b.is_empty()) {
@@ -330,7 +368,13 @@ impl PackWriter {
         for h in self.uploaders.drain(..) {
             let _ = h.join();
         }
-        self.check_failed()?;
+        self.check_failed()
+    }
+
+    /// Uploads every open pack, waits for the uploads and writes the final index file.
+    /// Only after this returns may a snapshot that references the blobs be written.
+    pub fn finish(mut self) -> Result<WriterStats> {
+        self.upload_all()?;
         self.shared.flush_index(true)?;
         Ok(self.stats())
     }
@@ -398,6 +442,9 @@ impl Shared {
 
     /// Writes the pending index entries when a checkpoint is due (or `always`).
     fn flush_index(&self, always: bool) -> Result<()> {
+        if !self.writes_index {
+            return Ok(());
+        }
         let file = {
             let mut p = lock(&self.pending);
             let done = lock(&self.written_indexes).len() as u32;

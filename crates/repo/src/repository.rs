@@ -17,6 +17,7 @@ use vault_format::check_record::CheckRecord;
 use vault_format::chunker::{Chunker, ChunkerParams};
 use vault_format::config::Config;
 use vault_format::crypto::{Keys, SecretKey};
+use vault_format::file::SealedDocument;
 use vault_format::index::IndexFile;
 use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN, Unwrap};
 use vault_format::pack::{self, BlobKind, PackEntry};
@@ -30,9 +31,20 @@ pub type SnapshotList = Vec<(SnapshotId, Snapshot)>;
 /// Every index file with its id, decoded, or the error that kept it from decoding.
 pub type IndexFiles = Vec<(IndexId, Result<IndexFile>)>;
 
+/// The index as readers see it: see [`Repository::load_index_views`].
+#[derive(Debug, Default)]
+pub struct IndexViews {
+    /// The union of the live (not superseded) index files.
+    pub live: MasterIndex,
+    /// Packs listed only by superseded index files.
+    pub condemned: MasterIndex,
+    /// Damaged live index files (their blobs are unknown).
+    pub problems: Vec<RepoError>,
+}
+
 /// Kinds of file the local cache keeps (tree packs are cached apart, by
 /// [`Repository::read_blob_at`]).
-const CACHED_KINDS: [StoredKind; 2] = [StoredKind::Snapshot, StoredKind::Index];
+const CACHED_KINDS: [StoredKind; 3] = [StoredKind::Snapshot, StoredKind::Index, StoredKind::Tombstone];
 
 /// A pack file as listed by the backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,21 +345,46 @@ impl Repository {
     /// index file does not stop the load: its blobs are simply unknown (a backup stores
     /// them again; `check` reports the damage).
     pub fn load_index(&self) -> Result<(MasterIndex, Vec<RepoError>)> {
+        let loaded = self.load_index_views()?;
+        Ok((loaded.live, loaded.problems))
+    }
+
+    /// The live index, and apart from it the packs that only superseded index files still
+    /// list: packs a prune has condemned and not yet deleted. Readers fall back to those
+    /// (a writer that loaded the index before the prune may have referenced them, and the
+    /// prune keeps such packs); writers never deduplicate against them.
+    pub fn load_index_views(&self) -> Result<IndexViews> {
+        self.load_index_views_where(|_| true)
+    }
+
+    /// [`Repository::load_index_views`], with only the packs `keep` accepts.
+    pub fn load_index_views_where(&self, mut keep: impl FnMut(&PackId) -> bool) -> Result<IndexViews> {
         let files = self.load_index_files()?;
         let superseded = superseded_index_files(&files);
-        let mut index = MasterIndex::new();
-        let mut bad = Vec::new();
+        let mut live = MasterIndex::new();
+        let mut problems = Vec::new();
+        let mut old = Vec::new();
         for (id, r) in files {
-            if superseded.contains(&id) {
-                continue;
-            }
             match r {
-                Ok(f) => index.add_file(&f),
-                Err(e) => bad.push(e),
+                Ok(f) if superseded.contains(&id) => old.push(f),
+                Ok(f) => {
+                    for p in f.packs.iter().filter(|p| keep(&p.id)) {
+                        live.add_pack(p.id, p.kind, p.size, &p.blobs);
+                    }
+                }
+                Err(_) if superseded.contains(&id) => {}
+                Err(e) => problems.push(e),
             }
         }
-        index.compact();
-        Ok((index, bad))
+        live.compact();
+        let mut condemned = MasterIndex::new();
+        for f in &old {
+            for p in f.packs.iter().filter(|p| !live.has_pack(&p.id) && keep(&p.id)) {
+                condemned.add_pack(p.id, p.kind, p.size, &p.blobs);
+            }
+        }
+        condemned.compact();
+        Ok(IndexViews { live, condemned, problems })
     }
 
     /// Every pack file in the repository, with its kind and size.
@@ -389,6 +426,23 @@ impl Repository {
 
     /// Opens one blob of a pack held whole (as read by [`Repository::read_pack`]):
     /// decrypts it and verifies it against its id.
+    /// The sealed bytes of blob `entry` out of a pack held whole, authenticated (opened,
+    /// not decompressed): prune copies them into a new pack as they are.
+    pub fn sealed_blob_in(
+        &self,
+        kind: BlobKind,
+        pack: &PackId,
+        data: &ObjectBytes,
+        entry: &PackEntry,
+    ) -> Result<Vec<u8>> {
+        let damaged =
+            |reason: String| RepoError::integrity(Damaged::Blob { kind, id: entry.id, pack: Some(*pack) }, reason);
+        let range = entry.offset as usize..(entry.offset as usize).saturating_add(entry.length as usize);
+        let sealed = data.slice(range).ok_or_else(|| damaged("it lies outside the pack".into()))?;
+        self.keys.open(kind.object_kind(), Some(&entry.id), &sealed).map_err(|e| damaged(e.to_string()))?;
+        Ok(sealed.to_vec())
+    }
+
     pub fn open_blob_in(
         &self,
         kind: BlobKind,
@@ -428,20 +482,80 @@ impl Repository {
 
     /// Writes a record of the packs a `check --read-data` run verified.
     pub fn save_check_record(&self, r: &CheckRecord) -> Result<Id> {
-        self.write_file(StoredKind::CheckRecord, r.encode(&self.keys)?)
+        self.save_document(StoredKind::CheckRecord, r)
     }
 
     /// All readable check records (damaged ones only cost coverage, so they are skipped).
     pub fn load_check_records(&self) -> Result<Vec<CheckRecord>> {
-        let ids = self.list_files(StoredKind::CheckRecord)?;
-        Ok(ids
-            .par_iter()
-            .filter_map(|(id, _)| {
-                self.read_file(StoredObject::CheckRecord(*id))
-                    .ok()
-                    .and_then(|b| CheckRecord::decode(&self.keys, &b).ok())
-            })
+        Ok(self.load_documents(StoredKind::CheckRecord)?.into_iter().filter_map(|(_, r)| r.ok()).collect())
+    }
+
+    /// Seals and writes a document as a content-addressed file of `kind`.
+    pub fn save_document<T: SealedDocument>(&self, kind: StoredKind, doc: &T) -> Result<Id> {
+        self.write_file(kind, doc.encode(&self.keys)?)
+    }
+
+    /// Reads and opens one document.
+    pub fn load_document<T: SealedDocument>(&self, object: StoredObject) -> Result<T> {
+        let bytes = self.read_file(object)?;
+        T::decode(&self.keys, &bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))
+    }
+
+    /// Every document of `kind`, each opened or with the error that kept it from opening.
+    /// A file that vanished between the listing and the read (removed by its writer, or
+    /// by a prune) is left out; any other storage failure ends the call.
+    pub fn load_documents<T: SealedDocument + Send>(&self, kind: StoredKind) -> Result<Vec<(Id, Result<T>)>> {
+        let ids = if CACHED_KINDS.contains(&kind) { self.list_cached(kind)? } else { self.list_files(kind)? };
+        let loaded: Vec<(Id, Result<T>)> =
+            ids.par_iter().map(|(id, _)| (*id, self.load_document(StoredObject::new(kind, *id)))).collect();
+        let mut out = Vec::with_capacity(loaded.len());
+        for (id, r) in loaded {
+            match r {
+                Err(RepoError::Backend(e)) if e.kind == BackendErrorKind::NotFound => {}
+                Err(RepoError::Backend(e)) => return Err(RepoError::Backend(e)),
+                r => out.push((id, r)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of the files in `tmp/` (writes in progress, or left by interrupted ones).
+    pub fn list_tmp(&self) -> Result<Vec<String>> {
+        Ok(self
+            .backend
+            .list("tmp")?
+            .into_iter()
+            .filter_map(|e| e.path.rsplit('/').next().map(str::to_string))
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_hexdigit()))
             .collect())
+    }
+
+    /// Deletes `tmp/<name>` (a name [`Repository::list_tmp`] gave).
+    pub fn delete_tmp(&self, name: &str) -> Result<()> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::invalid("temporary file name", name));
+        }
+        match self.backend.delete(&format!("tmp/{name}")) {
+            Err(e) if e.kind != BackendErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes a stored file; one that is already gone counts as deleted.
+    pub fn delete_file(&self, object: StoredObject) -> Result<()> {
+        match self.backend.delete(&object.path()) {
+            Err(e) if e.kind != BackendErrorKind::NotFound => Err(e.into()),
+            _ => {
+                if let (Some(c), Some(id)) = (&self.cache, object.id()) {
+                    if CACHED_KINDS.contains(&object.kind()) {
+                        c.remove(object.kind().dir(), &id);
+                    } else if object.kind() == StoredKind::Pack(BlobKind::Tree) {
+                        c.remove(TREE_PACK_CACHE_DIR, &id);
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Reads, decrypts and verifies one blob.
@@ -486,7 +600,13 @@ impl Repository {
 
     /// Reads and decodes one tree.
     pub fn load_tree(&self, index: &MasterIndex, id: &BlobId) -> Result<Tree> {
-        let raw = self.read_blob(index, BlobKind::Tree, id)?;
+        let loc = index.get(BlobKind::Tree, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
+        self.load_tree_at(&loc, id)
+    }
+
+    /// Reads and decodes the tree `id` stored at `loc`.
+    pub fn load_tree_at(&self, loc: &BlobLocation, id: &BlobId) -> Result<Tree> {
+        let raw = self.read_blob_at(loc, id)?;
         Tree::decode(&raw)
             .map_err(|e| RepoError::integrity(Damaged::Blob { kind: BlobKind::Tree, id: *id, pack: None }, e))
     }

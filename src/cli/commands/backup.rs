@@ -37,10 +37,23 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         scan_totals: progress.is_visible(),
         compression: a.compression.map(|c| c.compression()),
     };
-    let result =
-        vault_repo::IndexedRepository::load(repo).map_err(Into::into).and_then(|r| backup(&r, &opts, &progress));
+    // Announced before the index is loaded, so that a prune's deletion waits for this
+    // backup if it may have deduplicated against what the prune condemns.
+    let announced = vault_repo::announce(&repo, "backup")?;
+    let result = vault_repo::IndexedRepository::load_present(repo).map_err(Into::into).and_then(|(r, missing)| {
+        if !missing.is_empty() {
+            progress.suspend(|| {
+                eprintln!(
+                    "warning: {} packs the index lists are missing from storage; their data is stored again if still present in the source",
+                    missing.len()
+                )
+            });
+        }
+        backup(&r, &opts, &progress)
+    });
     progress.finish();
     let report = result?;
+    announced.end()?;
     for p in &report.index_problems {
         eprintln!("warning: skipped a damaged index file: {p}");
     }

@@ -9,13 +9,16 @@ pub(crate) mod check;
 pub(crate) mod diff;
 pub(crate) mod dump;
 pub(crate) mod find;
+pub(crate) mod forget;
 pub(crate) mod init;
 pub(crate) mod ls;
 pub(crate) mod mount;
+pub(crate) mod prune;
 pub(crate) mod repair;
 pub(crate) mod restore;
 pub(crate) mod snapshots;
 pub(crate) mod stats;
+pub(crate) mod writers;
 
 use std::sync::Arc;
 

@@ -1,0 +1,131 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::open_repo;
+use crate::cli::ExitCode;
+use crate::cli::args::{GlobalArgs, PruneArgs, PruneOptsArgs};
+use crate::cli::output::print_json;
+use crate::cli::progress::{BarProgress, bytes};
+use vault_ops::OpError;
+use vault_ops::prune::plan::{UnusedLimit, parse_size};
+use vault_ops::prune::{PruneOptions, PruneReport, prune};
+use vault_repo::Repository;
+
+/// How often `prune --wait` looks again at the writers it waits for.
+const WAIT_POLL: Duration = Duration::from_secs(5);
+
+pub(crate) fn options(a: &PruneOptsArgs, dry_run: bool) -> Result<PruneOptions> {
+    let max_unused: UnusedLimit =
+        a.max_unused.parse().map_err(|e: String| OpError::Usage(format!("--max-unused: {e}")))?;
+    let max_repack = a
+        .max_repack
+        .as_deref()
+        .map(|s| parse_size(s).map_err(|e| OpError::Usage(format!("--max-repack: {e}"))))
+        .transpose()?;
+    Ok(PruneOptions { max_unused, max_repack, dry_run })
+}
+
+pub(crate) fn run(g: &GlobalArgs, a: &PruneArgs) -> Result<ExitCode> {
+    let opts = options(&a.opts, a.dry_run)?;
+    let repo = open_repo(g)?;
+    let (code, mut report) = run_prune(g, &repo, &opts)?;
+    while a.wait && !a.dry_run && !report.waiting.is_empty() {
+        std::thread::sleep(WAIT_POLL);
+        // Only the deletion step is left: a run with nothing new to condemn does just that.
+        let (_, next) = run_prune_quiet(&repo, &opts)?;
+        report.completed.extend(next.completed);
+        report.waiting = next.waiting;
+        if !g.quiet && !g.json {
+            print_waiting(&report);
+        }
+    }
+    if g.json {
+        print_json(&report)?;
+    }
+    Ok(code)
+}
+
+fn run_prune_quiet(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<(ExitCode, PruneReport)> {
+    Ok((ExitCode::Ok, prune(repo, opts, &vault_ops::NoProgress)?))
+}
+
+/// Runs prune with a progress bar and prints its summary (unless `--json`, whose caller
+/// prints the report).
+pub(crate) fn run_prune(
+    g: &GlobalArgs,
+    repo: &Arc<Repository>,
+    opts: &PruneOptions,
+) -> Result<(ExitCode, PruneReport)> {
+    let progress = BarProgress::new(!g.quiet && !g.json, "repacked");
+    let result = prune(repo, opts, &progress);
+    progress.finish();
+    let report = result?;
+    if !g.quiet && !g.json {
+        print_summary(&report);
+    }
+    Ok((ExitCode::Ok, report))
+}
+
+fn print_summary(r: &PruneReport) {
+    let b = &r.bytes;
+    let p = &r.packs;
+    println!("{} snapshots, {} trees read", r.snapshots, r.trees_read);
+    println!("packs: {} stored in all ({})", p.kept + p.repacked + p.unused + p.unindexed, bytes(b.total));
+    println!("  used data:    {}", bytes(b.used));
+    println!("  unused data:  {} before, {} left in kept packs", bytes(b.unused_before), bytes(b.unused_after));
+    println!(
+        "  keep {} packs, repack {} ({} of live data), delete {} unused and {} unindexed",
+        p.kept,
+        p.repacked,
+        bytes(b.repacked),
+        p.unused,
+        p.unindexed
+    );
+    if p.missing > 0 {
+        println!("  {} packs the index lists are missing from storage; the new index leaves them out", p.missing);
+    }
+    if p.rescued > 0 {
+        println!("  {} condemned packs are referenced by newer snapshots: indexed again", p.rescued);
+    }
+    if r.forgotten_files_removed > 0 {
+        println!("removed {} snapshot files of earlier forgets", r.forgotten_files_removed);
+    }
+    if r.dry_run {
+        println!(
+            "dry run: would condemn {} ({} to rewrite); nothing was changed",
+            bytes(b.condemned),
+            bytes(b.repacked)
+        );
+        for w in &r.waiting {
+            println!(
+                "pending condemnation {} waits for: {}",
+                w.condemnation.to_hex().get(..8).unwrap_or(""),
+                w.writers.join("; ")
+            );
+        }
+        return;
+    }
+    if p.written > 0 {
+        println!("wrote {} new packs ({})", p.written, bytes(b.written));
+    }
+    let deleted: u64 = r.completed.iter().map(|c| c.bytes_deleted).sum();
+    let packs: u64 = r.completed.iter().map(|c| c.packs_deleted).sum();
+    let files: u64 = r.completed.iter().map(|c| c.index_files_deleted).sum();
+    if !r.completed.is_empty() {
+        println!("deleted {packs} packs ({}) and {files} index files", bytes(deleted));
+    }
+    print_waiting(r);
+}
+
+fn print_waiting(r: &PruneReport) {
+    for w in &r.waiting {
+        println!(
+            "deletion of condemnation {} waits for writers that started before it: {}",
+            w.condemnation.to_hex().get(..8).unwrap_or(""),
+            w.writers.join("; ")
+        );
+        println!("  (the next prune deletes it once they are done; `vault writers` lists them)");
+    }
+}
