@@ -169,9 +169,74 @@ struct UsablePack {
     size: u64,
 }
 
+/// Checks made again when the repository changed under a run that found problems.
+const MAX_RECHECKS: usize = 3;
+
 /// Checks the repository as `opts` say; see the module documentation.
+///
+/// Other commands may run meanwhile: a prune deletes packs and index files that a run
+/// which listed them earlier then misses. So when a run finds problems and the
+/// repository's index, snapshots or condemnations changed during it, the check runs again
+/// (data already verified is not read again); what a run over an unchanged repository
+/// finds is real.
 pub fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
     let started = Instant::now();
+    let mut opts = opts.clone();
+    let mut verified: Vec<PackId> = Vec::new();
+    let mut reruns = 0;
+    loop {
+        let before = state(repo)?;
+        let result = check_once(repo, &opts, progress);
+        let moved = state(repo)? != before;
+        let failed = match &result {
+            Ok(r) => !r.problems.is_empty(),
+            // A file that vanished while being read is what a concurrent prune causes.
+            Err(crate::OpError::Repo(RepoError::Backend(e))) => e.kind == BackendErrorKind::NotFound,
+            Err(_) => false,
+        };
+        if !(failed && moved) || reruns == MAX_RECHECKS {
+            let mut report = result?;
+            report.verified_packs.extend(verified);
+            if moved && reruns == MAX_RECHECKS {
+                report.info.push(Info {
+                    kind: "changed_during_check",
+                    object: String::new(),
+                    message: format!("the repository kept changing during {} runs of the check", reruns + 1),
+                });
+            } else if reruns > 0 {
+                report.info.push(Info {
+                    kind: "rechecked",
+                    object: String::new(),
+                    message: format!(
+                        "the repository changed during the check (a prune or backup ran); checked {} more time(s)",
+                        reruns
+                    ),
+                });
+            }
+            report.duration_seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+        reruns += 1;
+        if let Ok(r) = result {
+            // Packs already verified need no second download.
+            verified.extend(r.verified_packs);
+        }
+        opts.read_data = None;
+    }
+}
+
+/// What a concurrent command changes that a check depends on: the names in `index/`,
+/// `snapshots/` and `condemned/`.
+fn state(repo: &Repository) -> Result<Vec<vault_format::Id>> {
+    let mut names = Vec::new();
+    for kind in [StoredKind::Index, StoredKind::Snapshot, StoredKind::Condemnation] {
+        names.extend(repo.list_files(kind)?.into_iter().map(|(id, _)| id));
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn check_once(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
     let mut c = Checker {
         repo,
         report: CheckReport::default(),
@@ -179,16 +244,14 @@ pub fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progres
         bad_blobs: HashMap::new(),
     };
     c.check_keys()?;
-    let (indexed, index) = c.check_index()?;
-    let usable = c.check_packs(&indexed)?;
+    let (indexed, index, old) = c.check_index()?;
+    let (usable, condemned) = c.check_packs(&indexed, &old)?;
     c.check_tree_headers(&indexed, &usable)?;
     if let Some(subset) = &opts.read_data {
         c.read_data(subset, opts, &indexed, &usable, progress)?;
     }
-    c.check_trees(&IndexedRepository::with_index(repo.clone(), index))?;
-    let mut report = c.report;
-    report.duration_seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    c.check_trees(&IndexedRepository::with_views(repo.clone(), index, condemned))?;
+    Ok(c.report)
 }
 
 /// The state of one check run, phase by phase.
@@ -217,21 +280,26 @@ impl Checker<'_> {
         Ok(())
     }
 
-    /// Index files: the packs each lists, and the index built from them.
-    fn check_index(&mut self) -> Result<(HashMap<PackId, IndexedPack>, MasterIndex)> {
+    /// Index files: the packs each lists, and the index built from them; and apart, the
+    /// packs that only superseded index files list.
+    fn check_index(&mut self) -> Result<(HashMap<PackId, IndexedPack>, MasterIndex, Vec<IndexFile>)> {
         let files = self.repo.load_index_files()?;
         let superseded = superseded_index_files(&files);
         let mut indexed: HashMap<PackId, IndexedPack> = HashMap::new();
         let mut index = MasterIndex::new();
         let mut seen_blobs: HashMap<(BlobKind, BlobId), u32> = HashMap::new();
+        let mut old = Vec::new();
         for (id, r) in &files {
             let object = StoredObject::Index(*id).path();
             if superseded.contains(id) {
                 self.report.info.push(Info {
                     kind: "superseded_index",
                     object,
-                    message: "replaced by a newer index file".into(),
+                    message: "replaced by a newer index file (prune deletes it)".into(),
                 });
+                if let Ok(f) = r {
+                    old.push(f.clone());
+                }
                 continue;
             }
             match r {
@@ -253,11 +321,23 @@ impl Checker<'_> {
             });
         }
         self.report.blobs = seen_blobs.len();
-        Ok((indexed, index))
+        Ok((indexed, index, old))
     }
 
-    /// Packs: existence and size. Returns the packs whose blobs can be read.
-    fn check_packs(&mut self, indexed: &HashMap<PackId, IndexedPack>) -> Result<Vec<UsablePack>> {
+    /// Packs: existence and size. Returns the packs whose blobs can be read, and the
+    /// stored packs that only superseded index files list (readers fall back to them).
+    fn check_packs(
+        &mut self,
+        indexed: &HashMap<PackId, IndexedPack>,
+        old: &[IndexFile],
+    ) -> Result<(Vec<UsablePack>, MasterIndex)> {
+        let condemnations: HashSet<PackId> = self
+            .repo
+            .load_documents::<vault_format::condemnation::Condemnation>(StoredKind::Condemnation)?
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .flat_map(|c| c.data_packs.into_iter().chain(c.tree_packs))
+            .collect();
         let stored: HashMap<PackId, StoredPack> = self.repo.list_packs()?.into_iter().map(|p| (p.id, p)).collect();
         self.report.packs = indexed.len();
         let mut usable = Vec::new();
@@ -280,18 +360,38 @@ impl Checker<'_> {
             }
         }
         for s in stored.values() {
-            if !indexed.contains_key(&s.id) {
-                self.report.info.push(Info {
-                    kind: "unreferenced_pack",
-                    object: StoredObject::Pack(s.kind, s.id).path(),
+            if indexed.contains_key(&s.id) {
+                continue;
+            }
+            let object = StoredObject::Pack(s.kind, s.id).path();
+            self.report.info.push(if condemnations.contains(&s.id) {
+                Info {
+                    kind: "condemned_pack",
+                    object,
                     message: format!(
-                        "{} bytes not in any index (left by an interrupted backup, or repaired away)",
+                        "{} bytes condemned by prune; deleted once the writers its condemnation waits for are done",
                         s.size
                     ),
-                });
+                }
+            } else {
+                Info {
+                    kind: "unreferenced_pack",
+                    object,
+                    message: format!(
+                        "{} bytes not in any index (left by an interrupted backup, or repaired away; prune deletes it)",
+                        s.size
+                    ),
+                }
+            });
+        }
+        let mut condemned = MasterIndex::new();
+        for p in old.iter().flat_map(|f| &f.packs) {
+            if !indexed.contains_key(&p.id) && stored.get(&p.id).is_some_and(|s| s.size == p.size && s.kind == p.kind) {
+                condemned.add_pack(p.id, p.kind, p.size, &p.blobs);
             }
         }
-        Ok(usable)
+        condemned.compact();
+        Ok((usable, condemned))
     }
 
     /// Tree pack headers against the index (only the tail of each tree pack is read).
@@ -360,6 +460,10 @@ impl Checker<'_> {
     /// and paths they make unreadable.
     fn check_trees(&mut self, repo: &IndexedRepository) -> Result<()> {
         let (mut snaps, bad_snaps) = repo.repo().load_all_snapshots()?;
+        // Forgotten snapshots whose files are not deleted yet (an interrupted forget) are
+        // not checked: their data may be pruned.
+        let forgotten = crate::forget::forgotten(repo.repo())?;
+        snaps.retain(|(id, _)| !forgotten.contains(id));
         snaps.sort_by_key(|a| time_of(&a.1));
         for (id, e) in bad_snaps {
             self.problems.add(ProblemKind::Snapshot, StoredObject::Snapshot(id).path(), e.to_string());

@@ -84,7 +84,13 @@ pub struct Backend {
     /// The backend can rename (local, SFTP), so an object can be written piece by piece
     /// under a temporary name ([`StreamingWrite`]).
     streams: bool,
+    /// Called before every write, delete and listing (tests pause or fail operations here
+    /// to prove the order of a protocol's steps).
+    hook: Option<Hook>,
 }
+
+/// See [`Backend::with_hook`]: `(operation, path)`; an `Err` fails the operation.
+pub type Hook = Arc<dyn Fn(&'static str, &str) -> Result<(), String> + Send + Sync>;
 
 impl fmt::Debug for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -191,7 +197,27 @@ impl Backend {
             .map_err(|e| fail("start I/O runtime", e.to_string()))?;
         let rename_writes = matches!(location, Location::Sftp { .. });
         let streams = matches!(location, Location::Local(_) | Location::Sftp { .. });
-        Ok(Backend { op, rt: Arc::new(rt), name, counters: Arc::default(), rename_writes, streams })
+        Ok(Backend { op, rt: Arc::new(rt), name, counters: Arc::default(), rename_writes, streams, hook: None })
+    }
+
+    /// This backend, calling `hook` before every write (`"write"`, with the final path),
+    /// delete (`"delete"`) and listing (`"list"`).
+    pub fn with_hook(mut self, hook: Hook) -> Backend {
+        self.hook = Some(hook);
+        self
+    }
+
+    fn call_hook(&self, op: &'static str, path: &str) -> Result<(), BackendError> {
+        match &self.hook {
+            Some(h) => h(op, path).map_err(|message| BackendError {
+                backend: self.name.clone(),
+                op,
+                path: path.to_string(),
+                kind: BackendErrorKind::Other,
+                message,
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -259,6 +285,7 @@ impl Backend {
     /// Writes a whole object at once. On fs this is temp file + fsync + rename; on object
     /// storage a single PUT, which is atomic.
     pub fn write(&self, path: &str, data: Vec<u8>) -> Result<(), BackendError> {
+        self.call_hook("write", path)?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
         if !self.rename_writes {
@@ -328,6 +355,7 @@ impl Backend {
 
     /// Every object below `dir` (recursively), with sizes. A missing directory lists empty.
     pub fn list(&self, dir: &str) -> Result<Vec<ListEntry>, BackendError> {
+        self.call_hook("list", dir)?;
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{}/", dir.trim_end_matches('/'));
         let entries = match self.rt.block_on(async { self.op.list_with(&prefix).recursive(true).await }) {
@@ -349,6 +377,7 @@ impl Backend {
     }
 
     pub fn delete(&self, path: &str) -> Result<(), BackendError> {
+        self.call_hook("delete", path)?;
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
         self.rt.block_on(self.op.delete(path)).map_err(|e| self.err("delete", path, e))
     }
@@ -379,6 +408,7 @@ impl StreamingWrite {
             b.rt.block_on(w.close()).map_err(|e| b.write_err(&self.tmp, e))?;
         }
         let tmp = std::mem::take(&mut self.tmp);
+        b.call_hook("write", path)?;
         b.rename_into_place(&tmp, path)
     }
 }

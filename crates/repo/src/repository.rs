@@ -302,6 +302,8 @@ impl Repository {
         for (id, r) in results {
             match r {
                 Ok(s) => ok.push((id, s)),
+                // Forgotten between the listing and the read.
+                Err(RepoError::Backend(e)) if e.kind == BackendErrorKind::NotFound => {}
                 Err(e @ RepoError::Backend(_)) => return Err(e),
                 Err(e) => bad.push((id, e)),
             }

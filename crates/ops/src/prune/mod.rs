@@ -15,6 +15,8 @@ mod complete;
 mod mark;
 pub mod plan;
 mod repack;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -47,7 +49,6 @@ pub struct PruneOptions {
     /// Decide and report, write and delete nothing.
     pub dry_run: bool,
 }
-
 
 /// Pack counts by fate.
 #[derive(Clone, Debug, Default, Serialize)]
