@@ -19,9 +19,9 @@ PASSWORD = "bench-password"
 VAULT = os.path.join(ROOT, "target/release/vault")
 
 SIZES = {
-    "full": {"small_files": 100_000, "large_files": 3, "large_mib": 256, "random_mib": 2048, "history_versions": 6},
-    "quick": {"small_files": 20_000, "large_files": 3, "large_mib": 64, "random_mib": 512, "history_versions": 4},
-    "tiny": {"small_files": 2_000, "large_files": 3, "large_mib": 8, "random_mib": 64, "history_versions": 2},
+    "full": {"small_files": 100_000, "large_files": 3, "large_mib": 256, "random_mib": 2048, "history_versions": 6, "prune_gen_mib": 256},
+    "quick": {"small_files": 20_000, "large_files": 3, "large_mib": 64, "random_mib": 512, "history_versions": 4, "prune_gen_mib": 64},
+    "tiny": {"small_files": 2_000, "large_files": 3, "large_mib": 8, "random_mib": 64, "history_versions": 2, "prune_gen_mib": 8},
 }[SCALE]
 
 
@@ -138,6 +138,58 @@ def edit_history(d, step):
     gen_history(d, min(step, SIZES["history_versions"] - 1))
 
 
+def files_of(path):
+    out = {}
+    for dp, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(dp, f)
+            try:
+                st = os.lstat(p)
+                out[p] = (st.st_size, st.st_mtime_ns, st.st_ino)
+            except OSError:
+                pass
+    return out
+
+
+def prune_workload(tools, results):
+    """8 generations of incompressible data, each snapshot holding the newest two; then
+    forget all but the last 2 snapshots and prune, per tool. Measures time, peak RSS,
+    bytes written and deleted, and the final size."""
+    gen_mib = SIZES["prune_gen_mib"]
+    base = os.path.join(WORK, "prune")
+    src = os.path.join(base, "src")
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(src)
+    inst = [(name, cls(name, os.path.join(base, f"repo-{name}"))) for name, cls in tools]
+    for _, t in inst:
+        t.init()
+    print(f"== prune: 8 generations of {gen_mib} MiB, each snapshot holding the newest two", file=sys.stderr)
+    for g in range(8):
+        rnd = random.Random(700 + g)
+        with open(os.path.join(src, f"gen{g}.bin"), "wb") as f:
+            for _ in range(gen_mib):
+                f.write(rnd.randbytes(1 << 20))
+        if g >= 2:
+            os.remove(os.path.join(src, f"gen{g - 2}.bin"))
+        for _, t in inst:
+            t.backup(src)
+    src_bytes = dir_bytes(src)
+    subprocess.run(["sync"])
+    for tname, t in inst:
+        before = files_of(t.repo)
+        steps = t.forget_prune(2)
+        after = files_of(t.repo)
+        secs = sum(x[0] for x in steps)
+        rss = max(x[1] for x in steps)
+        written = sum(v[0] for p, v in after.items() if before.get(p) != v)
+        deleted = sum(v[0] for p, v in before.items() if after.get(p) != v)
+        final = sum(v[0] for v in after.values())
+        results.append({"workload": "prune", "step": "forget+prune", "tool": tname, "seconds": secs, "rss_kib": rss, "source_bytes": src_bytes,
+                        "written": written, "deleted": deleted, "bytes": final})
+        print(f"   prune           forget+prune {tname:<7} {secs:8.2f}s  {rss / 1024:8.1f} MiB  wrote {written / 1e6:.1f} MB, deleted {deleted / 1e6:.1f} MB, final {final / 1e6:.1f} MB", file=sys.stderr)
+    shutil.rmtree(base, ignore_errors=True)
+
+
 WORKLOADS = {
     "small-files": (gen_small, edit_small),
     "large-files": (gen_large, edit_large),
@@ -169,6 +221,9 @@ class Vault(Tool):
     def check(self):
         return sh([VAULT, "-r", self.repo, "check", "-q", "--read-data"], self.env)
 
+    def forget_prune(self, keep):
+        return [sh([VAULT, "-r", self.repo, "forget", "-q", "--keep-last", str(keep), "--prune"], self.env)]
+
 
 class Restic(Tool):
     env = {"RESTIC_PASSWORD": PASSWORD}
@@ -185,6 +240,9 @@ class Restic(Tool):
     def check(self):
         return sh(["restic", "-q", "-r", self.repo, "check", "--read-data"], self.env)
 
+    def forget_prune(self, keep):
+        return [sh(["restic", "-q", "-r", self.repo, "forget", "--keep-last", str(keep), "--prune"], self.env)]
+
 
 class Rustic(Tool):
     env = {"RUSTIC_PASSWORD": PASSWORD, "RUSTIC_NO_PROGRESS": "true"}
@@ -200,6 +258,14 @@ class Rustic(Tool):
 
     def check(self):
         return sh(["rustic", "-r", self.repo, "check", "--read-data"], self.env)
+
+    def forget_prune(self, keep):
+        # rustic keeps condemned packs for a grace period by default; delete at once, as
+        # the others do, so that final sizes compare.
+        return [
+            sh(["rustic", "-r", self.repo, "forget", "--keep-last", str(keep)], self.env),
+            sh(["rustic", "-r", self.repo, "prune", "--instant-delete"], self.env),
+        ]
 
 
 class Borg(Tool):
@@ -219,6 +285,12 @@ class Borg(Tool):
     def check(self):
         return sh(["borg", "check", "--verify-data", self.repo], self.env)
 
+    def forget_prune(self, keep):
+        return [
+            sh(["borg", "prune", "--keep-last", str(keep), self.repo], self.env),
+            sh(["borg", "compact", self.repo], self.env),
+        ]
+
 
 def available_tools():
     tools = [("vault", Vault)]
@@ -234,13 +306,16 @@ def available_tools():
 
 
 def main():
-    only = sys.argv[1:] or list(WORKLOADS)
+    only = sys.argv[1:] or list(WORKLOADS) + ["prune"]
     os.makedirs(WORK, exist_ok=True)
     results = []  # dicts: workload, step, tool, seconds, rss_kib, bytes
     tools = available_tools()
     load = os.getloadavg()
     prims = json.loads(subprocess.run([VAULT, "--json", "bench-primitives"], capture_output=True, check=True).stdout)
     for wl in only:
+        if wl == "prune":
+            prune_workload(tools, results)
+            continue
         gen, edit = WORKLOADS[wl]
         base = os.path.join(WORK, wl)
         src = os.path.join(base, "src")
@@ -298,6 +373,16 @@ def report(results, load, prims=None):
         if "vault" not in tools:
             continue
         v = tools["vault"]
+        if st == "forget+prune":
+            best = min((tools[p]["seconds"] for p in peers if p in tools), default=0)
+            ratio = best / v["seconds"] if v["seconds"] else float("nan")
+            cells = [f"{v['seconds']:9.2f}s"] + [f"{tools[p]['seconds']:9.2f}s" if p in tools else "-" for p in peers]
+            print(f"{wl:<15} {st:<11} {ratio:7.2f}  " + "  ".join(f"{c:>10}" for c in cells))
+            for label, key, scale, unit in (("RSS", "rss_kib", 1 / 1024, "MB"), ("written", "written", 1e-6, "MB"), ("deleted", "deleted", 1e-6, "MB"), ("final size", "bytes", 1e-6, "MB")):
+                ref = {"RSS": tools.get("restic", {}).get("rss_kib"), "final size": min((tools[p]["bytes"] for p in peers if p in tools), default=None)}.get(label)
+                r = f"{v[key] / ref:7.2f}" if ref else "       "
+                print(f"{'':<15} {label:<11} {r}  " + "  ".join(f"{x[key] * scale:8.1f}{unit}" for x in [v] + [tools[p] for p in peers if p in tools]))
+            continue
         if st == "repo-size":
             vals = {t: x["bytes"] for t, x in tools.items()}
             best = min((vals[p] for p in peers), default=0)

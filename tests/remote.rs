@@ -5,6 +5,7 @@
 mod common;
 
 use common::Kind;
+use common::prune_scenarios::*;
 use common::scenarios::*;
 
 macro_rules! on_remote_backends {
@@ -27,4 +28,6 @@ on_remote_backends!(
     identical_files_are_stored_once,
     two_backups_at_once,
     sigkill_at_any_moment,
+    prune_beside_backups,
+    prune_reclaims_all_space,
 );

@@ -82,6 +82,10 @@ pub(crate) enum Command {
     Prune(PruneArgs),
     /// List the writers announced in the repository, or remove a dead one's announcement
     Writers(WritersArgs),
+    /// Add, remove or set tags of snapshots (each changed snapshot is replaced)
+    Tag(TagArgs),
+    /// Write snapshots again without the paths given (e.g. a secret backed up by mistake)
+    Rewrite(RewriteArgs),
     /// Single-core throughput of chunking, hashing, compression and encryption here
     #[command(hide = true)]
     BenchPrimitives,
@@ -342,6 +346,45 @@ pub(crate) struct PruneArgs {
     /// every few seconds) and then delete, instead of leaving it to the next prune
     #[arg(long)]
     pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TagArgs {
+    /// Snapshots (ids or unique prefixes); with none, every snapshot the filters match
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Add this tag (repeatable, or comma-separated)
+    #[arg(long, value_name = "TAG")]
+    pub add: Vec<String>,
+    /// Remove this tag (repeatable, or comma-separated)
+    #[arg(long, value_name = "TAG")]
+    pub remove: Vec<String>,
+    /// Replace all tags with these (repeatable, or comma-separated; `--set ""` clears them)
+    #[arg(long, value_name = "TAG")]
+    pub set: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Show what would change; change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RewriteArgs {
+    /// Snapshots (ids or unique prefixes); with none, every snapshot the filters match
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Leave out paths matching this pattern (repeatable; paths inside the snapshot)
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN", required = true)]
+    pub excludes: Vec<String>,
+    /// Remove the original snapshots (otherwise they stay stored, hidden from listings)
+    #[arg(long)]
+    pub forget: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Show what would be left out; change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

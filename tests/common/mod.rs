@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod garage;
+pub mod prune_scenarios;
 pub mod scenarios;
 pub mod sshd;
 

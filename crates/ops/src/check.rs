@@ -331,13 +331,7 @@ impl Checker<'_> {
         indexed: &HashMap<PackId, IndexedPack>,
         old: &[IndexFile],
     ) -> Result<(Vec<UsablePack>, MasterIndex)> {
-        let condemnations: HashSet<PackId> = self
-            .repo
-            .load_documents::<vault_format::condemnation::Condemnation>(StoredKind::Condemnation)?
-            .into_iter()
-            .filter_map(|(_, r)| r.ok())
-            .flat_map(|c| c.data_packs.into_iter().chain(c.tree_packs))
-            .collect();
+        let condemnations = self.repo.condemned_packs()?;
         let stored: HashMap<PackId, StoredPack> = self.repo.list_packs()?.into_iter().map(|p| (p.id, p)).collect();
         self.report.packs = indexed.len();
         let mut usable = Vec::new();
@@ -386,7 +380,8 @@ impl Checker<'_> {
         }
         let mut condemned = MasterIndex::new();
         for p in old.iter().flat_map(|f| &f.packs) {
-            if !indexed.contains_key(&p.id) && stored.get(&p.id).is_some_and(|s| s.size == p.size && s.kind == p.kind) {
+            let intact = stored.get(&p.id).is_some_and(|s| s.size == p.size && s.kind == p.kind);
+            if condemnations.contains(&p.id) && !indexed.contains_key(&p.id) && intact {
                 condemned.add_pack(p.id, p.kind, p.size, &p.blobs);
             }
         }

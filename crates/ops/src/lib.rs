@@ -17,6 +17,7 @@ pub mod progress;
 pub mod prune;
 pub mod repair;
 pub mod restore;
+pub mod rewrite;
 pub mod select;
 pub mod source;
 pub mod stats;

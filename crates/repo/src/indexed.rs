@@ -45,11 +45,15 @@ impl IndexedRepository {
     /// does not have (one listing): a writer must not deduplicate against a blob whose pack
     /// has vanished, or its snapshot would reference nothing. Returns the packs left out.
     pub fn load_present(repo: Arc<Repository>) -> Result<(Self, Vec<PackId>)> {
+        // Packs are listed after the index files are read: packs are stored before any
+        // index lists them, so a pack missing from this listing is really gone.
+        let files = repo.load_index_files()?;
         let stored: std::collections::HashSet<PackId> = repo.list_packs()?.into_iter().map(|p| p.id).collect();
         let mut missing = Vec::new();
-        let views = repo.load_index_views_where(|p| {
+        let views = repo.index_views(files, |p, live| {
             let here = stored.contains(p);
-            if !here {
+            // A condemned pack that is gone was deleted by a prune, as it should be.
+            if !here && live {
                 missing.push(*p);
             }
             here

@@ -15,6 +15,7 @@ use super::object_bytes::ObjectBytes;
 use vault_format::blob::{Compression, Padding};
 use vault_format::check_record::CheckRecord;
 use vault_format::chunker::{Chunker, ChunkerParams};
+use vault_format::condemnation::Condemnation;
 use vault_format::config::Config;
 use vault_format::crypto::{Keys, SecretKey};
 use vault_format::file::SealedDocument;
@@ -356,12 +357,17 @@ impl Repository {
     /// (a writer that loaded the index before the prune may have referenced them, and the
     /// prune keeps such packs); writers never deduplicate against them.
     pub fn load_index_views(&self) -> Result<IndexViews> {
-        self.load_index_views_where(|_| true)
+        self.load_index_views_where(|_, _| true)
     }
 
-    /// [`Repository::load_index_views`], with only the packs `keep` accepts.
-    pub fn load_index_views_where(&self, mut keep: impl FnMut(&PackId) -> bool) -> Result<IndexViews> {
-        let files = self.load_index_files()?;
+    /// [`Repository::load_index_views`], with only the packs `keep` accepts (called with
+    /// whether the pack is live, or only condemned).
+    pub fn load_index_views_where(&self, keep: impl FnMut(&PackId, bool) -> bool) -> Result<IndexViews> {
+        self.index_views(self.load_index_files()?, keep)
+    }
+
+    /// The views of [`Repository::load_index_views_where`] over index files already loaded.
+    pub fn index_views(&self, files: IndexFiles, mut keep: impl FnMut(&PackId, bool) -> bool) -> Result<IndexViews> {
         let superseded = superseded_index_files(&files);
         let mut live = MasterIndex::new();
         let mut problems = Vec::new();
@@ -370,7 +376,7 @@ impl Repository {
             match r {
                 Ok(f) if superseded.contains(&id) => old.push(f),
                 Ok(f) => {
-                    for p in f.packs.iter().filter(|p| keep(&p.id)) {
+                    for p in f.packs.iter().filter(|p| keep(&p.id, true)) {
                         live.add_pack(p.id, p.kind, p.size, &p.blobs);
                     }
                 }
@@ -380,13 +386,26 @@ impl Repository {
         }
         live.compact();
         let mut condemned = MasterIndex::new();
+        // Only packs a prune condemned: an index file superseded by `repair index` may list
+        // damaged blobs that the repair meant to leave out.
+        let doomed = if old.is_empty() { HashSet::new() } else { self.condemned_packs()? };
         for f in &old {
-            for p in f.packs.iter().filter(|p| !live.has_pack(&p.id) && keep(&p.id)) {
+            for p in f.packs.iter().filter(|p| doomed.contains(&p.id) && !live.has_pack(&p.id) && keep(&p.id, false)) {
                 condemned.add_pack(p.id, p.kind, p.size, &p.blobs);
             }
         }
         condemned.compact();
         Ok(IndexViews { live, condemned, problems })
+    }
+
+    /// The packs that readable condemnations (`condemned/`) name.
+    pub fn condemned_packs(&self) -> Result<HashSet<PackId>> {
+        Ok(self
+            .load_documents::<Condemnation>(StoredKind::Condemnation)?
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .flat_map(|c| c.data_packs.into_iter().chain(c.tree_packs))
+            .collect())
     }
 
     /// Every pack file in the repository, with its kind and size.

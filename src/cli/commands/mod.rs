@@ -16,6 +16,7 @@ pub(crate) mod mount;
 pub(crate) mod prune;
 pub(crate) mod repair;
 pub(crate) mod restore;
+pub(crate) mod rewrite;
 pub(crate) mod snapshots;
 pub(crate) mod stats;
 pub(crate) mod writers;

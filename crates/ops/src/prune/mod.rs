@@ -135,8 +135,12 @@ struct Loaded {
     missing: HashSet<PackId>,
 }
 
-fn load_index(repo: &Repository, stored: &HashMap<PackId, (BlobKind, u64)>) -> Result<Loaded> {
+fn load_index(repo: &Repository, stored: &mut HashMap<PackId, (BlobKind, u64)>) -> Result<Loaded> {
     let files = repo.load_index_files()?;
+    // Packs are listed after the index files are read: packs are stored before an index
+    // lists them, so a listed pack that this listing lacks is really gone (listed first,
+    // a pack that a concurrent backup stored meanwhile would look missing).
+    *stored = repo.list_packs()?.into_iter().map(|p| (p.id, (p.kind, p.size))).collect();
     let superseded = superseded_index_files(&files);
     let mut l = Loaded { all: Vec::new(), live: HashMap::new(), condemned: HashMap::new(), missing: HashSet::new() };
     let mut old = Vec::new();
@@ -161,8 +165,10 @@ fn load_index(repo: &Repository, stored: &HashMap<PackId, (BlobKind, u64)>) -> R
             }
         }
     }
+    // Readers fall back to packs a prune condemned (not to what `repair index` superseded).
+    let doomed = if old.is_empty() { HashSet::new() } else { repo.condemned_packs()? };
     for p in old.into_iter().flat_map(|f| f.packs) {
-        if stored.contains_key(&p.id) && !l.live.contains_key(&p.id) {
+        if doomed.contains(&p.id) && stored.contains_key(&p.id) && !l.live.contains_key(&p.id) {
             l.condemned.entry(p.id).or_insert(p);
         }
     }
@@ -220,20 +226,14 @@ fn condemn(
     me: Option<Id>,
     report: &mut PruneReport,
 ) -> Result<()> {
-    let pending: HashSet<PackId> = repo
-        .load_documents::<Condemnation>(StoredKind::Condemnation)?
-        .into_iter()
-        .filter_map(|(_, r)| r.ok())
-        .flat_map(|c| c.data_packs.into_iter().chain(c.tree_packs))
-        .collect();
+    let pending = repo.condemned_packs()?;
     // tmp/ is listed before this run writes anything, so its own files are not in it.
     let tmp = repo.list_tmp()?;
     let roots = live_snapshots(repo, report, opts.dry_run)?;
     report.snapshots = roots.len();
-    let stored: HashMap<PackId, (BlobKind, u64)> =
-        repo.list_packs()?.into_iter().map(|p| (p.id, (p.kind, p.size))).collect();
+    let mut stored: HashMap<PackId, (BlobKind, u64)> = HashMap::new();
+    let loaded = load_index(repo, &mut stored)?;
     report.bytes.total = stored.values().map(|(_, s)| s).sum();
-    let loaded = load_index(repo, &stored)?;
     report.packs.missing = loaded.missing.len() as u64;
 
     let handle = IndexedRepository::with_views(
