@@ -231,3 +231,29 @@ fn a_writer_that_loaded_the_old_index_holds_deletion_back_and_its_blobs_are_resc
     assert_eq!(third.packs.unused + third.packs.unindexed, 0, "{third:#?}");
     verify(&repo, &expected, true);
 }
+
+#[test]
+fn storage_that_refuses_deletes_or_writes_stops_prune_and_loses_nothing() {
+    for refused in ["delete", "write"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+        let plain = init(&dir);
+        let expected = history(&plain, &src);
+        let hook: Hook = Arc::new(move |op, path| {
+            // The writer announcement itself may go through, so that the refusal lands
+            // where prune changes the repository.
+            if op == refused && !path.starts_with("writers/") {
+                return Err("permission denied (read-only storage)".into());
+            }
+            Ok(())
+        });
+        let hooked = open(&dir, Some(hook));
+        let err = prune(&hooked, &TIGHT, &NoProgress).unwrap_err().to_string();
+        assert!(err.contains("permission denied") && !err.contains('\n'), "{refused}: {err}");
+        verify(&plain, &expected, true);
+        // With storage working again, the next prune completes.
+        let done = prune(&plain, &TIGHT, &NoProgress).unwrap();
+        assert!(done.waiting.is_empty(), "{done:#?}");
+        verify(&plain, &expected, true);
+    }
+}
