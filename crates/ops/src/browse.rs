@@ -432,6 +432,19 @@ impl Browser {
     }
 
     /// Reads `size` bytes at `offset` of a file; fetches only the blobs that overlap.
+    /// A data blob; when its pack has vanished (a prune moved the blob after the index was
+    /// loaded), the index is loaded again and the read retried once.
+    fn read_blob(&self, index: &IndexedRepository, id: &BlobId) -> Result<Vec<u8>> {
+        match index.read_blob(BlobKind::Data, id) {
+            Err(vault_repo::RepoError::Backend(e)) if e.kind == vault_repo::backend::BackendErrorKind::NotFound => {
+                let fresh = IndexedRepository::load(self.repo.clone())?;
+                self.state.write().index = fresh.clone();
+                Ok(fresh.read_blob(BlobKind::Data, id)?)
+            }
+            r => Ok(r?),
+        }
+    }
+
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Option<Vec<u8>>> {
         let (node, offsets, index) = {
             let mut st = self.state.write();
@@ -478,7 +491,7 @@ impl Browser {
                     let blob = match self.cache.get(id) {
                         Some(b) => b,
                         None => {
-                            let b = Arc::new(index.read_blob(BlobKind::Data, id)?);
+                            let b = Arc::new(self.read_blob(&index, id)?);
                             self.cache.put(*id, b.clone());
                             b
                         }

@@ -344,6 +344,8 @@ struct BlobSource<'a> {
     repo: &'a IndexedRepository,
     whole: HashSet<PackId>,
     packs: Mutex<PackLru>,
+    /// The index loaded again after a pack vanished (a prune moved its blobs meanwhile).
+    fresh: std::sync::OnceLock<Option<IndexedRepository>>,
 }
 
 /// Packs kept in memory at once (16 MiB each by default).
@@ -385,7 +387,7 @@ impl<'a> BlobSource<'a> {
             repo.index().packs().iter().chain(repo.condemned().packs()).map(|p| (p.id, p.size)).collect();
         let whole =
             needed.into_iter().filter(|(p, n)| sizes.get(p).is_some_and(|s| n * 2 >= *s)).map(|(p, _)| p).collect();
-        BlobSource { repo, whole, packs: Mutex::default() }
+        BlobSource { repo, whole, packs: Mutex::default(), fresh: std::sync::OnceLock::new() }
     }
 
     fn pack(&self, kind: BlobKind, id: PackId) -> Option<ObjectBytes> {
@@ -412,6 +414,17 @@ impl<'a> BlobSource<'a> {
         {
             return self.repo.open_blob_in(&loc, id, &data);
         }
-        self.repo.repo().read_blob_at(&loc, id)
+        match self.repo.repo().read_blob_at(&loc, id) {
+            Err(RepoError::Backend(e)) if e.kind == vault_repo::backend::BackendErrorKind::NotFound => {
+                // A prune deleted the pack after this restore loaded the index: the index
+                // as it is now says where the blob went (repacked, or kept for rescue).
+                let fresh = self.fresh.get_or_init(|| IndexedRepository::load(self.repo.repo().clone()).ok());
+                match fresh {
+                    Some(f) => f.read_blob(BlobKind::Data, id),
+                    None => Err(RepoError::Backend(e)),
+                }
+            }
+            r => r,
+        }
     }
 }

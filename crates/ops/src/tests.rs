@@ -33,7 +33,7 @@ fn source(dir: &Path) {
     std::fs::write(dir.join("a/small"), b"small").unwrap();
 }
 
-fn backup_opts(src: &Path) -> BackupOptions {
+pub(crate) fn backup_opts(src: &Path) -> BackupOptions {
     BackupOptions {
         sources: vec![src.to_path_buf()],
         host: "test".into(),

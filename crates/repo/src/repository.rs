@@ -63,6 +63,17 @@ pub fn superseded_index_files(files: &IndexFiles) -> HashSet<IndexId> {
     files.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|f| f.supersedes.iter().copied()).collect()
 }
 
+/// An integrity error about blob `entry` of `pack`.
+fn damaged_blob(kind: BlobKind, pack: &PackId, entry: &PackEntry, reason: impl std::fmt::Display) -> RepoError {
+    RepoError::integrity(Damaged::Blob { kind, id: entry.id, pack: Some(*pack) }, reason)
+}
+
+/// Blob `entry`'s bytes within a pack held whole.
+fn blob_slice(kind: BlobKind, pack: &PackId, data: &ObjectBytes, entry: &PackEntry) -> Result<bytes::Bytes> {
+    let range = entry.offset as usize..(entry.offset as usize).saturating_add(entry.length as usize);
+    data.slice(range).ok_or_else(|| damaged_blob(kind, pack, entry, "it lies outside the pack"))
+}
+
 /// Cache directory for tree packs (data packs are never cached).
 const TREE_PACK_CACHE_DIR: &str = "tree";
 
@@ -445,8 +456,6 @@ impl Repository {
         pack::decode_header(&self.keys, &sealed, span.start as u64).map_err(bad)
     }
 
-    /// Opens one blob of a pack held whole (as read by [`Repository::read_pack`]):
-    /// decrypts it and verifies it against its id.
     /// The sealed bytes of blob `entry` out of a pack held whole, authenticated (opened,
     /// not decompressed): prune copies them into a new pack as they are.
     pub fn sealed_blob_in(
@@ -456,14 +465,13 @@ impl Repository {
         data: &ObjectBytes,
         entry: &PackEntry,
     ) -> Result<Vec<u8>> {
-        let damaged =
-            |reason: String| RepoError::integrity(Damaged::Blob { kind, id: entry.id, pack: Some(*pack) }, reason);
-        let range = entry.offset as usize..(entry.offset as usize).saturating_add(entry.length as usize);
-        let sealed = data.slice(range).ok_or_else(|| damaged("it lies outside the pack".into()))?;
-        self.keys.open(kind.object_kind(), Some(&entry.id), &sealed).map_err(|e| damaged(e.to_string()))?;
+        let sealed = blob_slice(kind, pack, data, entry)?;
+        self.keys.open(kind.object_kind(), Some(&entry.id), &sealed).map_err(|e| damaged_blob(kind, pack, entry, e))?;
         Ok(sealed.to_vec())
     }
 
+    /// Opens one blob of a pack held whole (as read by [`Repository::read_pack`]):
+    /// decrypts it and verifies it against its id.
     pub fn open_blob_in(
         &self,
         kind: BlobKind,
@@ -471,11 +479,9 @@ impl Repository {
         data: &ObjectBytes,
         entry: &PackEntry,
     ) -> Result<Vec<u8>> {
-        let damaged =
-            |reason: String| RepoError::integrity(Damaged::Blob { kind, id: entry.id, pack: Some(*pack) }, reason);
-        let range = entry.offset as usize..(entry.offset as usize).saturating_add(entry.length as usize);
-        let sealed = data.slice(range).ok_or_else(|| damaged("it lies outside the pack".into()))?;
-        pack::open_blob(&self.keys, kind, &entry.id, &sealed, entry.raw_length).map_err(|e| damaged(e.to_string()))
+        let sealed = blob_slice(kind, pack, data, entry)?;
+        pack::open_blob(&self.keys, kind, &entry.id, &sealed, entry.raw_length)
+            .map_err(|e| damaged_blob(kind, pack, entry, e))
     }
 
     /// A pack's header, read from its tail without downloading the blobs.

@@ -128,6 +128,8 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
 struct Loaded {
     /// Every index file's id (all are superseded by the new index).
     all: Vec<IndexId>,
+    /// How many of them are live (not superseded).
+    live_files: usize,
     /// Live packs that storage has, with their entries (each pack once).
     live: HashMap<PackId, IndexPack>,
     /// Packs only superseded index files list, that storage has.
@@ -142,13 +144,20 @@ fn load_index(repo: &Repository, stored: &mut HashMap<PackId, (BlobKind, u64)>) 
     // a pack that a concurrent backup stored meanwhile would look missing).
     *stored = repo.list_packs()?.into_iter().map(|p| (p.id, (p.kind, p.size))).collect();
     let superseded = superseded_index_files(&files);
-    let mut l = Loaded { all: Vec::new(), live: HashMap::new(), condemned: HashMap::new(), missing: HashSet::new() };
+    let mut l = Loaded {
+        all: Vec::new(),
+        live_files: 0,
+        live: HashMap::new(),
+        condemned: HashMap::new(),
+        missing: HashSet::new(),
+    };
     let mut old = Vec::new();
     for (id, r) in files {
         l.all.push(id);
         match r {
             Ok(f) if superseded.contains(&id) => old.push(f),
             Ok(f) => {
+                l.live_files += 1;
                 for p in f.packs {
                     if stored.contains_key(&p.id) {
                         l.live.entry(p.id).or_insert(p);
@@ -338,8 +347,10 @@ fn condemn(
             condemned.push((*id, *kind));
         }
     }
-    let superseded_only = loaded.all.len() <= 1 && loaded.missing.is_empty() && rescued_ids.is_empty();
-    if opts.dry_run || (condemned.is_empty() && superseded_only && tmp.is_empty()) {
+    // Nothing to condemn, nothing to re-index and one index file already: no new state
+    // (superseded files still stored belong to a pending condemnation, which deletes them).
+    let settled = condemned.is_empty() && loaded.missing.is_empty() && rescued_ids.is_empty() && loaded.live_files <= 1;
+    if opts.dry_run || settled {
         return Ok(());
     }
 
