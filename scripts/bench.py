@@ -151,26 +151,43 @@ def files_of(path):
     return out
 
 
-def prune_workload(tools, results):
-    """8 generations of incompressible data, each snapshot holding the newest two; then
-    forget all but the last 2 snapshots and prune, per tool. Measures time, peak RSS,
-    bytes written and deleted, and the final size."""
-    gen_mib = SIZES["prune_gen_mib"]
-    base = os.path.join(WORK, "prune")
+def random_generation(src, g):
+    """Generation g of incompressible data: a new file; the one from two generations ago goes."""
+    rnd = random.Random(700 + g)
+    with open(os.path.join(src, f"gen{g}.bin"), "wb") as f:
+        for _ in range(SIZES["prune_gen_mib"]):
+            f.write(rnd.randbytes(1 << 20))
+    if g >= 2:
+        os.remove(os.path.join(src, f"gen{g - 2}.bin"))
+
+
+def history_window(src, g):
+    """Generation g of a source tree: a window of the cargo registry's crates sliding
+    forward, so old generations hold files no newer one has, mixed in packs with live ones."""
+    reg = os.path.expanduser("~/.cargo/registry/src")
+    crates = sorted(os.path.join(reg, idx, c) for idx in os.listdir(reg) for c in os.listdir(os.path.join(reg, idx)))
+    window = max(1, len(crates) // 3)
+    start = g * (len(crates) - window) // 7
+    if os.path.exists(src):
+        shutil.rmtree(src)
+    os.makedirs(src)
+    for c in crates[start:start + window]:
+        shutil.copytree(c, os.path.join(src, os.path.basename(c)), symlinks=True)
+
+
+def prune_workload(tools, results, name, generation, label):
+    """8 generations, then forget all but the last 2 snapshots and prune, per tool.
+    Measures time, peak RSS, bytes written and deleted, and the final size."""
+    base = os.path.join(WORK, name)
     src = os.path.join(base, "src")
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(src)
-    inst = [(name, cls(name, os.path.join(base, f"repo-{name}"))) for name, cls in tools]
+    inst = [(tname, cls(tname, os.path.join(base, f"repo-{tname}"))) for tname, cls in tools]
     for _, t in inst:
         t.init()
-    print(f"== prune: 8 generations of {gen_mib} MiB, each snapshot holding the newest two", file=sys.stderr)
+    print(f"== {name}: {label}", file=sys.stderr)
     for g in range(8):
-        rnd = random.Random(700 + g)
-        with open(os.path.join(src, f"gen{g}.bin"), "wb") as f:
-            for _ in range(gen_mib):
-                f.write(rnd.randbytes(1 << 20))
-        if g >= 2:
-            os.remove(os.path.join(src, f"gen{g - 2}.bin"))
+        generation(src, g)
         for _, t in inst:
             t.backup(src)
     src_bytes = dir_bytes(src)
@@ -184,9 +201,9 @@ def prune_workload(tools, results):
         written = sum(v[0] for p, v in after.items() if before.get(p) != v)
         deleted = sum(v[0] for p, v in before.items() if after.get(p) != v)
         final = sum(v[0] for v in after.values())
-        results.append({"workload": "prune", "step": "forget+prune", "tool": tname, "seconds": secs, "rss_kib": rss, "source_bytes": src_bytes,
+        results.append({"workload": name, "step": "forget+prune", "tool": tname, "seconds": secs, "rss_kib": rss, "source_bytes": src_bytes,
                         "written": written, "deleted": deleted, "bytes": final})
-        print(f"   prune           forget+prune {tname:<7} {secs:8.2f}s  {rss / 1024:8.1f} MiB  wrote {written / 1e6:.1f} MB, deleted {deleted / 1e6:.1f} MB, final {final / 1e6:.1f} MB", file=sys.stderr)
+        print(f"   {name:<15} forget+prune {tname:<7} {secs:8.2f}s  {rss / 1024:8.1f} MiB  wrote {written / 1e6:.1f} MB, deleted {deleted / 1e6:.1f} MB, final {final / 1e6:.1f} MB", file=sys.stderr)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -306,7 +323,7 @@ def available_tools():
 
 
 def main():
-    only = sys.argv[1:] or list(WORKLOADS) + ["prune"]
+    only = sys.argv[1:] or list(WORKLOADS) + ["prune", "prune-history"]
     os.makedirs(WORK, exist_ok=True)
     results = []  # dicts: workload, step, tool, seconds, rss_kib, bytes
     tools = available_tools()
@@ -314,7 +331,11 @@ def main():
     prims = json.loads(subprocess.run([VAULT, "--json", "bench-primitives"], capture_output=True, check=True).stdout)
     for wl in only:
         if wl == "prune":
-            prune_workload(tools, results)
+            prune_workload(tools, results, "prune", random_generation,
+                           f"8 generations of {SIZES['prune_gen_mib']} MiB incompressible, each snapshot holding the newest two; keep 2")
+            continue
+        if wl == "prune-history":
+            prune_workload(tools, results, "prune-history", history_window, "8 generations of a sliding window of source files; keep 2")
             continue
         gen, edit = WORKLOADS[wl]
         base = os.path.join(WORK, wl)
