@@ -5,6 +5,7 @@ pub mod backup;
 pub mod browse;
 pub mod cat;
 pub mod check;
+pub mod commit;
 pub mod diff;
 pub mod dump;
 pub mod error;

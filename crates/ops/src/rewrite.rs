@@ -92,7 +92,12 @@ pub fn tag(
             continue;
         }
         let new = Snapshot { tags, original: Some(*id), ..s.clone() };
-        let new_id = if dry_run { None } else { Some(repo.save_snapshot(&new)?) };
+        let new_id = if dry_run {
+            None
+        } else {
+            crate::commit::keep_referenced_live(repo.repo(), repo.index(), new.tree)?;
+            Some(repo.save_snapshot(&new)?)
+        };
         report.replaced.push(Replaced { original: *id, new: new_id, removed_entries: 0, removed_paths: Vec::new() });
     }
     finish(repo, &mut report, dry_run, true, "tag")?;
@@ -140,7 +145,12 @@ pub fn rewrite(
         w.finish()?;
     }
     for (id, snap, removed, paths) in new_snaps {
-        let new = if opts.dry_run { None } else { Some(repo.save_snapshot(&snap)?) };
+        let new = if opts.dry_run {
+            None
+        } else {
+            crate::commit::keep_referenced_live(repo.repo(), repo.index(), snap.tree)?;
+            Some(repo.save_snapshot(&snap)?)
+        };
         report.replaced.push(Replaced { original: id, new, removed_entries: removed, removed_paths: paths });
     }
     finish(repo, &mut report, opts.dry_run, opts.forget, "rewrite")?;

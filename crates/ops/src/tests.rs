@@ -65,8 +65,11 @@ fn backup_restore_check_damage_repair() {
     let handle = IndexedRepository::load(repo.clone()).unwrap();
     let second = backup(&handle, &backup_opts(&src), &NoProgress).unwrap();
     assert_eq!(second.parent, Some(first.snapshot_id));
-    assert_eq!(second.writer.blobs_added, 0);
-    assert_eq!(second.snapshot.tree, first.snapshot.tree);
+    let summary = second.snapshot.summary.clone().unwrap();
+    assert_eq!((summary.files_unchanged, summary.bytes_read), (3, 0));
+    // Only directory trees may be new: the snapshot holds the source's ancestors (/tmp …)
+    // too, whose times other tests running beside this one change.
+    assert!(second.writer.bytes_added < 4096, "{:?}", second.writer);
 
     let handle = IndexedRepository::load(repo.clone()).unwrap();
     let target = tmp.path().join("restored");

@@ -88,6 +88,7 @@ fn summary_json(r: &BackupReport) -> serde_json::Value {
         "stored_bytes_added": r.writer.stored_bytes_added,
         "packs_written": r.writer.packs_written,
         "index_files_written": r.writer.index_files_written,
+        "blobs_stored_again": r.recopied,
         "duration_seconds": r.duration.as_secs_f64(),
         "requests": r.requests,
         "errors": r.problems,
@@ -108,6 +109,9 @@ fn print_summary(r: &BackupReport) {
     println!("Dirs:        {}", s.dirs);
     println!("Read:        {} of {} ({})", bytes(s.bytes_read), bytes(s.total_bytes), rate(s.bytes_read, r.duration));
     println!("Added:       {} ({} stored after compression)", bytes(s.bytes_added), bytes(r.writer.stored_bytes_added));
+    if r.recopied > 0 {
+        println!("Stored again: {} blobs whose packs a prune condemned during the backup", r.recopied);
+    }
     println!("Duration:    {:.2}s", r.duration.as_secs_f64());
     println!("snapshot {} saved", r.snapshot_id.short());
 }

@@ -70,6 +70,8 @@ pub struct BackupReport {
     /// Damaged index files that were skipped (their blobs were stored again if needed).
     pub index_problems: Vec<String>,
     pub writer: WriterStats,
+    /// Blobs stored again because a prune condemned their packs during the backup.
+    pub recopied: u64,
     pub requests: RequestStats,
     pub duration: Duration,
 }
@@ -189,6 +191,9 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
 
     let Ctx { writer, counters, problems, owners, .. } = ctx;
     let writer_stats = writer.finish()?;
+    // A prune may have condemned packs this backup deduplicated against since it loaded
+    // the index: such blobs are stored again before the snapshot commits.
+    let recopied = crate::commit::keep_referenced_live(repo.repo(), repo.index(), tree_id)?;
     let problems = problems.into_inner();
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let summary = SnapshotSummary {
@@ -229,6 +234,7 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
         problems,
         index_problems: repo.index_problems().iter().map(ToString::to_string).collect(),
         writer: writer_stats,
+        recopied,
         requests: repo.repo().backend().stats(),
         duration: started.elapsed(),
     })

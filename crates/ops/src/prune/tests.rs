@@ -12,6 +12,7 @@ use std::sync::mpsc;
 
 use vault_format::SnapshotId;
 use vault_format::keyfile::{KdfParams, KeyMeta};
+use vault_format::snapshot::Snapshot;
 use vault_format::xorshift::xorshift_bytes;
 use vault_repo::backend::{Hook, OpenMode};
 use vault_repo::{Backend, IndexedRepository, InitOptions, Location, Repository};
@@ -58,11 +59,7 @@ fn write_src(src: &Path, files: &[(&str, u64, usize)]) -> Files {
 
 fn snap(repo: &Arc<Repository>, src: &Path) -> SnapshotId {
     let handle = IndexedRepository::load(repo.clone()).unwrap();
-    snap_with(&handle, src)
-}
-
-fn snap_with(handle: &IndexedRepository, src: &Path) -> SnapshotId {
-    backup(handle, &backup_opts(src), &NoProgress).unwrap().snapshot_id
+    backup(&handle, &backup_opts(src), &NoProgress).unwrap().snapshot_id
 }
 
 /// The repository checks clean and every listed snapshot restores to what was backed up.
@@ -190,31 +187,69 @@ fn a_prune_that_fails_at_any_step_loses_nothing_and_the_next_one_finishes() {
     }
 }
 
-#[test]
-fn a_writer_that_loaded_the_old_index_holds_deletion_back_and_its_blobs_are_rescued() {
+/// What [`condemned_under_a_writer`] sets up.
+struct Scene {
+    repo: Arc<Repository>,
+    expected: HashMap<SnapshotId, Files>,
+    announced: vault_repo::Announced,
+    writer_view: IndexedRepository,
+    /// The forgotten snapshot and its files.
+    forgotten: (Snapshot, Files),
+}
+
+/// A repository with one snapshot of `x`,`y` (about to be forgotten) and one of `z`, and
+/// a writer announced with the index loaded while `x`,`y` were live.
+fn condemned_under_a_writer(tmp: &Path) -> Scene {
     const K: usize = 1024;
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    let (dir, src) = (tmp.join("repo"), tmp.join("src"));
     let repo = init(&dir);
     let mut expected = HashMap::new();
     let old = write_src(&src, &[("x", 7, 400 * K), ("y", 8, 100 * K)]);
     let s1 = snap(&repo, &src);
-    let other = tmp.path().join("other");
+    let other = tmp.join("other");
     let keep = write_src(&other, &[("z", 9, 100 * K)]);
     let s2 = snap(&repo, &other);
     expected.insert(s2, keep);
-
-    // A backup starts: announced, index loaded (it lists x's blobs).
     let announced = vault_repo::announce(&repo, "backup").unwrap();
     let writer_view = IndexedRepository::load(repo.clone()).unwrap();
-    // x and y lose their last snapshot, and a prune condemns their packs.
+    // x and y lose their last snapshot, and a prune condemns their packs but must wait.
+    let first_snapshot = repo.load_snapshot(&s1).unwrap();
     remove_snapshots(&repo, &[s1], "forget").unwrap();
     let first = prune(&repo, &TIGHT, &NoProgress).unwrap();
     assert!(first.completed.is_empty(), "{first:#?}");
     assert_eq!(first.waiting.len(), 1);
     assert!(first.waiting[0].writers[0].starts_with("backup on "), "{first:#?}");
-    // The backup goes on and deduplicates x and y against the index it loaded.
-    let s3 = snap_with(&writer_view, &src);
+    Scene { repo, expected, announced, writer_view, forgotten: (first_snapshot, old) }
+}
+
+#[test]
+fn a_backup_that_loaded_the_old_index_is_waited_for_and_stores_again_what_was_condemned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Scene { repo, mut expected, announced, writer_view, forgotten: (_, old) } =
+        condemned_under_a_writer(tmp.path());
+    // The backup goes on: it deduplicates x and y against the index it loaded, finds at
+    // commit that their packs left the index, and stores them again.
+    let src = tmp.path().join("src");
+    let r = backup(&writer_view, &backup_opts(&src), &NoProgress).unwrap();
+    assert!(r.recopied >= 2, "{}", r.recopied);
+    expected.insert(r.snapshot_id, old);
+    announced.end().unwrap();
+    verify(&repo, &expected, false);
+    let second = prune(&repo, &TIGHT, &NoProgress).unwrap();
+    assert!(second.waiting.is_empty(), "{second:#?}");
+    let done = &second.completed[0];
+    assert!(done.packs_deleted > 0 && done.packs_rescued == 0, "{second:#?}");
+    verify(&repo, &expected, true);
+}
+
+#[test]
+fn a_snapshot_committed_against_condemned_packs_is_rescued() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Scene { repo, mut expected, announced, forgotten: (mut copy, old), .. } = condemned_under_a_writer(tmp.path());
+    // A writer without the commit check (an older vault, say) commits a snapshot of the
+    // condemned tree.
+    copy.time = "2030-01-01T00:00:00Z".into();
+    let s3 = repo.save_snapshot(&copy).unwrap();
     expected.insert(s3, old);
     announced.end().unwrap();
     // Before any prune ran again, the snapshot reads from the condemned packs.
