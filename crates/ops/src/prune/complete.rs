@@ -114,7 +114,17 @@ pub(super) fn complete(
     let doomed: HashSet<PackId> =
         ripe.iter().flat_map(|(_, c)| c.data_packs.iter().chain(&c.tree_packs).copied()).collect();
     for (id, r) in &files {
-        let Ok(f) = r else { continue };
+        let f = match r {
+            Ok(f) => f,
+            Err(_) if superseded.contains(id) => continue,
+            // A damaged live index file may list a condemned pack that a writer indexed
+            // again: nothing is deleted until it is repaired.
+            Err(e) => {
+                return Err(crate::OpError::PruneRefused(format!(
+                    "{e}; a condemned pack may be listed there, so nothing is deleted (run `vault repair index` first)"
+                )));
+            }
+        };
         listed_by.insert(*id, f.packs.iter().map(|p| p.id).collect());
         for p in &f.packs {
             if !superseded.contains(id) {

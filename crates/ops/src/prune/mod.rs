@@ -110,8 +110,9 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
     let me = if opts.dry_run { None } else { Some(writers::announce(repo, "prune")?) };
     let my_id = me.as_ref().map(|a| a.id());
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
-    let (done, _) = complete::complete(repo, my_id, opts.dry_run, progress)?;
+    let (done, waiting) = complete::complete(repo, my_id, opts.dry_run, progress)?;
     report.completed.extend(done);
+    report.waiting = waiting;
     condemn(repo, opts, progress, my_id, &mut report)?;
     if !opts.dry_run {
         let (done, waiting) = complete::complete(repo, my_id, false, progress)?;

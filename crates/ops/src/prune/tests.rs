@@ -309,3 +309,30 @@ fn a_restore_that_loaded_the_index_before_a_prune_still_restores() {
         }
     }
 }
+
+#[test]
+fn a_damaged_index_file_stops_prune_before_it_deletes_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    let repo = init(&dir);
+    let _ = history(&repo, &src);
+    let index_dir = dir.join("index");
+    let victim = std::fs::read_dir(&index_dir).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&victim, bytes).unwrap();
+    let packs = |d: &Path| -> usize {
+        ["data", "tree"]
+            .iter()
+            .flat_map(|k| std::fs::read_dir(d.join(k)).unwrap().flatten())
+            .map(|sub| std::fs::read_dir(sub.path()).unwrap().count())
+            .sum()
+    };
+    let before = packs(&dir);
+    let err = prune(&repo, &TIGHT, &NoProgress).unwrap_err();
+    assert!(matches!(err, crate::OpError::PruneRefused(_)), "{err}");
+    assert!(err.to_string().contains("repair index"), "{err}");
+    assert_eq!(packs(&dir), before);
+    assert!(std::fs::read_dir(dir.join("condemned")).map(|d| d.count()).unwrap_or(0) == 0);
+}
