@@ -58,6 +58,38 @@ pub fn prune_beside_backups(kind: Kind) {
         env.ok(&["backup", "-q", "--tag", &format!("g{g}"), gens[g as usize].to_str().unwrap()]);
     }
     let mut steps = Steps(0x9e37_79b9_7f4a_7c15);
+    // check runs over and over beside everything: it must never report damage.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = {
+        let (stop, cmd) = (stop.clone(), env.cmd());
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let envs: Vec<(String, String)> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_string_lossy().into_owned(), v?.to_string_lossy().into_owned())))
+            .collect();
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = std::process::Command::new(vault_bin())
+                    .env_clear()
+                    .envs(envs.iter().cloned())
+                    .args(&args)
+                    .arg("check")
+                    .output()
+                    .unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
+                let unsettled = code(&out) == 1 && err.contains("files were deleted during each");
+                assert!(
+                    out.status.success() || unsettled,
+                    "check beside prune: {}\n{}{err}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout)
+                );
+                runs += 1;
+            }
+            runs
+        })
+    };
     let mut waited = 0;
     let mut kills = 0;
     let rounds = if kind == Kind::Local { 5 } else { 3 };
@@ -101,6 +133,8 @@ pub fn prune_beside_backups(kind: Kind) {
         signal(&paused, Signal::SIGCONT);
         assert!(paused.wait().unwrap().success());
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let checks = checker.join().expect("a check reported damage beside prune");
     // All writers are done: the last prune deletes everything condemned.
     let r: serde_json::Value = serde_json::from_str(&env.ok(&["prune", "--json", "--max-unused", "0"])).unwrap();
     assert!(r["waiting"].as_array().unwrap().is_empty(), "{r:#}");
@@ -117,7 +151,7 @@ pub fn prune_beside_backups(kind: Kind) {
     }
     assert!(waited > 0, "no prune ever had to wait for the stopped backup");
     eprintln!(
-        "{kind:?}: {rounds} rounds, {kills} prunes killed, {waited} waited for the stopped backup, {} snapshots left, {:.1}s",
+        "{kind:?}: {rounds} rounds, {kills} prunes killed, {waited} waited for the stopped backup, {checks} checks beside them, {} snapshots left, {:.1}s",
         snaps.len(),
         started.elapsed().as_secs_f64()
     );

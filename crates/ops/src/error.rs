@@ -27,6 +27,9 @@ pub enum OpError {
     /// A request that cannot be carried out as given (a usage error, exit 2).
     #[error("{0}")]
     Usage(String),
+    /// The repository changed under every attempt (check beside a running prune).
+    #[error("{0}")]
+    Unsettled(String),
     /// Prune will not delete anything: what it would judge from is damaged or missing.
     #[error("prune refused: {0}")]
     PruneRefused(String),

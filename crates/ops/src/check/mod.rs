@@ -176,15 +176,17 @@ struct UsablePack {
 }
 
 /// Checks made again when the repository changed under a run that found problems.
-const MAX_RECHECKS: usize = 3;
+const MAX_RECHECKS: usize = 5;
 
 /// Checks the repository as `opts` say; see the module documentation.
 ///
-/// Other commands may run meanwhile: a prune deletes packs and index files that a run
-/// which listed them earlier then misses. So when a run finds problems and the
-/// repository's index, snapshots or condemnations changed during it, the check runs again
-/// (data already verified is not read again); what a run over an unchanged repository
-/// finds is real.
+/// Other commands may run meanwhile. Only deletions can make a run report a problem that
+/// is not there (a prune deletes packs and index files, a forget snapshots, after the run
+/// listed them). So when a run finds problems and a file it listed in `index/`,
+/// `snapshots/` or `condemned/` is gone by its end, the check runs again (data already
+/// verified is not read again); what a run during which nothing was deleted finds is
+/// real. If deletions go on through every run, the check says so instead of reporting
+/// damage it cannot tell from a prune's work.
 pub fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
     let started = Instant::now();
     let mut opts = opts.clone();
@@ -193,34 +195,34 @@ pub fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progres
     loop {
         let before = state(repo)?;
         let result = check_once(repo, &opts, progress);
-        let moved = state(repo)? != before;
+        let after: HashSet<vault_format::Id> = state(repo)?.into_iter().collect();
+        let moved = before.iter().any(|name| !after.contains(name));
         let failed = match &result {
             Ok(r) => !r.problems.is_empty(),
             // A file that vanished while being read is what a concurrent prune causes.
             Err(crate::OpError::Repo(RepoError::Backend(e))) => e.kind == BackendErrorKind::NotFound,
             Err(_) => false,
         };
-        if !(failed && moved) || reruns == MAX_RECHECKS {
+        if !(failed && moved) {
             let mut report = result?;
             report.verified_packs.extend(verified);
-            if moved && reruns == MAX_RECHECKS {
-                report.info.push(Info {
-                    kind: "changed_during_check",
-                    object: String::new(),
-                    message: format!("the repository kept changing during {} runs of the check", reruns + 1),
-                });
-            } else if reruns > 0 {
+            if reruns > 0 {
                 report.info.push(Info {
                     kind: "rechecked",
                     object: String::new(),
                     message: format!(
-                        "the repository changed during the check (a prune or backup ran); checked {} more time(s)",
-                        reruns
+                        "files were deleted during the check (a prune or forget ran); checked {reruns} more time(s)"
                     ),
                 });
             }
             report.duration_seconds = started.elapsed().as_secs_f64();
             return Ok(report);
+        }
+        if reruns == MAX_RECHECKS {
+            return Err(crate::OpError::Unsettled(format!(
+                "files were deleted during each of {} check runs (prunes or forgets running?), so the problems found may be their work; run check again",
+                reruns + 1
+            )));
         }
         reruns += 1;
         if let Ok(r) = result {
@@ -231,14 +233,13 @@ pub fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progres
     }
 }
 
-/// What a concurrent command changes that a check depends on: the names in `index/`,
+/// What a concurrent command deletes that a check depends on: the names in `index/`,
 /// `snapshots/` and `condemned/`.
 fn state(repo: &Repository) -> Result<Vec<vault_format::Id>> {
     let mut names = Vec::new();
     for kind in [StoredKind::Index, StoredKind::Snapshot, StoredKind::Condemnation] {
         names.extend(repo.list_files(kind)?.into_iter().map(|(id, _)| id));
     }
-    names.sort();
     Ok(names)
 }
 
@@ -250,13 +251,17 @@ fn check_once(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progre
         bad_blobs: HashMap::new(),
     };
     c.check_keys()?;
+    // Snapshots before the index: a snapshot is written after the index files that list
+    // its blobs, so every snapshot listed now has its index entries stored already. (The
+    // other order reports the snapshot of a backup that finished meanwhile as damaged.)
+    let snapshots = repo.load_all_snapshots()?;
     let (indexed, index, old) = c.check_index()?;
     let (usable, condemned) = c.check_packs(&indexed, &old)?;
     c.check_tree_headers(&indexed, &usable)?;
     if let Some(subset) = &opts.read_data {
         c.read_data(subset, opts, &indexed, &usable, progress)?;
     }
-    c.check_trees(&IndexedRepository::with_views(repo.clone(), index, condemned))?;
+    c.check_trees(&IndexedRepository::with_views(repo.clone(), index, condemned), snapshots)?;
     Ok(c.report)
 }
 
@@ -459,8 +464,11 @@ impl Checker<'_> {
 
     /// Snapshots and their trees: every tree read once, problems tied to the snapshots
     /// and paths they make unreadable.
-    fn check_trees(&mut self, repo: &IndexedRepository) -> Result<()> {
-        let (mut snaps, bad_snaps) = repo.repo().load_all_snapshots()?;
+    fn check_trees(
+        &mut self,
+        repo: &IndexedRepository,
+        (mut snaps, bad_snaps): (vault_repo::repository::SnapshotList, Vec<(SnapshotId, RepoError)>),
+    ) -> Result<()> {
         // Forgotten snapshots whose files are not deleted yet (an interrupted forget) are
         // not checked: their data may be pruned.
         let forgotten = crate::forget::forgotten(repo.repo())?;
