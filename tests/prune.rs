@@ -119,3 +119,37 @@ fn writers_lists_announcements_and_removes_dead_ones() {
     let out = env.run(&["writers", "remove", "abcdef"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
 }
+
+#[test]
+fn prune_wait_deletes_once_the_stopped_backup_has_ended() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let env = Env::new();
+    env.init();
+    let old = env.path("old");
+    make_tree(&old, 3, 300_000, 1);
+    env.ok(&["backup", "-q", old.to_str().unwrap()]);
+    let big = env.path("big");
+    make_tree(&big, 40, 500_000, 100);
+    let mut backup = env.cmd().args(["backup", "-q", big.to_str().unwrap()]).spawn().unwrap();
+    let t = std::time::Instant::now();
+    while env.backend().list("writers").unwrap().is_empty() && t.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    kill(Pid::from_raw(backup.id() as i32), Signal::SIGSTOP).unwrap();
+    let ids: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
+    env.ok(&["forget", "-q", ids[0]["id"].as_str().unwrap()]);
+    let mut prune = env.cmd().args(["prune", "--wait", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(prune.try_wait().unwrap().is_none(), "prune --wait ended while the backup was stopped");
+    assert!(!env.backend().list("condemned").unwrap().is_empty());
+    kill(Pid::from_raw(backup.id() as i32), Signal::SIGCONT).unwrap();
+    assert!(backup.wait().unwrap().success());
+    let out = prune.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["waiting"].as_array().unwrap().is_empty(), "{r:#}");
+    assert!(r["completed"].as_array().unwrap().iter().any(|c| c["packs_deleted"].as_u64().unwrap() > 0), "{r:#}");
+    assert!(env.backend().list("condemned").unwrap().is_empty());
+    assert_eq!(code(&env.run(&["check", "--read-data"])), 0);
+}
