@@ -17,6 +17,14 @@ fn prune_reclaims_the_space_of_forgotten_snapshots() {
     prune_reclaims_all_space(Kind::Local);
 }
 
+/// Waits until a writer has announced itself (at most a minute).
+fn until_announced(env: &Env) {
+    let t = std::time::Instant::now();
+    while env.backend().list("writers").unwrap().is_empty() && t.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 fn snapshot_ids(env: &Env) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
     v.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
@@ -103,10 +111,7 @@ fn writers_lists_announcements_and_removes_dead_ones() {
     let src = env.path("src");
     make_tree(&src, 20, 3_000_000, 1);
     let mut child = env.cmd().args(["backup", "-q", src.to_str().unwrap()]).spawn().unwrap();
-    let t = std::time::Instant::now();
-    while env.backend().list("writers").unwrap().is_empty() && t.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    until_announced(&env);
     child.kill().unwrap();
     child.wait().unwrap();
     let v: serde_json::Value = serde_json::from_str(&env.ok(&["writers", "--json"])).unwrap();
@@ -132,10 +137,7 @@ fn prune_wait_deletes_once_the_stopped_backup_has_ended() {
     let big = env.path("big");
     make_tree(&big, 40, 500_000, 100);
     let mut backup = env.cmd().args(["backup", "-q", big.to_str().unwrap()]).spawn().unwrap();
-    let t = std::time::Instant::now();
-    while env.backend().list("writers").unwrap().is_empty() && t.elapsed().as_secs() < 60 {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    until_announced(&env);
     kill(Pid::from_raw(backup.id() as i32), Signal::SIGSTOP).unwrap();
     let ids: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
     env.ok(&["forget", "-q", ids[0]["id"].as_str().unwrap()]);
