@@ -133,7 +133,8 @@ struct Loaded {
     live_files: usize,
     /// Live packs that storage has, with their entries (each pack once).
     live: HashMap<PackId, IndexPack>,
-    /// Packs only superseded index files list, that storage has.
+    /// Packs that only superseded index files list, that a condemnation names and that
+    /// storage has (readers fall back to them; marking rescues those still referenced).
     condemned: HashMap<PackId, IndexPack>,
     missing: HashSet<PackId>,
 }
