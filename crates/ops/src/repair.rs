@@ -178,11 +178,14 @@ pub fn repair_snapshots(
     let opts =
         CheckOptions { read_data: read_data.then_some(Subset::All), read_threads: 4, hostname: hostname.to_string() };
     let _announced = if dry_run { None } else { Some(vault_repo::announce(&repo, "repair snapshots")?) };
+    // The snapshots are listed before the check, which lists them again and then loads
+    // the index: every snapshot judged here was judged against an index that covers it.
+    // One committed later (a backup running beside) is not touched.
+    let (snaps, _) = repo.load_all_snapshots()?;
     let checked = check(&repo, &opts, progress)?;
     let lost = checked.lost_blobs;
     let repo = IndexedRepository::load(repo)?;
     let writer = repo.writer()?;
-    let (snaps, _) = repo.repo().load_all_snapshots()?;
     let replaced: HashSet<SnapshotId> = snaps.iter().filter_map(|(_, s)| s.original).collect();
     let mut rw = Rewriter { repo: &repo, lost: &lost, writer: &writer, dry_run };
     let mut memo = HashMap::new();
@@ -288,7 +291,16 @@ impl TreeFold for Rewriter<'_> {
     type Value = Rewritten;
 
     fn open(&mut self, id: &BlobId) -> Result<std::result::Result<Tree, Rewritten>> {
-        let tree = if self.readable(BlobKind::Tree, id) { self.repo.load_tree(id).ok() } else { None };
+        let tree = if self.readable(BlobKind::Tree, id) {
+            match self.repo.load_tree(id) {
+                Ok(t) => Some(t),
+                // Storage failing is not damage: nothing is emptied for it.
+                Err(e @ RepoError::Backend(_)) => return Err(e.into()),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
         Ok(match tree {
             Some(t) => Ok(t),
             // The listing is lost: the directory is kept, empty.

@@ -188,3 +188,44 @@ fn the_walker_bounds_repeated_trees_and_skips_and_stops() {
     assert_eq!(f.1, 31);
     assert_eq!(memo.len(), 31);
 }
+
+/// `repair snapshots` while a backup commits beside it: the new snapshot is neither judged
+/// against an index that predates it nor replaced (issue: repair hid a concurrent backup).
+#[test]
+fn repair_beside_a_backup_leaves_the_new_snapshot_alone() {
+    use crate::prune::tests::{init, open, snap, verify, write_src};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    let plain = init(&dir);
+    let mut expected = HashMap::new();
+    let f1 = write_src(&src, &[("a", 1, 200_000)]);
+    expected.insert(snap(&plain, &src), f1);
+    let other = tmp.path().join("other");
+    let f2 = write_src(&other, &[("b", 2, 300_000)]);
+    // The backup commits at the first listing of the snapshots that follows check's own
+    // listing of the index (the second one: check first notes what is stored): the moment
+    // at which an index-then-snapshots order would judge it against an index without it.
+    let index_listings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fired = Arc::new(AtomicBool::new(false));
+    let (l, f, p, o) = (index_listings.clone(), fired.clone(), plain.clone(), other.clone());
+    let committed = Arc::new(parking_lot::Mutex::new(None));
+    let c = committed.clone();
+    let hook: vault_repo::backend::Hook = Arc::new(move |op, path| {
+        if op == "list" && path.starts_with("index") {
+            l.fetch_add(1, Ordering::SeqCst);
+        }
+        let after_index = l.load(Ordering::SeqCst) >= 2;
+        if op == "list" && path.starts_with("snapshots") && after_index && !f.swap(true, Ordering::SeqCst) {
+            *c.lock() = Some(snap(&p, &o));
+        }
+        Ok(())
+    });
+    let hooked = open(&dir, Some(hook));
+    let report = repair_snapshots(hooked, false, "test", false, &NoProgress).unwrap();
+    let new = committed.lock().expect("the backup ran");
+    expected.insert(new, f2);
+    assert!(report.snapshots.is_empty(), "{:?}", report.snapshots.iter().map(|s| s.original).collect::<Vec<_>>());
+    verify(&plain, &expected, true);
+}

@@ -16,7 +16,7 @@ mod mark;
 pub mod plan;
 mod repack;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -27,9 +27,9 @@ use crate::restore::{RestoreOptions, restore};
 use crate::select::{SnapshotFilter, list};
 use crate::tests::backup_opts;
 
-type Files = BTreeMap<String, Vec<u8>>;
+pub(crate) type Files = BTreeMap<String, Vec<u8>>;
 
-fn open(dir: &Path, hook: Option<Hook>) -> Arc<Repository> {
+pub(crate) fn open(dir: &Path, hook: Option<Hook>) -> Arc<Repository> {
     let mut b = Backend::open(&Location::Local(dir.to_path_buf()), &Default::default(), OpenMode::Existing).unwrap();
     if let Some(h) = hook {
         b = b.with_hook(h);
@@ -37,14 +37,14 @@ fn open(dir: &Path, hook: Option<Hook>) -> Arc<Repository> {
     Arc::new(Repository::open(b, b"pw").unwrap())
 }
 
-fn init(dir: &Path) -> Arc<Repository> {
+pub(crate) fn init(dir: &Path) -> Arc<Repository> {
     let b = Backend::open(&Location::Local(dir.to_path_buf()), &Default::default(), OpenMode::Create).unwrap();
     let opts = InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
     Arc::new(Repository::init(b, b"pw", &opts, KeyMeta::default()).unwrap())
 }
 
 /// Replaces `src`'s contents with `files` (name, seed, length).
-fn write_src(src: &Path, files: &[(&str, u64, usize)]) -> Files {
+pub(crate) fn write_src(src: &Path, files: &[(&str, u64, usize)]) -> Files {
     let _ = std::fs::remove_dir_all(src);
     std::fs::create_dir_all(src).unwrap();
     files
@@ -57,13 +57,13 @@ fn write_src(src: &Path, files: &[(&str, u64, usize)]) -> Files {
         .collect()
 }
 
-fn snap(repo: &Arc<Repository>, src: &Path) -> SnapshotId {
+pub(crate) fn snap(repo: &Arc<Repository>, src: &Path) -> SnapshotId {
     let handle = IndexedRepository::load(repo.clone()).unwrap();
     backup(&handle, &backup_opts(src), &NoProgress).unwrap().snapshot_id
 }
 
 /// The repository checks clean and every listed snapshot restores to what was backed up.
-fn verify(repo: &Arc<Repository>, expected: &HashMap<SnapshotId, Files>, read_data: bool) {
+pub(crate) fn verify(repo: &Arc<Repository>, expected: &HashMap<SnapshotId, Files>, read_data: bool) {
     let opts = CheckOptions { read_data: read_data.then_some(Subset::All), read_threads: 2, hostname: "test".into() };
     let report = check(repo, &opts, &NoProgress).unwrap();
     assert!(report.problems.is_empty(), "{:#?}", report.problems);
