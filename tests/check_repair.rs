@@ -277,3 +277,26 @@ fn rotating_verification_reads_every_pack_once_before_any_twice() {
     let out = env.run(&["check", "--max-bytes", "1G"]);
     assert_eq!(code(&out), 1);
 }
+
+#[test]
+fn files_out_of_place_are_ignored_as_the_spec_says() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), noise(100_000, 1)).unwrap();
+    env.ok(&["backup", "-q", src.to_str().unwrap()]);
+    let hex = "ab".repeat(32);
+    std::fs::create_dir_all(env.repo.join("index/sub")).unwrap();
+    std::fs::write(env.repo.join("index/sub").join(&hex), b"not vault's").unwrap();
+    std::fs::create_dir_all(env.repo.join("snapshots/old")).unwrap();
+    std::fs::write(env.repo.join("snapshots/old").join(&hex), b"not vault's").unwrap();
+    std::fs::write(env.repo.join("data").join(&hex), b"not vault's").unwrap();
+    std::fs::create_dir_all(env.repo.join("data/zz")).unwrap();
+    std::fs::write(env.repo.join("data/zz").join(&hex), b"not vault's").unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(code(&out), 0, "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    env.ok(&["prune", "-q"]);
+    assert!(env.repo.join("index/sub").join(&hex).exists(), "prune deleted a file that is not vault's");
+    assert!(env.repo.join("data/zz").join(&hex).exists(), "prune deleted a file that is not vault's");
+}

@@ -98,11 +98,12 @@ pub struct Repository {
 
 /// Ids of the files directly in `dir` whose names are 64 hex digits; other names are not
 /// vault's and are ignored.
-fn parse_listing(entries: Vec<super::backend::ListEntry>) -> Vec<(Id, u64)> {
+/// (Files in subdirectories are not vault's either: the spec's directories are flat.)
+fn parse_listing(dir: &str, entries: Vec<super::backend::ListEntry>) -> Vec<(Id, u64)> {
     entries
         .into_iter()
         .filter_map(|e| {
-            let name = e.path.rsplit('/').next()?;
+            let name = e.path.strip_prefix(dir)?.strip_prefix('/')?;
             if name.len() != 64 {
                 return None;
             }
@@ -148,7 +149,7 @@ impl Repository {
         if backend.stat(&StoredObject::Config.path())?.is_none() {
             return Err(RepoError::NotFound(name));
         }
-        let key_ids = parse_listing(backend.list(StoredKind::Key.dir())?);
+        let key_ids = parse_listing(StoredKind::Key.dir(), backend.list(StoredKind::Key.dir())?);
         if key_ids.is_empty() {
             return Err(RepoError::NoUsableKey { repo: name, reason: "the keys/ directory is empty".into() });
         }
@@ -281,7 +282,7 @@ impl Repository {
 
     /// The files of `kind` (not packs: see [`Repository::list_packs`]) with their sizes.
     pub fn list_files(&self, kind: StoredKind) -> Result<Vec<(Id, u64)>> {
-        Ok(parse_listing(self.backend.list(kind.dir())?))
+        Ok(parse_listing(kind.dir(), self.backend.list(kind.dir())?))
     }
 
     /// Reads and parses one key file.
@@ -425,7 +426,10 @@ impl Repository {
         for kind in [BlobKind::Data, BlobKind::Tree] {
             for e in self.backend.list(StoredKind::Pack(kind).dir())? {
                 let name = e.path.rsplit('/').next().unwrap_or_default();
-                if let Ok(id) = name.parse::<Id>() {
+                // Only `data/<xx>/<id>` as the spec places it; anything else is not a pack.
+                if let Ok(id) = name.parse::<Id>()
+                    && StoredObject::Pack(kind, PackId(id)).path() == e.path
+                {
                     out.push(StoredPack { kind, id: PackId(id), size: e.size });
                 }
             }
