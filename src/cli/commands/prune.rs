@@ -10,7 +10,7 @@ use crate::cli::output::print_json;
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::OpError;
 use vault_ops::prune::plan::{UnusedLimit, parse_size};
-use vault_ops::prune::{PruneOptions, PruneReport, prune};
+use vault_ops::prune::{PruneOptions, PruneReport, complete_pending, prune};
 use vault_repo::Repository;
 
 /// How often `prune --wait` looks again at the writers it waits for.
@@ -33,10 +33,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &PruneArgs) -> Result<ExitCode> {
     let (code, mut report) = run_prune(g, &repo, &opts)?;
     while a.wait && !a.dry_run && !report.waiting.is_empty() {
         std::thread::sleep(WAIT_POLL);
-        // Only the deletion step is left: a run with nothing new to condemn does just that.
-        let (_, next) = run_prune_quiet(&repo, &opts)?;
-        report.completed.extend(next.completed);
-        report.waiting = next.waiting;
+        // Only the deletion step is left.
+        let (done, waiting) = complete_pending(&repo, &vault_ops::NoProgress)?;
+        report.completed.extend(done);
+        report.waiting = waiting;
         if !g.quiet && !g.json {
             print_waiting(&report);
         }
@@ -45,10 +45,6 @@ pub(crate) fn run(g: &GlobalArgs, a: &PruneArgs) -> Result<ExitCode> {
         print_json(&report)?;
     }
     Ok(code)
-}
-
-fn run_prune_quiet(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<(ExitCode, PruneReport)> {
-    Ok((ExitCode::Ok, prune(repo, opts, &vault_ops::NoProgress)?))
 }
 
 /// Runs prune with a progress bar and prints its summary (unless `--json`, whose caller

@@ -125,6 +125,15 @@ pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progres
     Ok(report)
 }
 
+/// Phase 2 alone: carries out the condemnations whose writers are gone (what `prune
+/// --wait` repeats while it waits, without marking everything again).
+pub fn complete_pending(repo: &Arc<Repository>, progress: &dyn Progress) -> Result<(Vec<Completed>, Vec<Waiting>)> {
+    let me = writers::announce(repo, "prune")?;
+    let r = complete::complete(repo, Some(me.id()), false, progress)?;
+    me.end()?;
+    Ok(r)
+}
+
 /// The index files as prune sees them.
 struct Loaded {
     /// Every index file's id (all are superseded by the new index).
