@@ -229,3 +229,33 @@ fn repair_beside_a_backup_leaves_the_new_snapshot_alone() {
     assert!(report.snapshots.is_empty(), "{:?}", report.snapshots.iter().map(|s| s.original).collect::<Vec<_>>());
     verify(&plain, &expected, true);
 }
+
+/// A read-only repository: `check --read-data` reports what it found although it cannot
+/// store its record (issue: it failed whole, exit 14, before reporting).
+#[test]
+fn check_reports_its_findings_when_the_check_record_cannot_be_stored() {
+    use crate::prune::tests::{history, init, open};
+    use vault_repo::backend::Hook;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    let plain = init(&dir);
+    let _ = history(&plain, &src);
+    // Damage one data pack: the run must still say so.
+    let data = dir.join("data");
+    let sub = std::fs::read_dir(&data).unwrap().flatten().next().unwrap().path();
+    let pack = std::fs::read_dir(&sub).unwrap().flatten().next().unwrap().path();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
+    let hook: Hook = Arc::new(|op, path| {
+        if op == "write" && path.starts_with("checks/") {
+            return Err("permission denied (read-only storage)".into());
+        }
+        Ok(())
+    });
+    let read_only = open(&dir, Some(hook));
+    let opts = CheckOptions { read_data: Some(Subset::All), read_threads: 2, hostname: "test".into() };
+    let report = check(&read_only, &opts, &NoProgress).unwrap();
+    assert!(!report.problems.is_empty());
+    assert!(report.check_record_error.as_deref().is_some_and(|e| e.contains("permission denied")), "{report:?}");
+}

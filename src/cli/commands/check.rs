@@ -93,6 +93,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<ExitCode> {
 }
 
 fn print_report(r: &CheckReport, quiet: bool) {
+    if let Some(e) = &r.check_record_error {
+        eprintln!(
+            "warning: the record of the verified packs could not be stored (rotation will not count this run): {e}"
+        );
+    }
     for p in &r.problems {
         let listed = p.paths.len() as u64;
         let more =

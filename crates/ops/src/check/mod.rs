@@ -130,6 +130,10 @@ pub struct CheckReport {
     pub duration_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coverage: Option<Coverage>,
+    /// Why the record of the verified packs could not be stored (a read-only repository,
+    /// say): the results stand, but the next rotating check will not know of this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_record_error: Option<String>,
     /// Blobs that cannot be read back (missing or damaged); repair uses this.
     #[serde(skip)]
     pub lost_blobs: HashSet<(BlobKind, BlobId)>,
@@ -454,7 +458,10 @@ impl Checker<'_> {
                 hostname: opts.hostname.clone(),
                 packs: read.verified.clone(),
             };
-            self.repo.save_check_record(&record)?;
+            // The record is advisory: failing to store it must not hide what the run found.
+            if let Err(e) = self.repo.save_check_record(&record) {
+                self.report.check_record_error = Some(e.to_string());
+            }
         }
         self.report.verified_packs = read.verified;
         let records = self.repo.load_check_records()?;

@@ -91,7 +91,7 @@ pub(crate) fn verify(repo: &Arc<Repository>, expected: &HashMap<SnapshotId, File
 }
 
 /// Three snapshots sharing some files; the first is forgotten. Returns what the others hold.
-fn history(repo: &Arc<Repository>, src: &Path) -> HashMap<SnapshotId, Files> {
+pub(crate) fn history(repo: &Arc<Repository>, src: &Path) -> HashMap<SnapshotId, Files> {
     const K: usize = 1024;
     let mut expected = HashMap::new();
     // Many small files beside `a`: a backup spreads blobs over 3 open packs at random, so
