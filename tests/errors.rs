@@ -300,3 +300,23 @@ fn full_disk_is_a_clean_error_and_the_repository_stays_sound() {
     env.ok(&["backup", s]);
     env.ok(&["check", "--read-data"]);
 }
+
+#[test]
+fn a_hanging_password_command_times_out_with_one_line() {
+    let env = Env::new();
+    env.init();
+    for cmd in ["sleep 30", "echo secret; sleep 30 &"] {
+        let started = std::time::Instant::now();
+        let out = env
+            .raw()
+            .env_remove("VAULT_PASSWORD")
+            .env("VAULT_PASSWORD_TIMEOUT", "1")
+            .args(["-r", env.repo.to_str().unwrap(), "--password-command", cmd, "snapshots"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "{cmd}: {err}");
+        assert!(err.contains("did not finish within 1 s") && err.trim().lines().count() == 1, "{cmd}: {err}");
+        assert!(started.elapsed().as_secs() < 15, "{cmd}: took {:?}", started.elapsed());
+    }
+}

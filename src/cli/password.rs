@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use zeroize::Zeroizing;
@@ -31,20 +32,64 @@ fn strip_newline(mut s: String) -> String {
     s
 }
 
+/// How long a password command may take (`VAULT_PASSWORD_TIMEOUT`, seconds; default 60).
+fn password_timeout() -> Duration {
+    let secs = std::env::var("VAULT_PASSWORD_TIMEOUT").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(60);
+    Duration::from_secs(secs.max(1))
+}
+
+/// Runs the password command in a process group of its own and returns its output. A
+/// command that hangs, or leaves a background child holding its output open, is killed
+/// (the whole group) when the timeout ends, with a one-line error.
+fn run_password_command(cmd: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot run password command {cmd:?}"))?;
+    let mut out = child.stdout.take().ok_or_else(|| anyhow!("password command {cmd:?}: no output pipe"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        // A password is short: more than 64 KiB is not one.
+        let r = (&mut out).take(64 * 1024).read_to_end(&mut buf).map(|_| buf);
+        let _ = tx.send(r);
+    });
+    let timeout = password_timeout();
+    let kill_group = |child: &std::process::Child| {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    };
+    let output = match rx.recv_timeout(timeout) {
+        Ok(r) => r.with_context(|| format!("cannot read the output of password command {cmd:?}"))?,
+        Err(_) => {
+            kill_group(&child);
+            let _ = child.wait();
+            bail!(
+                "password command {cmd:?} did not finish within {} s (or a background process kept its output open); set VAULT_PASSWORD_TIMEOUT to allow longer",
+                timeout.as_secs()
+            );
+        }
+    };
+    let status = child.wait().with_context(|| format!("cannot wait for password command {cmd:?}"))?;
+    if !status.success() {
+        bail!("password command {cmd:?} failed with {status}");
+    }
+    Ok(output)
+}
+
 pub(crate) fn read_password(src: &PasswordSource, confirm: Confirm) -> Result<Zeroizing<String>> {
     let pw = if let Some(cmd) = &src.command {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .stdin(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("cannot run password command {cmd:?}"))?;
-        if !out.status.success() {
-            bail!("password command {cmd:?} failed with {}", out.status);
-        }
+        let stdout = run_password_command(cmd)?;
         Zeroizing::new(strip_newline(
-            String::from_utf8(out.stdout).map_err(|_| anyhow!("password command {cmd:?} printed invalid UTF-8"))?,
+            String::from_utf8(stdout).map_err(|_| anyhow!("password command {cmd:?} printed invalid UTF-8"))?,
         ))
     } else if let Some(file) = &src.file {
         let text =

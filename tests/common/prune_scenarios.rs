@@ -10,8 +10,12 @@ use nix::unistd::Pid;
 use super::scenarios::make_tree;
 use super::*;
 
+/// Signals a child; one that has already ended (and been reaped) is left alone.
 fn signal(child: &Child, sig: Signal) {
-    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+    match kill(Pid::from_raw(child.id() as i32), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => panic!("cannot send {sig} to {}: {e}", child.id()),
+    }
 }
 
 /// A source generation: files of its own and one shared by all.
@@ -30,8 +34,8 @@ fn spawn_backup(env: &Env, dir: &Path, g: u64) -> Child {
         .unwrap()
 }
 
-fn writers(env: &Env) -> usize {
-    env.backend().list("writers").map(|l| l.len()).unwrap_or(0)
+fn writers(backend: &vault_repo::Backend) -> usize {
+    backend.list("writers").map(|l| l.len()).unwrap_or(0)
 }
 
 /// A small deterministic sequence for delays.
@@ -97,13 +101,18 @@ pub fn prune_beside_backups(kind: Kind) {
         let (ga, gb) = (gens.len() as u64, gens.len() as u64 + 1);
         gens.push(generation(&env, ga, 3));
         // Large enough that it is still writing when it is stopped.
-        gens.push(generation(&env, gb, 60));
+        gens.push(generation(&env, gb, 150));
         // The backup to be stopped starts alone, so its announcement is the one that
         // appears; it is stopped somewhere after that (loading the index, or writing).
-        let before = writers(&env);
+        // One backend for the polling: opening one per poll is slower than a backup.
+        let backend = env.backend();
+        let before = writers(&backend);
         let mut paused = spawn_backup(&env, &gens[gb as usize], gb);
         let t = Instant::now();
-        while writers(&env) == before && paused.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(60) {
+        while writers(&backend) == before
+            && paused.try_wait().unwrap().is_none()
+            && t.elapsed() < Duration::from_secs(60)
+        {
             std::thread::sleep(Duration::from_millis(2));
         }
         std::thread::sleep(Duration::from_millis(steps.next(30)));
