@@ -19,10 +19,19 @@ use vault_repo::{IndexedRepository, MasterIndex, PackWriter, Repository};
 
 use super::error::Result;
 
-/// Copies into new packs every blob below `root` that the live index no longer lists,
+/// Copies into new packs every blob below `roots` that the live index no longer lists,
 /// when a pack of `view` (the index the writer loaded) has left it. Returns how many
 /// blobs were copied.
-pub fn keep_referenced_live(repo: &Arc<Repository>, view: &MasterIndex, root: BlobId) -> Result<u64> {
+///
+/// A pack leaves the live index only when a prune condemns it, and the condemnation stays
+/// stored until this writer has ended (the prune waits for it). So when no condemnation
+/// names a pack of `view` (one listing of `condemned/`, usually empty), nothing is to do
+/// and the index is not loaded again.
+pub fn keep_referenced_live(repo: &Arc<Repository>, view: &MasterIndex, roots: &[BlobId]) -> Result<u64> {
+    let doomed = repo.condemned_packs()?;
+    if view.packs().iter().all(|p| !doomed.contains(&p.id)) {
+        return Ok(0);
+    }
     let now = IndexedRepository::load(repo.clone())?;
     if view.packs().iter().all(|p| now.index().has_pack(&p.id)) {
         return Ok(0);
@@ -46,8 +55,8 @@ pub fn keep_referenced_live(repo: &Arc<Repository>, view: &MasterIndex, root: Bl
         }
         Ok(())
     };
-    let mut seen: HashSet<BlobId> = HashSet::from([root]);
-    let mut todo = vec![root];
+    let mut seen: HashSet<BlobId> = roots.iter().copied().collect();
+    let mut todo: Vec<BlobId> = seen.iter().copied().collect();
     while let Some(t) = todo.pop() {
         let raw = now.read_blob(BlobKind::Tree, &t)?;
         copy(BlobKind::Tree, &t, Some(&raw))?;

@@ -82,6 +82,7 @@ pub fn tag(
     dry_run: bool,
 ) -> Result<RewriteReport> {
     let mut report = RewriteReport::default();
+    let mut new_snaps = Vec::new();
     for (id, s) in snapshots {
         let tags = change.apply(&s.tags);
         let mut old = s.tags.clone();
@@ -91,15 +92,9 @@ pub fn tag(
             report.unchanged += 1;
             continue;
         }
-        let new = Snapshot { tags, original: Some(*id), ..s.clone() };
-        let new_id = if dry_run {
-            None
-        } else {
-            crate::commit::keep_referenced_live(repo.repo(), repo.index(), new.tree)?;
-            Some(repo.save_snapshot(&new)?)
-        };
-        report.replaced.push(Replaced { original: *id, new: new_id, removed_entries: 0, removed_paths: Vec::new() });
+        new_snaps.push((*id, Snapshot { tags, original: Some(*id), ..s.clone() }, 0, Vec::new()));
     }
+    commit(repo, new_snaps, dry_run, &mut report)?;
     finish(repo, &mut report, dry_run, true, "tag")?;
     Ok(report)
 }
@@ -144,17 +139,28 @@ pub fn rewrite(
     if let Some(w) = writer {
         w.finish()?;
     }
-    for (id, snap, removed, paths) in new_snaps {
-        let new = if opts.dry_run {
-            None
-        } else {
-            crate::commit::keep_referenced_live(repo.repo(), repo.index(), snap.tree)?;
-            Some(repo.save_snapshot(&snap)?)
-        };
-        report.replaced.push(Replaced { original: id, new, removed_entries: removed, removed_paths: paths });
-    }
+    commit(repo, new_snaps, opts.dry_run, &mut report)?;
     finish(repo, &mut report, opts.dry_run, opts.forget, "rewrite")?;
     Ok(report)
+}
+
+/// Writes the new snapshots (after storing again any blob a prune condemned meanwhile)
+/// and records them in the report.
+fn commit(
+    repo: &IndexedRepository,
+    new_snaps: Vec<(SnapshotId, Snapshot, u64, Vec<String>)>,
+    dry_run: bool,
+    report: &mut RewriteReport,
+) -> Result<()> {
+    if !dry_run {
+        let roots: Vec<vault_format::BlobId> = new_snaps.iter().map(|(_, s, _, _)| s.tree).collect();
+        crate::commit::keep_referenced_live(repo.repo(), repo.index(), &roots)?;
+    }
+    for (id, snap, removed, paths) in new_snaps {
+        let new = if dry_run { None } else { Some(repo.save_snapshot(&snap)?) };
+        report.replaced.push(Replaced { original: id, new, removed_entries: removed, removed_paths: paths });
+    }
+    Ok(())
 }
 
 fn finish(repo: &IndexedRepository, report: &mut RewriteReport, dry_run: bool, forget: bool, cmd: &str) -> Result<()> {

@@ -193,7 +193,7 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
     let writer_stats = writer.finish()?;
     // A prune may have condemned packs this backup deduplicated against since it loaded
     // the index: such blobs are stored again before the snapshot commits.
-    let recopied = crate::commit::keep_referenced_live(repo.repo(), repo.index(), tree_id)?;
+    let recopied = crate::commit::keep_referenced_live(repo.repo(), repo.index(), &[tree_id])?;
     let problems = problems.into_inner();
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let summary = SnapshotSummary {
