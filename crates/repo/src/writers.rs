@@ -104,7 +104,7 @@ impl Writer {
                 a.hostname,
                 a.pid,
                 a.time,
-                &self.id.to_hex()[..8]
+                self.id.short()
             ),
             None => format!("writers/{} (unreadable)", self.id),
         }

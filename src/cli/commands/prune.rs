@@ -95,11 +95,7 @@ fn print_summary(r: &PruneReport) {
             bytes(b.repacked)
         );
         for w in &r.waiting {
-            println!(
-                "pending condemnation {} waits for: {}",
-                w.condemnation.to_hex().get(..8).unwrap_or(""),
-                w.writers.join("; ")
-            );
+            println!("pending condemnation {} waits for: {}", w.condemnation.short(), w.writers.join("; "));
         }
         return;
     }
@@ -119,7 +115,7 @@ fn print_waiting(r: &PruneReport) {
     for w in &r.waiting {
         println!(
             "deletion of condemnation {} waits for writers that started before it: {}",
-            w.condemnation.to_hex().get(..8).unwrap_or(""),
+            w.condemnation.short(),
             w.writers.join("; ")
         );
         println!("  (the next prune deletes it once they are done; `vault writers` lists them)");

@@ -31,7 +31,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &WritersArgs) -> Result<ExitCode> {
                     .map(|w| {
                         let r = w.record.as_ref();
                         vec![
-                            w.id.to_hex()[..8].to_string(),
+                            w.id.short(),
                             r.map(|r| r.command.clone()).unwrap_or_default(),
                             r.map(|r| r.hostname.clone()).unwrap_or_default(),
                             r.map(|r| r.pid.to_string()).unwrap_or_default(),
@@ -54,7 +54,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &WritersArgs) -> Result<ExitCode> {
                     if w.status == WriterStatus::Running {
                         return Err(OpError::Usage(format!(
                             "writer {} is running on this host (pid {}); it removes its announcement when it ends",
-                            &w.id.to_hex()[..8],
+                            w.id.short(),
                             w.record.as_ref().map(|r| r.pid).unwrap_or(0)
                         ))
                         .into());
