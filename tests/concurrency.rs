@@ -15,3 +15,8 @@ fn two_backups_at_once_both_succeed() {
 fn sigkill_at_any_moment_leaves_a_usable_repository() {
     sigkill_at_any_moment(Kind::Local);
 }
+
+#[test]
+fn three_inits_at_once_leave_one_repository() {
+    three_inits_at_once(Kind::Local);
+}

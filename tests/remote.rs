@@ -27,6 +27,7 @@ on_remote_backends!(
     insertion_near_start_adds_few_chunks,
     identical_files_are_stored_once,
     two_backups_at_once,
+    three_inits_at_once,
     sigkill_at_any_moment,
     prune_beside_backups,
     prune_reclaims_all_space,

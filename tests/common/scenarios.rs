@@ -196,6 +196,40 @@ pub fn two_backups_at_once(kind: Kind) {
     }
 }
 
+/// Three `init` at once on one path: exactly one succeeds, the others say the repository
+/// exists and leave no key file behind, and the winner's password opens what was created.
+pub fn three_inits_at_once(kind: Kind) {
+    for round in 0..4 {
+        let Some(env) = Env::for_kind(kind) else { return };
+        let passwords = ["one", "two", "three"];
+        let children: Vec<_> = passwords
+            .iter()
+            .map(|pw| {
+                env.cmd()
+                    .env("VAULT_PASSWORD", pw)
+                    .arg("init")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let winners: Vec<_> =
+            outs.iter().zip(passwords).filter(|(o, _)| o.status.success()).map(|(_, pw)| pw).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {} inits succeeded", winners.len());
+        for o in outs.iter().filter(|o| !o.status.success()) {
+            assert!(stderr(o).contains("already exists"), "round {round}: {}", stderr(o));
+        }
+        assert_eq!(env.backend().list("keys").unwrap().len(), 1, "round {round}: a loser left its key file");
+        for pw in passwords {
+            let out = env.cmd().env("VAULT_PASSWORD", pw).args(["snapshots"]).output().unwrap();
+            let expect = if pw == winners[0] { 0 } else { 12 };
+            assert_eq!(code(&out), expect, "round {round}, password {pw}: {}", stderr(&out));
+        }
+    }
+}
+
 pub fn sigkill_at_any_moment(kind: Kind) {
     let Some(env) = Env::for_kind(kind) else { return };
     let early = env.path("early");

@@ -87,6 +87,8 @@ pub struct Backend {
     /// Called before every write, delete and listing (tests pause or fail operations here
     /// to prove the order of a protocol's steps).
     hook: Option<Hook>,
+    /// A local repository's root directory ([`Backend::write_new`] links files into place).
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// See [`Backend::with_hook`]: `(operation, path)`; an `Err` fails the operation.
@@ -115,9 +117,11 @@ impl Backend {
             kind: BackendErrorKind::Other,
             message: e,
         };
+        let mut local_root = None;
         let op = match location {
             Location::Local(path) => {
                 let root = absolute(path).map_err(|e| fail("resolve", e.to_string()))?;
+                local_root = Some(root.clone());
                 match std::fs::metadata(&root) {
                     Ok(m) if !m.is_dir() => return Err(fail("open", "not a directory".into())),
                     Ok(_) => {}
@@ -197,7 +201,16 @@ impl Backend {
             .map_err(|e| fail("start I/O runtime", e.to_string()))?;
         let rename_writes = matches!(location, Location::Sftp { .. });
         let streams = matches!(location, Location::Local(_) | Location::Sftp { .. });
-        Ok(Backend { op, rt: Arc::new(rt), name, counters: Arc::default(), rename_writes, streams, hook: None })
+        Ok(Backend {
+            op,
+            rt: Arc::new(rt),
+            name,
+            counters: Arc::default(),
+            rename_writes,
+            streams,
+            hook: None,
+            local_root,
+        })
     }
 
     /// This backend, calling `hook` before every write (`"write"`, with the final path),
@@ -295,6 +308,72 @@ impl Backend {
         let tmp = self.temp_name(path)?;
         self.rt.block_on(self.op.write(&tmp, data)).map_err(|e| self.write_err(&tmp, e))?;
         self.rename_into_place(&tmp, path)
+    }
+
+    /// Writes an object only if nothing exists under its name yet; `Ok(false)` when
+    /// something does (and nothing was written). A local disk links a complete temporary
+    /// file into place (the link fails if the name exists); SFTP opens with `O_EXCL` (the
+    /// content then arrives in place, so a crash can leave it short); S3 sends
+    /// `If-None-Match: *`, which some servers ignore. Each checks for the name first.
+    /// Whether the create is truly exclusive: [`Backend::creates_exclusively`].
+    pub fn write_new(&self, path: &str, data: Vec<u8>) -> Result<bool, BackendError> {
+        self.call_hook("write", path)?;
+        if self.stat(path)?.is_some() {
+            return Ok(false);
+        }
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(root) = &self.local_root {
+            let tmp = self.temp_name(path)?;
+            self.rt.block_on(self.op.write(&tmp, data)).map_err(|e| self.write_err(&tmp, e))?;
+            let linked = std::fs::hard_link(root.join(&tmp), root.join(path));
+            let _ = std::fs::remove_file(root.join(&tmp));
+            return match linked {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(BackendError {
+                    backend: self.name.clone(),
+                    op: "write",
+                    path: path.to_string(),
+                    kind: BackendErrorKind::Other,
+                    message: e.to_string(),
+                }),
+            };
+        }
+        let written = if self.op.info().capability().write_with_if_not_exists {
+            self.rt.block_on(async { self.op.write_with(path, data).if_not_exists(true).await })
+        } else {
+            self.rt.block_on(self.op.write(path, data))
+        };
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(false),
+            Err(e) => Err(self.err("write", path, e)),
+        }
+    }
+
+    /// Whether [`Backend::write_new`] can never replace an object another client wrote
+    /// at the same moment. Local disks and SFTP can; an S3 server is asked by writing a
+    /// probe object twice (Garage, for one, ignores `If-None-Match`).
+    pub fn creates_exclusively(&self) -> Result<bool, BackendError> {
+        if self.local_root.is_some() || self.rename_writes {
+            return Ok(true);
+        }
+        if !self.op.info().capability().write_with_if_not_exists {
+            return Ok(false);
+        }
+        let probe = self.temp_name("tmp")?;
+        let write = |data: &'static [u8]| {
+            self.rt.block_on(async { self.op.write_with(&probe, data).if_not_exists(true).await })
+        };
+        write(b"1").map_err(|e| self.err("write", &probe, e))?;
+        let second = write(b"2");
+        let _ = self.rt.block_on(self.op.delete(&probe));
+        match second {
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(true),
+            Ok(_) => Ok(false),
+            Err(e) => Err(self.err("write", &probe, e)),
+        }
     }
 
     fn temp_name(&self, path: &str) -> Result<String, BackendError> {

@@ -138,22 +138,49 @@ impl Repository {
         // Key first, config last: the config's presence is what makes a repository exist.
         let key_bytes = kf.to_json();
         let key_id = KeyId(Id::of_stored_bytes(&key_bytes));
-        backend.write(&StoredObject::Key(key_id).path(), key_bytes)?;
-        backend.write(&StoredObject::Config.path(), config.encode(&keys)?)?;
+        let key_path = StoredObject::Key(key_id).path();
+        backend.write(&key_path, key_bytes)?;
+        // The config is the one object with a fixed name: two inits at once must not both
+        // believe they created the repository. Create it exclusively where the backend
+        // can, and read it back where it cannot; the loser takes its key file away.
+        let config_path = StoredObject::Config.path();
+        let config_bytes = config.encode(&keys)?;
+        let exclusive = backend.creates_exclusively()?;
+        let ours = || -> Result<bool> { Ok(backend.read(&config_path)?.as_ref() == config_bytes.as_slice()) };
+        let mut won = backend.write_new(&config_path, config_bytes.clone())? && ours()?;
+        if won && !exclusive {
+            // Another init that checked for the config before ours was stored writes its
+            // own within a round trip: wait that out and look again. The last one stored
+            // wins; everyone else reports the repository as taken.
+            std::thread::sleep(INIT_SETTLE);
+            won = ours()?;
+        }
+        if !won {
+            let _ = backend.delete(&key_path);
+            return Err(RepoError::AlreadyExists(format!(
+                "{} (another init created it at the same time)",
+                backend.name()
+            )));
+        }
         Ok(Repository { backend, keys, config, key_id, cache: None })
     }
 
-    /// Opens a repository with the first key file that `password` opens.
+    /// Opens a repository with the first key file that `password` opens and whose master
+    /// key authenticates the config (a key file left by an init that lost a race to
+    /// another opens with the password but belongs to no repository).
     pub fn open(backend: Backend, password: &[u8]) -> Result<Repository> {
         let name = backend.name().to_string();
-        if backend.stat(&StoredObject::Config.path())?.is_none() {
-            return Err(RepoError::NotFound(name));
-        }
+        let config_bytes = match backend.read(&StoredObject::Config.path()) {
+            Ok(b) => b,
+            Err(e) if e.kind == BackendErrorKind::NotFound => return Err(RepoError::NotFound(name)),
+            Err(e) => return Err(e.into()),
+        };
         let key_ids = parse_listing(StoredKind::Key.dir(), backend.list(StoredKind::Key.dir())?);
         if key_ids.is_empty() {
             return Err(RepoError::NoUsableKey { repo: name, reason: "the keys/ directory is empty".into() });
         }
         let mut problems = Vec::new();
+        let mut config_failures = Vec::new();
         let mut wrong_password = false;
         let mut opened = None;
         for (id, _) in key_ids {
@@ -178,24 +205,34 @@ impl Repository {
                 }
             };
             match kf.unwrap_master(password) {
-                Ok(keys) => {
-                    opened = Some((KeyId(id), keys));
-                    break;
-                }
+                Ok(keys) => match Config::decode(&keys, &config_bytes) {
+                    Ok(config) => {
+                        opened = Some((KeyId(id), keys, config));
+                        break;
+                    }
+                    Err(e) => config_failures.push(format!("{path}: {e}")),
+                },
                 Err(Unwrap::WrongPassword) => wrong_password = true,
                 Err(Unwrap::Invalid(e)) => problems.push(format!("key file {path}: {e}")),
             }
         }
-        let (key_id, keys) = match opened {
+        let (key_id, keys, config) = match opened {
             Some(k) => k,
+            // A key opened but the config does not authenticate under it.
+            None if !config_failures.is_empty() => {
+                return Err(RepoError::integrity(
+                    Damaged::Object(StoredObject::Config),
+                    format!(
+                        "{name}: it does not open with the key that the password opens ({})",
+                        config_failures.join("; ")
+                    ),
+                ));
+            }
             None if wrong_password => return Err(RepoError::WrongPassword(name)),
             None => {
                 return Err(RepoError::NoUsableKey { repo: name, reason: problems.join("; ") });
             }
         };
-        let bytes = backend.read(&StoredObject::Config.path())?;
-        let config = Config::decode(&keys, &bytes)
-            .map_err(|e| RepoError::integrity(Damaged::Object(StoredObject::Config), format!("{name}: {e}")))?;
         Ok(Repository { backend, keys, config, key_id, cache: None })
     }
 
@@ -650,6 +687,10 @@ impl Repository {
     }
 }
 
+/// How long `init` waits before reading its config back a second time on storage that
+/// cannot create an object exclusively.
+const INIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A repository shared between the threads of one operation.
 pub type SharedRepo = Arc<Repository>;
 
@@ -681,5 +722,82 @@ mod tests {
         bytes[10] ^= 1;
         b.write(&key, bytes).unwrap();
         assert!(matches!(Repository::open(b.clone(), b"pw"), Err(RepoError::NoUsableKey { .. })));
+    }
+
+    #[test]
+    fn a_key_file_left_by_a_lost_init_does_not_stop_opening() {
+        let b = Backend::open(&Location::Memory("orphan".into()), &Default::default(), OpenMode::Create).unwrap();
+        let r = Repository::init(b.clone(), b"pw", &fast(), KeyMeta::default()).unwrap();
+        // The loser of two concurrent inits wrote a key file (same password, another
+        // master key) before it lost the config; make sure one sorts before the real key.
+        loop {
+            let kf = KeyFile::wrap(
+                &SecretKey::random().unwrap(),
+                b"pw",
+                fast().kdf,
+                [7; SALT_LEN],
+                [9; 24],
+                KeyMeta::default(),
+            )
+            .unwrap();
+            let bytes = kf.to_json();
+            let id = Id::of_stored_bytes(&bytes);
+            b.write(&StoredObject::Key(KeyId(id)).path(), bytes).unwrap();
+            if id < r.key_id.0 {
+                break;
+            }
+        }
+        let opened = Repository::open(b.clone(), b"pw").unwrap();
+        assert_eq!(opened.key_id, r.key_id);
+        assert_eq!(opened.config(), r.config());
+        // With the real key gone, the config is reported damaged for the key that opens.
+        b.delete(&StoredObject::Key(r.key_id).path()).unwrap();
+        let e = Repository::open(b, b"pw").err().unwrap();
+        assert!(matches!(e, RepoError::Integrity { .. }), "{e}");
+    }
+
+    #[test]
+    fn write_new_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        for loc in [Location::Local(dir.path().join("r")), Location::Memory("wn".into())] {
+            let b = Backend::open(&loc, &Default::default(), OpenMode::Create).unwrap();
+            assert!(b.write_new("config", b"first".to_vec()).unwrap());
+            assert!(!b.write_new("config", b"second".to_vec()).unwrap());
+            assert_eq!(&b.read("config").unwrap()[..], b"first");
+            assert!(b.list("tmp").unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn concurrent_inits_leave_one_repository_that_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..8 {
+            let loc = Location::Local(dir.path().join(format!("r{round}")));
+            let results: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = [&b"one"[..], &b"two"[..], &b"three"[..]]
+                    .into_iter()
+                    .map(|pw| {
+                        let loc = loc.clone();
+                        s.spawn(move || {
+                            let b = Backend::open(&loc, &Default::default(), OpenMode::Create).unwrap();
+                            (pw, Repository::init(b, pw, &fast(), KeyMeta::default()).map(|r| r.config().clone()))
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let won: Vec<_> = results.iter().filter(|(_, r)| r.is_ok()).collect();
+            assert_eq!(won.len(), 1, "round {round}: {} inits succeeded", won.len());
+            for (_, r) in &results {
+                if let Err(e) = r {
+                    assert!(matches!(e, RepoError::AlreadyExists(_)), "{e}");
+                }
+            }
+            let (pw, config) = won[0];
+            let b = Backend::open(&loc, &Default::default(), OpenMode::Existing).unwrap();
+            let r = Repository::open(b.clone(), pw).unwrap();
+            assert_eq!(r.config(), config.as_ref().unwrap());
+            assert_eq!(b.list(StoredKind::Key.dir()).unwrap().len(), 1, "the losers took their key files away");
+        }
     }
 }
