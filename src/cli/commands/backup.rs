@@ -65,7 +65,14 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
     if report.problems.is_empty() {
         Ok(ExitCode::Ok)
     } else {
-        eprintln!("warning: {} source entries could not be read; the snapshot lacks them", report.problems.len());
+        let stored = report.problems.iter().filter(|p| p.stored).count();
+        let left_out = report.problems.len() - stored;
+        if left_out > 0 {
+            eprintln!("warning: {left_out} source entries could not be read; the snapshot lacks them");
+        }
+        if stored > 0 {
+            eprintln!("warning: {stored} files changed while they were read; the snapshot holds them as read");
+        }
         Ok(ExitCode::PartialBackup)
     }
 }

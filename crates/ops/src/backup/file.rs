@@ -13,18 +13,12 @@ use rayon::prelude::*;
 use super::Ctx;
 use crate::error::Result;
 use vault_format::pack::BlobKind;
-use vault_format::tree::{ContentItem, Node, NodeKind};
+use vault_format::tree::{ContentItem, Node, NodeKind, Timestamp};
 
 /// Chunks hashed and sealed together in parallel; bounds memory per large file.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-pub(super) fn archive_file(
-    ctx: &Ctx<'_>,
-    path: &Path,
-    mut node: Node,
-    meta: &Metadata,
-    parent: Option<&Node>,
-) -> Result<Option<Node>> {
+pub(super) fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, parent: Option<&Node>) -> Result<Option<Node>> {
     if let Some(p) = parent
         && node.same_file_stat(p)
         && p.content.iter().all(|c| match c {
@@ -46,15 +40,46 @@ pub(super) fn archive_file(
             return Ok(None);
         }
     };
-    let sparse = meta.blocks() * 512 < meta.len();
-    match read_content(ctx, &file, meta.len(), sparse)? {
-        FileRead::Stored { content, size } => {
-            node.content = content;
-            node.size = size;
+    // A file changed while it is read would be stored as a mix of its states (a log cut
+    // short during the read, stored at its old length): its size and times are compared
+    // before and after, and a changed file is read once more.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = match file.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.problem(path, format!("cannot stat: {e}"));
+                return Ok(None);
+            }
+        };
+        let sparse = before.blocks() * 512 < before.len();
+        let (content, size) = match read_content(ctx, &file, before.len(), sparse)? {
+            FileRead::Stored { content, size } => (content, size),
+            FileRead::Unreadable(e) => {
+                ctx.problem(path, format!("cannot read: {e}"));
+                return Ok(None);
+            }
+        };
+        // The node describes the file as it was opened and read, not as the walk saw it.
+        node.mtime = Timestamp { sec: before.mtime(), nsec: before.mtime_nsec() as u32 };
+        node.ctime = Timestamp { sec: before.ctime(), nsec: before.ctime_nsec() as u32 };
+        node.inode = before.ino();
+        node.content = content;
+        node.size = size;
+        let changed = match file.metadata() {
+            Ok(after) => FileState::of(&before) != FileState::of(&after),
+            Err(_) => true,
+        };
+        if !changed {
+            break;
         }
-        FileRead::Unreadable(e) => {
-            ctx.problem(path, format!("cannot read: {e}"));
-            return Ok(None);
+        if attempt == 2 {
+            ctx.problem_kept(
+                path,
+                format!("changed while it was read (twice); stored as read ({size} bytes), which may mix its states"),
+            );
+            break;
         }
     }
     let counter = if parent.is_some_and(|p| p.kind == NodeKind::File) {
@@ -66,6 +91,20 @@ pub(super) fn archive_file(
     ctx.counters.total_bytes.fetch_add(node.size, Ordering::Relaxed);
     ctx.progress.add_files(1);
     Ok(Some(node))
+}
+
+/// What tells a changed file apart: size, modification and change times.
+#[derive(PartialEq, Eq)]
+struct FileState {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileState {
+    fn of(m: &Metadata) -> FileState {
+        FileState { size: m.len(), mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) }
+    }
 }
 
 fn open_for_reading(path: &Path) -> io::Result<File> {
@@ -119,6 +158,9 @@ fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<F
     };
     let mut items = Vec::new();
     let mut pos = 0u64;
+    // Files whose reported size is not what reading gives (/proc, /sys) end where reading
+    // ends: a short extent means no trailing hole is added.
+    let mut short = false;
     for (start, len) in extents {
         if start > pos {
             items.push(ContentItem::Hole { length: start - pos });
@@ -153,8 +195,9 @@ fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<F
             }
         }
         pos = start + read;
+        short |= len != u64::MAX && read < len;
     }
-    if sparse && size > pos {
+    if sparse && !short && size > pos {
         items.push(ContentItem::Hole { length: size - pos });
         pos = size;
     }

@@ -59,6 +59,8 @@ pub struct BackupOptions {
 pub struct SourceProblem {
     pub path: PathBuf,
     pub message: String,
+    /// The entry is in the snapshot nevertheless (as read), not left out.
+    pub stored: bool,
 }
 
 #[derive(Debug)]
@@ -110,9 +112,16 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// An entry left out of the snapshot.
     fn problem(&self, path: &Path, message: String) {
         self.progress.warn(path, &message);
-        self.problems.lock().push(SourceProblem { path: path.to_path_buf(), message });
+        self.problems.lock().push(SourceProblem { path: path.to_path_buf(), message, stored: false });
+    }
+
+    /// An entry stored, but perhaps not as it ever was on disk (it changed while read).
+    fn problem_kept(&self, path: &Path, message: String) {
+        self.progress.warn(path, &message);
+        self.problems.lock().push(SourceProblem { path: path.to_path_buf(), message, stored: true });
     }
 
     fn parent_subtree(&self, node: Option<&Node>) -> Option<Tree> {

@@ -122,7 +122,7 @@ fn archive_entry(
             node.subtree = Some(ctx.writer.save_tree(Tree { nodes: entries })?);
             ctx.counters.dirs.fetch_add(1, Ordering::Relaxed);
         }
-        NodeKind::File => return archive_file(ctx, path, node, &meta, parent),
+        NodeKind::File => return archive_file(ctx, path, node, parent),
         NodeKind::Symlink => match std::fs::read_link(path) {
             Ok(t) => {
                 node.target = t.into_os_string().into_vec();
