@@ -20,3 +20,8 @@ fn sigkill_at_any_moment_leaves_a_usable_repository() {
 fn three_inits_at_once_leave_one_repository() {
     three_inits_at_once(Kind::Local);
 }
+
+#[test]
+fn killed_writers_leave_no_tmp_files_behind() {
+    killed_writers_leave_no_tmp_files(Kind::Local);
+}

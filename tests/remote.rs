@@ -28,6 +28,7 @@ on_remote_backends!(
     identical_files_are_stored_once,
     two_backups_at_once,
     three_inits_at_once,
+    killed_writers_leave_no_tmp_files,
     sigkill_at_any_moment,
     prune_beside_backups,
     prune_reclaims_all_space,

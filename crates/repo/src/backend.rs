@@ -79,7 +79,7 @@ pub struct Backend {
     rt: Arc<tokio::runtime::Runtime>,
     name: String,
     counters: Arc<Counters>,
-    /// SFTP writes in place, so writes go to `tmp/` and are renamed.
+    /// Files and SFTP are written in place, so writes go to `tmp/` and are renamed.
     rename_writes: bool,
     /// The backend can rename (local, SFTP), so an object can be written piece by piece
     /// under a temporary name ([`StreamingWrite`]).
@@ -89,6 +89,9 @@ pub struct Backend {
     hook: Option<Hook>,
     /// A local repository's root directory ([`Backend::write_new`] links files into place).
     local_root: Option<std::path::PathBuf>,
+    /// Written into the names of temporary files (the writer's announcement), so that
+    /// the leftovers of a writer that died can be told apart and removed.
+    tmp_tag: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 /// See [`Backend::with_hook`]: `(operation, path)`; an `Err` fails the operation.
@@ -138,10 +141,10 @@ impl Backend {
                     Err(e) => return Err(fail("open", e.to_string())),
                 }
                 let root_s = root.to_str().ok_or_else(|| fail("open", "repository path is not valid UTF-8".into()))?;
-                // Writes go to tmp/ and are renamed into place after fsync: a crash never
-                // leaves a partial file under a final name.
-                let builder = opendal::services::Fs::default().root(root_s).atomic_write_dir(&format!("{root_s}/tmp"));
-                Operator::new(builder).map_err(|e| fail("open", e.to_string()))?
+                // Writes go to tmp/ and are renamed into place after fsync (OpenDAL's fs
+                // writer syncs on close): a crash never leaves a partial file under a
+                // final name.
+                Operator::new(opendal::services::Fs::default().root(root_s)).map_err(|e| fail("open", e.to_string()))?
             }
             Location::Sftp { user, host, port, path } => {
                 let mut b = opendal::services::Sftp::default()
@@ -199,7 +202,7 @@ impl Backend {
             .enable_all()
             .build()
             .map_err(|e| fail("start I/O runtime", e.to_string()))?;
-        let rename_writes = matches!(location, Location::Sftp { .. });
+        let rename_writes = matches!(location, Location::Local(_) | Location::Sftp { .. });
         let streams = matches!(location, Location::Local(_) | Location::Sftp { .. });
         Ok(Backend {
             op,
@@ -210,6 +213,7 @@ impl Backend {
             streams,
             hook: None,
             local_root,
+            tmp_tag: Arc::default(),
         })
     }
 
@@ -376,6 +380,13 @@ impl Backend {
         }
     }
 
+    /// Names this process's temporary files `tmp/<tag>-<random>` from now on (`None`:
+    /// `tmp/<random>`). The tag is the writer's announcement id, so that when it dies,
+    /// the next writer on its host can remove what it left.
+    pub fn set_tmp_tag(&self, tag: Option<String>) {
+        *self.tmp_tag.lock() = tag;
+    }
+
     fn temp_name(&self, path: &str) -> Result<String, BackendError> {
         let mut r = [0u8; 16];
         getrandom::fill(&mut r).map_err(|e| BackendError {
@@ -385,7 +396,10 @@ impl Backend {
             kind: BackendErrorKind::Other,
             message: e.to_string(),
         })?;
-        Ok(format!("tmp/{}", hex::encode(r)))
+        Ok(match self.tmp_tag.lock().as_deref() {
+            Some(tag) => format!("tmp/{tag}-{}", hex::encode(r)),
+            None => format!("tmp/{}", hex::encode(r)),
+        })
     }
 
     fn write_err(&self, tmp: &str, e: opendal::Error) -> BackendError {

@@ -589,18 +589,23 @@ impl Repository {
 
     /// Names of the files in `tmp/` (writes in progress, or left by interrupted ones).
     pub fn list_tmp(&self) -> Result<Vec<String>> {
+        Ok(self.list_tmp_sized()?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// The same, with each file's size.
+    pub fn list_tmp_sized(&self) -> Result<Vec<(String, u64)>> {
         Ok(self
             .backend
             .list("tmp")?
             .into_iter()
-            .filter_map(|e| e.path.rsplit('/').next().map(str::to_string))
-            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter_map(|e| Some((e.path.strip_prefix("tmp/")?.to_string(), e.size)))
+            .filter(|(n, _)| is_tmp_name(n))
             .collect())
     }
 
     /// Deletes `tmp/<name>` (a name [`Repository::list_tmp`] gave).
     pub fn delete_tmp(&self, name: &str) -> Result<()> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_tmp_name(name) {
             return Err(RepoError::invalid("temporary file name", name));
         }
         match self.backend.delete(&format!("tmp/{name}")) {
@@ -685,6 +690,14 @@ impl Repository {
             c.put(TREE_PACK_CACHE_DIR, &id.0, bytes);
         }
     }
+}
+
+/// A file directly in `tmp/` with a name a writer gives (hex digits, `-`, and the `.` of
+/// the names earlier versions' local writes used), nothing that could leave `tmp/`.
+fn is_tmp_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// How long `init` waits before reading its config back a second time on storage that

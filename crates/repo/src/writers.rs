@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use vault_format::Id;
 use vault_format::announcement::Announcement;
+use vault_format::file::SealedDocument;
 
 use super::error::Result;
 use super::object::{StoredKind, StoredObject};
@@ -33,6 +34,7 @@ impl Announced {
     /// Removes the announcement: the writer is done.
     pub fn end(mut self) -> Result<()> {
         self.ended = true;
+        self.repo.backend().set_tmp_tag(None);
         self.repo.delete_file(StoredObject::Record(StoredKind::Announcement, self.id))
     }
 }
@@ -40,6 +42,7 @@ impl Announced {
 impl Drop for Announced {
     fn drop(&mut self) {
         if !self.ended {
+            self.repo.backend().set_tmp_tag(None);
             // A failure here leaves an announcement that the next prune on this host
             // recognises as dead.
             let _ = self.repo.delete_file(StoredObject::Record(StoredKind::Announcement, self.id));
@@ -61,8 +64,22 @@ pub fn announce(repo: &Arc<Repository>, command: &str) -> Result<Announced> {
         command: command.to_string(),
         nonce: hex::encode(nonce),
     };
-    let id = repo.save_document(StoredKind::Announcement, &record)?;
-    Ok(Announced { repo: repo.clone(), id, ended: false })
+    // Its name is known before it is stored, so that even the announcement's own
+    // temporary file carries it.
+    let bytes = record.encode(repo.keys())?;
+    repo.backend().set_tmp_tag(Some(Id::of_stored_bytes(&bytes).to_string()));
+    let id = match repo.write_file(StoredKind::Announcement, bytes) {
+        Ok(id) => id,
+        Err(e) => {
+            repo.backend().set_tmp_tag(None);
+            return Err(e);
+        }
+    };
+    let announced = Announced { repo: repo.clone(), id, ended: false };
+    // What earlier writers on this host left when they were killed goes now, not at the
+    // next prune. Best effort: a failure here costs only space.
+    let _ = prune_dead_writers(repo);
+    Ok(announced)
 }
 
 /// What can be told about an announced writer from here.
@@ -127,16 +144,23 @@ pub fn list_writers(repo: &Repository) -> Result<Vec<Writer>> {
         .collect())
 }
 
-/// Removes the announcements of writers that died on this host; returns those still
-/// (possibly) running.
+/// Removes the announcements of writers that died on this host, and the temporary files
+/// they left (named after their announcement); returns the writers still (possibly)
+/// running.
 pub fn prune_dead_writers(repo: &Repository) -> Result<Vec<Writer>> {
-    let mut alive = Vec::new();
-    for w in list_writers(repo)? {
-        if w.may_be_running() {
-            alive.push(w);
-        } else {
-            repo.delete_file(StoredObject::Record(StoredKind::Announcement, w.id))?;
+    let (alive, dead): (Vec<Writer>, Vec<Writer>) = list_writers(repo)?.into_iter().partition(Writer::may_be_running);
+    if dead.is_empty() {
+        return Ok(alive);
+    }
+    let prefixes: Vec<String> = dead.iter().map(|w| format!("{}-", w.id)).collect();
+    for name in repo.list_tmp()? {
+        if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            repo.delete_tmp(&name)?;
         }
+    }
+    // The announcement goes last: while it is there, its files can still be found.
+    for w in dead {
+        repo.delete_file(StoredObject::Record(StoredKind::Announcement, w.id))?;
     }
     Ok(alive)
 }
@@ -224,5 +248,57 @@ mod tests {
         assert!(matches!(status_of(&rebooted, &this_host(), &boot_id()), WriterStatus::Dead(_)));
         let remote = Announcement { hostname: "elsewhere".into(), ..me };
         assert_eq!(status_of(&remote, &this_host(), &boot_id()), WriterStatus::Remote);
+    }
+
+    #[test]
+    fn a_writer_removes_what_a_dead_writer_on_its_host_left_in_tmp() {
+        use crate::backend::{Backend, OpenMode};
+        use crate::location::Location;
+        use crate::repository::InitOptions;
+        use vault_format::keyfile::{KdfParams, KeyMeta};
+
+        let dir = tempfile::tempdir().unwrap();
+        let b = Backend::open(&Location::Local(dir.path().join("r")), &Default::default(), OpenMode::Create).unwrap();
+        let opts =
+            InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
+        let repo = Arc::new(Repository::init(b.clone(), b"pw", &opts, KeyMeta::default()).unwrap());
+        // A writer of this host that was killed: its announcement, and what it was writing.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let dead = Announcement {
+            version: 1,
+            time: now_rfc3339(),
+            hostname: this_host(),
+            pid: dead_pid,
+            boot_id: boot_id(),
+            process_start: 1,
+            command: "backup".into(),
+            nonce: "00".into(),
+        };
+        let dead_id = repo.save_document(StoredKind::Announcement, &dead).unwrap();
+        // A writer of another host, running as far as anyone here can tell.
+        let remote = Announcement { hostname: "elsewhere".into(), ..dead.clone() };
+        let remote_id = repo.save_document(StoredKind::Announcement, &remote).unwrap();
+        let write_tmp = |name: String| std::fs::write(dir.path().join("r/tmp").join(name), b"partial pack").unwrap();
+        write_tmp(format!("{dead_id}-{}", "ab".repeat(16)));
+        write_tmp(format!("{dead_id}-{}", "cd".repeat(16)));
+        write_tmp(format!("{remote_id}-{}", "ef".repeat(16)));
+        write_tmp("0123456789abcdef0123456789abcdef".into());
+
+        let me = announce(&repo, "backup").unwrap();
+        let mut left = repo.list_tmp().unwrap();
+        left.sort();
+        let mut expected = vec![format!("{remote_id}-{}", "ef".repeat(16)), "0123456789abcdef0123456789abcdef".into()];
+        expected.sort();
+        assert_eq!(left, expected, "only the dead writer's files go");
+        let ids: Vec<Id> = list_writers(&repo).unwrap().into_iter().map(|w| w.id).collect();
+        assert!(!ids.contains(&dead_id) && ids.contains(&remote_id) && ids.contains(&me.id()));
+        // This writer's own temporary files carry its announcement's name.
+        let mut stream = b.start_streaming_write().unwrap();
+        stream.append(b"data".to_vec()).unwrap();
+        assert!(repo.list_tmp().unwrap().iter().any(|n| n.starts_with(&format!("{}-", me.id()))));
+        drop(stream);
+        me.end().unwrap();
     }
 }

@@ -130,6 +130,10 @@ pub struct CheckReport {
     pub duration_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coverage: Option<Coverage>,
+    /// Files in `tmp/`: left by writers that were interrupted, or being written now.
+    pub tmp_files: usize,
+    /// Their total size.
+    pub tmp_bytes: u64,
     /// Why the record of the verified packs could not be stored (a read-only repository,
     /// say): the results stand, but the next rotating check will not know of this run.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -255,6 +259,7 @@ fn check_once(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progre
         bad_blobs: HashMap::new(),
     };
     c.check_keys()?;
+    c.check_tmp()?;
     // Snapshots before the index: a snapshot is written after the index files that list
     // its blobs, so every snapshot listed now has its index entries stored already. (The
     // other order reports the snapshot of a backup that finished meanwhile as damaged.)
@@ -292,6 +297,26 @@ impl Checker<'_> {
                 self.problems.add(ProblemKind::KeyFile, StoredObject::Key(KeyId(id)).path(), e.to_string());
             }
         }
+        Ok(())
+    }
+
+    /// Temporary files are not damage (readers ignore them) but cost space: counted, so
+    /// that space lost to interrupted writers is seen.
+    fn check_tmp(&mut self) -> Result<()> {
+        let tmp = self.repo.list_tmp_sized()?;
+        if tmp.is_empty() {
+            return Ok(());
+        }
+        self.report.tmp_files = tmp.len();
+        self.report.tmp_bytes = tmp.iter().map(|(_, size)| size).sum();
+        self.report.info.push(Info {
+            kind: "tmp_files",
+            object: "tmp/".into(),
+            message: format!(
+                "{} files, {} bytes, left by interrupted writers (or being written now); the next writer on their host or `vault prune` removes them",
+                self.report.tmp_files, self.report.tmp_bytes
+            ),
+        });
         Ok(())
     }
 
