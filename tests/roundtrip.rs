@@ -131,3 +131,34 @@ fn excludes_and_one_file_system() {
 fn every_file_kind_round_trips_locally() {
     every_file_kind_round_trips(Kind::Local);
 }
+
+#[test]
+fn the_repository_and_the_cache_are_never_stored_into_themselves() {
+    let env = Env::new();
+    env.init();
+    // HOME is the scratch directory: it holds the repository, the cache (.cache/vault) and
+    // the data, as `vault backup ~` would find them.
+    let home = env.dir.path();
+    std::fs::create_dir(home.join("docs")).unwrap();
+    std::fs::write(home.join("docs/letter.txt"), noise(3 << 20, 5)).unwrap();
+    let first = env.run(&["backup", "--json", home.to_str().unwrap()]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let err = stderr(&first);
+    assert!(err.contains(&format!("left out {}: it is the repository", env.repo.display())), "{err}");
+    assert!(err.contains("it is vault's cache"), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&first.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(summary["left_out"].as_array().unwrap().len(), 2, "{summary}");
+    let size = env.repo_size();
+    // A second run stores nothing new: the repository did not go into itself.
+    let second = env.backup_json(&[home.to_str().unwrap()]);
+    assert!(second["bytes_added"].as_u64().unwrap() < 100_000, "{second}");
+    assert!(env.repo_size() < size + 200_000, "{} → {}", size, env.repo_size());
+    let listing = env.ok(&["ls", "latest"]);
+    assert!(listing.contains("letter.txt"));
+    assert!(!listing.contains("/repo/") && !listing.contains(".cache/vault"), "{listing}");
+    // Named by another path (relative, through `..`), it is still left out.
+    let out = env.cmd().current_dir(home.join("docs")).args(["backup", "../docs/.."]).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("it is the repository"), "{}", stderr(&out));
+}

@@ -43,6 +43,7 @@ pub(crate) fn backup_opts(src: &Path) -> BackupOptions {
         parent: ParentChoice::Auto,
         scan_totals: false,
         compression: None,
+        leave_out: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use crate::cli::ExitCode;
 use crate::cli::args::{BackupArgs, GlobalArgs};
 use crate::cli::output::print_json;
 use crate::cli::progress::{BarProgress, bytes};
-use vault_ops::backup::{BackupOptions, BackupReport, ParentChoice, backup};
+use vault_ops::backup::{BackupOptions, BackupReport, LeaveOut, ParentChoice, backup};
 use vault_ops::pattern::read_pattern_file;
 use vault_ops::select::{self, SnapshotFilter};
 
@@ -36,6 +36,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         parent,
         scan_totals: progress.is_visible(),
         compression: a.compression.map(|c| c.compression()),
+        leave_out: own_directories(g)?,
     };
     // Announced before the index is loaded, so that a prune's deletion waits for this
     // backup if it may have deduplicated against what the prune condemns.
@@ -54,6 +55,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
     progress.finish();
     let report = result?;
     announced.end()?;
+    if !g.quiet {
+        for l in &report.left_out {
+            eprintln!("note: left out {}: {}", l.path.display(), l.reason);
+        }
+    }
     for p in &report.index_problems {
         eprintln!("warning: skipped a damaged index file: {p}");
     }
@@ -99,7 +105,21 @@ fn summary_json(r: &BackupReport) -> serde_json::Value {
         "duration_seconds": r.duration.as_secs_f64(),
         "requests": r.requests,
         "errors": r.problems,
+        "left_out": r.left_out,
     })
+}
+
+/// The repository (when it is on a local disk) and vault's cache: never stored, even when
+/// a source holds them (`vault backup ~` with the cache in `~/.cache/vault`).
+fn own_directories(g: &GlobalArgs) -> Result<Vec<LeaveOut>> {
+    let mut out = Vec::new();
+    if let vault_repo::Location::Local(path) = super::location(g)? {
+        out.push(LeaveOut { path, reason: "it is the repository this backup writes to".into() });
+    }
+    if let Some(base) = g.cache_dir.clone().or_else(vault_repo::cache::default_base) {
+        out.push(LeaveOut { path: base, reason: "it is vault's cache".into() });
+    }
+    Ok(out)
 }
 
 fn rate(b: u64, d: Duration) -> String {

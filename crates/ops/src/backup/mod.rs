@@ -9,6 +9,8 @@ mod file;
 mod scan;
 mod walk;
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -52,6 +54,17 @@ pub struct BackupOptions {
     pub scan_totals: bool,
     /// Compression of new data for this backup (`None`: the repository's default).
     pub compression: Option<Compression>,
+    /// Directories never stored, wherever they appear below the sources (found by device
+    /// and inode, so another path to them is caught too): the repository itself, vault's
+    /// cache. A backup that stored its own repository would double it each run.
+    pub leave_out: Vec<LeaveOut>,
+}
+
+/// A directory the backup leaves out, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeaveOut {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 /// A source entry that could not be backed up. The backup goes on without it.
@@ -69,6 +82,8 @@ pub struct BackupReport {
     pub snapshot: Snapshot,
     pub parent: Option<SnapshotId>,
     pub problems: Vec<SourceProblem>,
+    /// Directories of [`BackupOptions::leave_out`] found below the sources and left out.
+    pub left_out: Vec<LeaveOut>,
     /// Damaged index files that were skipped (their blobs were stored again if needed).
     pub index_problems: Vec<String>,
     pub writer: WriterStats,
@@ -109,6 +124,9 @@ struct Ctx<'a> {
     progress: &'a dyn Progress,
     problems: Mutex<Vec<SourceProblem>>,
     counters: Counters,
+    /// (device, inode) → why, for [`BackupOptions::leave_out`].
+    leave_out: HashMap<(u64, u64), String>,
+    left_out: Mutex<Vec<LeaveOut>>,
 }
 
 impl Ctx<'_> {
@@ -122,6 +140,17 @@ impl Ctx<'_> {
     fn problem_kept(&self, path: &Path, message: String) {
         self.progress.warn(path, &message);
         self.problems.lock().push(SourceProblem { path: path.to_path_buf(), message, stored: true });
+    }
+
+    /// Whether the directory at `path` is one to leave out (it is then recorded).
+    fn leaves_out(&self, path: &Path, meta: &std::fs::Metadata) -> bool {
+        match self.leave_out.get(&(meta.dev(), meta.ino())) {
+            Some(reason) => {
+                self.left_out.lock().push(LeaveOut { path: path.to_path_buf(), reason: reason.clone() });
+                true
+            }
+            None => false,
+        }
     }
 
     fn parent_subtree(&self, node: Option<&Node>) -> Option<Tree> {
@@ -179,6 +208,15 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
         progress,
         problems: Mutex::default(),
         counters: Counters::default(),
+        leave_out: opts
+            .leave_out
+            .iter()
+            .filter_map(|l| {
+                let m = std::fs::metadata(&l.path).ok().filter(|m| m.is_dir())?;
+                Some(((m.dev(), m.ino()), l.reason.clone()))
+            })
+            .collect(),
+        left_out: Mutex::default(),
     };
 
     let stop_scan = AtomicBool::new(false);
@@ -198,7 +236,7 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
         r
     })?;
 
-    let Ctx { writer, counters, problems, owners, .. } = ctx;
+    let Ctx { writer, counters, problems, owners, left_out, .. } = ctx;
     let writer_stats = writer.finish()?;
     // A prune may have condemned packs this backup deduplicated against since it loaded
     // the index: such blobs are stored again before the snapshot commits.
@@ -241,6 +279,7 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
         snapshot,
         parent: parent.map(|(id, _)| id),
         problems,
+        left_out: left_out.into_inner(),
         index_problems: repo.index_problems().iter().map(ToString::to_string).collect(),
         writer: writer_stats,
         recopied,

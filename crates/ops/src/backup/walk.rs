@@ -105,6 +105,9 @@ fn archive_entry(
             return Ok(None);
         }
     };
+    if meta.is_dir() && ctx.leaves_out(path, &meta) {
+        return Ok(None);
+    }
     let mut node = node_from_metadata(name, path, &meta, &ctx.owners);
     match node.kind {
         NodeKind::Dir if depth >= MAX_DIR_DEPTH => {
