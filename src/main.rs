@@ -70,5 +70,8 @@ fn main() {
             classify(&e)
         }
     };
+    if std::env::var_os("VAULT_DEBUG_FAULTS").is_some() {
+        eprintln!("debug: {} storage faults injected", vault_repo::faults::injected_total());
+    }
     std::process::exit(code.code());
 }

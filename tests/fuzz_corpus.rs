@@ -40,6 +40,24 @@ fn replay_corpus() {
         }
     }
     assert!(total >= TARGETS.len(), "the corpus is missing");
+    // The repository-opening path (vault-repo's entry point), on whole crafted repositories.
+    let dir = corpus().join("open_repository");
+    let mut seeds = 0;
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = e.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let trees = vault_repo::fuzzing::open_repository(&data);
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("seed-")) {
+            assert!(trees > 0, "{} does not reach a snapshot's tree", path.display());
+        }
+        for i in (0..data.len()).step_by((data.len() / 32).max(1)) {
+            let mut d = data.clone();
+            d[i] ^= 0x01;
+            vault_repo::fuzzing::open_repository(&d);
+        }
+        seeds += 1;
+    }
+    assert!(seeds > 0, "the open_repository corpus is missing");
 }
 
 #[test]
@@ -109,4 +127,62 @@ fn write_seeds() {
     )
     .unwrap();
     write("key_file", "seed-cheap-kdf", &kf.to_json());
+
+    // Records of the deletion protocol, from the golden vectors' plaintexts, as JSON and
+    // sealed under the fuzz key.
+    for (vector, name) in [
+        ("announcement", "announcement"),
+        ("condemnation", "condemnation"),
+        ("wait_record", "wait-record"),
+        ("tombstone", "tombstone"),
+        ("check_record", "check-record"),
+    ] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("repo-format/vectors/{vector}.json"));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let plain = v["plaintext"].as_str().unwrap().as_bytes();
+        write("records", &format!("seed-{name}-json"), plain);
+        let sealed = vault_format::file::seal(&k, file_kind(vector), plain, Compression::Off).unwrap();
+        write("records", &format!("seed-{name}-sealed"), &sealed);
+    }
+
+    // A whole small repository: config, index, snapshot and the tree pack they describe.
+    let root = Tree::default();
+    let raw = root.encode();
+    let tree_id = k.blob_id(&raw);
+    let mut tp = PackBuilder::new(BlobKind::Tree, 0);
+    tp.add(
+        tree_id,
+        &pack::seal_blob(&k, BlobKind::Tree, &tree_id, &raw, Compression::Off, Padding::None).unwrap(),
+        raw.len() as u32,
+    );
+    let (tree_pack, tree_entries) = tp.finish(&k).unwrap();
+    let idx = IndexFile {
+        supersedes: vec![],
+        packs: vec![IndexPack {
+            id: PackId(Id::of_stored_bytes(&tree_pack)),
+            kind: BlobKind::Tree,
+            size: tree_pack.len() as u64,
+            blobs: tree_entries,
+        }],
+    };
+    let snap = Snapshot { tree: tree_id, ..snap };
+    let mut repo = Vec::new();
+    for part in [cfg.encode(&k).unwrap(), idx.encode(&k).unwrap(), snap.encode(&k).unwrap(), tree_pack] {
+        if !repo.is_empty() {
+            repo.extend_from_slice(&[0xff, 0xfe]);
+        }
+        repo.extend_from_slice(&part);
+    }
+    write("open_repository", "seed-small-repository", &repo);
+}
+
+fn file_kind(vector: &str) -> vault_format::file::FileKind {
+    use vault_format::file::SealedDocument;
+    match vector {
+        "announcement" => vault_format::announcement::Announcement::KIND,
+        "condemnation" => vault_format::condemnation::Condemnation::KIND,
+        "wait_record" => vault_format::condemnation::WaitRecord::KIND,
+        "tombstone" => vault_format::tombstone::Tombstone::KIND,
+        _ => vault_format::check_record::CheckRecord::KIND,
+    }
 }

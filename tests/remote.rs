@@ -5,6 +5,8 @@
 mod common;
 
 use common::Kind;
+use common::crash_scenarios::*;
+use common::fault_scenarios::*;
 use common::prune_scenarios::*;
 use common::scenarios::*;
 
@@ -29,6 +31,8 @@ on_remote_backends!(
     two_backups_at_once,
     three_inits_at_once,
     killed_writers_leave_no_tmp_files,
+    crash_loops,
+    faults_on_storage,
     sigkill_at_any_moment,
     prune_beside_backups,
     prune_reclaims_all_space,

@@ -1,6 +1,8 @@
 //! Helpers for integration tests that drive the real `vault` binary.
 #![allow(dead_code)]
 
+pub mod crash_scenarios;
+pub mod fault_scenarios;
 pub mod garage;
 pub mod prune_scenarios;
 pub mod scenarios;

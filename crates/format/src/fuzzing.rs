@@ -2,14 +2,19 @@
 //! feeds arbitrary bytes to one decoder. The contract is simple: never panic, never
 //! allocate without bound, whatever the input.
 
+use super::announcement::Announcement;
 use super::blob;
+use super::check_record::CheckRecord;
+use super::condemnation::{Condemnation, WaitRecord};
 use super::config::Config;
 use super::crypto::{Keys, SecretKey};
 use super::file;
+use super::file::SealedDocument;
 use super::index::IndexFile;
 use super::keyfile::KeyFile;
 use super::pack;
 use super::snapshot::Snapshot;
+use super::tombstone::Tombstone;
 use super::tree::Tree;
 
 /// A fixed key, so that the framing and envelope code behind the AEAD is reachable when a
@@ -61,11 +66,28 @@ pub fn config(data: &[u8]) {
     let _ = blob::decode(data, 1 << 20);
 }
 
+/// The records of the deletion protocol and the check record, as JSON and sealed.
+pub fn records(data: &[u8]) {
+    fn one<T: SealedDocument>(keys: &Keys, data: &[u8]) {
+        if let Ok(d) = serde_json::from_slice::<T>(data) {
+            let _ = d.to_json();
+        }
+        let _ = T::decode(keys, data);
+    }
+    let k = fuzz_keys();
+    one::<Announcement>(&k, data);
+    one::<Condemnation>(&k, data);
+    one::<WaitRecord>(&k, data);
+    one::<Tombstone>(&k, data);
+    one::<CheckRecord>(&k, data);
+}
+
 /// A fuzz entry point.
 pub type Target = fn(&[u8]);
 
 /// Target name → entry point, for the replay test.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
+    ("records", records),
     ("pack_header", pack_header),
     ("index", index),
     ("tree", tree),

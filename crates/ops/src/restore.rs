@@ -58,6 +58,8 @@ pub struct RestoreReport {
     pub problems: Vec<RestoreProblem>,
     /// Problems that are damaged repository data (as opposed to, say, a failed chown).
     pub integrity_errors: u64,
+    /// Files whose data the storage failed to deliver (not damage: a rerun may succeed).
+    pub storage_errors: u64,
 }
 
 struct Plan {
@@ -103,11 +105,13 @@ pub fn restore(
     progress.set_totals(plan.files.len() as u64, total_bytes(&plan.files));
 
     let report = Mutex::new(RestoreReport::default());
-    let problem = |path: &Path, message: String, integrity: bool| {
+    let problem = |path: &Path, message: String, class: ProblemClass| {
         progress.warn(path, &message);
         let mut r = report.lock();
-        if integrity {
-            r.integrity_errors += 1;
+        match class {
+            ProblemClass::Damage => r.integrity_errors += 1,
+            ProblemClass::Storage => r.storage_errors += 1,
+            ProblemClass::Local => {}
         }
         r.problems.push(RestoreProblem { path: path.to_path_buf(), message });
     };
@@ -115,16 +119,16 @@ pub fn restore(
 
     for (path, _) in &plan.dirs {
         if let Err(e) = std::fs::create_dir(path) {
-            problem(path, format!("cannot create directory: {e}"), false);
+            problem(path, format!("cannot create directory: {e}"), ProblemClass::Local);
         }
     }
     for (path, node) in &plan.special {
         if let Err(e) = create_special(path, node) {
-            problem(path, format!("cannot create {:?}: {e}", node.kind), false);
+            problem(path, format!("cannot create {:?}: {e}", node.kind), ProblemClass::Local);
             continue;
         }
         for p in apply_metadata(path, node, apply) {
-            problem(path, p, false);
+            problem(path, p, ProblemClass::Local);
         }
     }
     let source = BlobSource::new(repo, &mut plan.files);
@@ -132,22 +136,23 @@ pub fn restore(
         match write_file(&source, path, node, progress) {
             Ok(()) => {
                 for p in apply_metadata(path, node, apply) {
-                    problem(path, p, false);
+                    problem(path, p, ProblemClass::Local);
                 }
             }
-            Err(WriteError::Integrity(m)) => problem(path, m, true),
-            Err(WriteError::Io(m)) => problem(path, m, false),
+            Err(WriteError::Integrity(m)) => problem(path, m, ProblemClass::Damage),
+            Err(WriteError::Storage(m)) => problem(path, m, ProblemClass::Storage),
+            Err(WriteError::Io(m)) => problem(path, m, ProblemClass::Local),
         }
         progress.add_files(1);
     });
     for (path, first) in &plan.links {
         if let Err(e) = std::fs::hard_link(first, path) {
-            problem(path, format!("cannot create hard link to {}: {e}", first.display()), false);
+            problem(path, format!("cannot create hard link to {}: {e}", first.display()), ProblemClass::Local);
         }
     }
     for (path, node) in plan.dirs.iter().rev() {
         for p in apply_metadata(path, node, apply) {
-            problem(path, p, false);
+            problem(path, p, ProblemClass::Local);
         }
     }
     let mut r = report.into_inner();
@@ -285,7 +290,17 @@ fn create_special(path: &Path, node: &Node) -> std::io::Result<()> {
 
 enum WriteError {
     Integrity(String),
+    /// The storage failed to deliver data (an error of the backend, not damage).
+    Storage(String),
     Io(String),
+}
+
+/// What a restore problem is about, for the exit code.
+#[derive(Clone, Copy)]
+enum ProblemClass {
+    Damage,
+    Storage,
+    Local,
 }
 
 fn write_file(source: &BlobSource<'_>, path: &Path, node: &Node, progress: &dyn Progress) -> Result<(), WriteError> {
@@ -307,32 +322,43 @@ fn write_file(source: &BlobSource<'_>, path: &Path, node: &Node, progress: &dyn 
         }
         offset += item.len();
     }
-    let write_piece = |&(offset, id, length): &(u64, BlobId, u64)| -> Result<Option<String>, WriteError> {
+    // A piece that failed: its message, and whether the storage (not damage) failed.
+    let write_piece = |&(offset, id, length): &(u64, BlobId, u64)| -> Result<Option<(String, bool)>, WriteError> {
         let r = match source.read(&id) {
             Ok(data) => {
                 f.write_all_at(&data, offset).map_err(|e| io("cannot write", e))?;
                 None
             }
-            Err(e) => Some(format!("bytes {offset}..{}: {e}", offset + length)),
+            Err(e) => {
+                let storage =
+                    matches!(&e, RepoError::Backend(b) if b.kind != vault_repo::backend::BackendErrorKind::NotFound);
+                Some((format!("bytes {offset}..{}: {e}", offset + length), storage))
+            }
         };
         progress.add_bytes(length);
         Ok(r)
     };
-    let results: Vec<Result<Option<String>, WriteError>> = if pieces.len() > 2 {
+    let results: Vec<Result<Option<(String, bool)>, WriteError>> = if pieces.len() > 2 {
         pieces.par_iter().map(write_piece).collect()
     } else {
         pieces.iter().map(write_piece).collect()
     };
     let mut damaged = Vec::new();
+    let mut unread = Vec::new();
     for r in results {
-        if let Some(m) = r? {
-            damaged.push(m);
+        match r? {
+            Some((m, true)) => unread.push(m),
+            Some((m, false)) => damaged.push(m),
+            None => {}
         }
     }
     // Holes (and damaged ranges) stay unallocated: extending the length creates them.
     f.set_len(node.size).map_err(|e| io("cannot set length", e))?;
     if !damaged.is_empty() {
         return Err(WriteError::Integrity(format!("data could not be restored, {}", damaged.join("; "))));
+    }
+    if !unread.is_empty() {
+        return Err(WriteError::Storage(format!("data could not be read from storage, {}", unread.join("; "))));
     }
     Ok(())
 }

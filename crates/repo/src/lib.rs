@@ -4,6 +4,8 @@
 pub mod backend;
 pub mod cache;
 pub mod error;
+pub mod faults;
+pub mod fuzzing;
 pub mod indexed;
 pub mod location;
 pub mod master_index;

@@ -127,6 +127,8 @@ pub struct BackendOptions {
     /// Per-request timeout in seconds (default 15); with retries, an unreachable server
     /// fails in well under a minute.
     pub timeout_secs: Option<u64>,
+    /// Storage faults to inject (`VAULT_DEBUG_FAULTS=RATE[:SEED]`), for tests only.
+    pub debug_faults: Option<crate::faults::FaultSpec>,
 }
 
 impl fmt::Debug for BackendOptions {
@@ -140,6 +142,7 @@ impl fmt::Debug for BackendOptions {
             .field("sftp_key", &self.sftp_key)
             .field("sftp_known_hosts", &self.sftp_known_hosts)
             .field("timeout_secs", &self.timeout_secs)
+            .field("debug_faults", &self.debug_faults)
             .finish()
     }
 }
@@ -191,6 +194,12 @@ impl BackendOptions {
         o.s3_access_key_id = nonempty("AWS_ACCESS_KEY_ID");
         o.s3_secret_access_key = nonempty("AWS_SECRET_ACCESS_KEY");
         o.s3_session_token = nonempty("AWS_SESSION_TOKEN");
+        if let Some(f) = nonempty("VAULT_DEBUG_FAULTS") {
+            o.debug_faults = Some(crate::faults::FaultSpec::parse(&f).ok_or_else(|| OptionError {
+                option: format!("VAULT_DEBUG_FAULTS={f}"),
+                reason: "expected RATE or RATE:SEED, the rate between 0 and 0.5".into(),
+            })?);
+        }
         Ok(o)
     }
 }

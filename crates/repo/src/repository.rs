@@ -181,6 +181,7 @@ impl Repository {
         }
         let mut problems = Vec::new();
         let mut config_failures = Vec::new();
+        let mut unreadable = None;
         let mut wrong_password = false;
         let mut opened = None;
         for (id, _) in key_ids {
@@ -189,6 +190,9 @@ impl Repository {
                 Ok(b) => b,
                 Err(e) => {
                     problems.push(e.to_string());
+                    if e.kind != BackendErrorKind::NotFound {
+                        unreadable.get_or_insert(e);
+                    }
                     continue;
                 }
             };
@@ -228,6 +232,8 @@ impl Repository {
                     ),
                 ));
             }
+            // The storage failed to deliver a key file: perhaps the one the password opens.
+            None if unreadable.is_some() => return Err(unreadable.map_or(RepoError::NotFound(name), Into::into)),
             None if wrong_password => return Err(RepoError::WrongPassword(name)),
             None => {
                 return Err(RepoError::NoUsableKey { repo: name, reason: problems.join("; ") });

@@ -38,7 +38,17 @@ pub(crate) fn location(g: &GlobalArgs) -> Result<Location> {
 }
 
 pub(crate) fn backend_options(g: &GlobalArgs) -> Result<BackendOptions> {
-    Ok(BackendOptions::from_args_and_env(&g.options, &|k| std::env::var(k).ok())?)
+    let o = BackendOptions::from_args_and_env(&g.options, &|k| std::env::var(k).ok())?;
+    if let Some(f) = o.debug_faults {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            eprintln!(
+                "warning: VAULT_DEBUG_FAULTS is set: injecting storage faults into {:.1} % of requests (for tests only)",
+                f64::from(f.per_million) / 1e4
+            )
+        });
+    }
+    Ok(o)
 }
 
 pub(crate) fn password_source(g: &GlobalArgs) -> PasswordSource {

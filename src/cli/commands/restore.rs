@@ -53,6 +53,12 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
     if r.integrity_errors > 0 {
         eprintln!("error: {} files could not be restored because repository data is damaged", r.integrity_errors);
         Ok(ExitCode::Integrity)
+    } else if r.storage_errors > 0 {
+        eprintln!(
+            "error: {} files could not be restored because the storage failed to deliver their data",
+            r.storage_errors
+        );
+        Ok(ExitCode::Backend)
     } else if !r.problems.is_empty() {
         eprintln!("error: {} problems during restore", r.problems.len());
         Ok(ExitCode::Error)
