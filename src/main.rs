@@ -31,6 +31,15 @@ fn quiet_broken_pipe() {
 
 fn main() {
     quiet_broken_pipe();
+    // A panic inside the storage library is caught where the request was made and
+    // reported as a storage error (see vault_repo::backend); its default message on
+    // stderr would only repeat it in another form.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.location().is_some_and(|l| l.file().contains("/opendal")) {
+            default_hook(info);
+        }
+    }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

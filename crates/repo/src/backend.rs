@@ -248,14 +248,50 @@ impl Backend {
     /// Runs one storage request to its end, within a hard ceiling: OpenDAL's timeout and
     /// retry layers bound each attempt, but a request that never answers must not hang
     /// vault whatever happens below (seen once in ~250 runs under injected faults).
+    ///
+    /// A panic inside the storage library (OpenDAL 0.59.5's retrying reader panics on
+    /// some resumed S3 reads: "BytesRange::advance underflow") becomes an error of this
+    /// request, not the end of vault.
     fn wait<T>(&self, fut: impl std::future::Future<Output = opendal::Result<T>>) -> opendal::Result<T> {
         let ceiling = self.ceiling;
-        self.rt.block_on(async move {
-            tokio::time::timeout(ceiling, fut).await.unwrap_or_else(|_| {
-                Err(opendal::Error::new(ErrorKind::Unexpected, format!("no answer within {} s", ceiling.as_secs()))
-                    .set_persistent())
+        let run = std::panic::AssertUnwindSafe(|| {
+            self.rt.block_on(async move {
+                tokio::time::timeout(ceiling, fut).await.unwrap_or_else(|_| {
+                    Err(opendal::Error::new(ErrorKind::Unexpected, format!("no answer within {} s", ceiling.as_secs()))
+                        .set_persistent())
+                })
             })
+        });
+        std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(opendal::Error::new(ErrorKind::Unexpected, format!("the storage library failed: {what}")))
         })
+    }
+
+    /// A read, started afresh up to twice more when it fails for a reason other than a
+    /// missing object or a refusal. OpenDAL retries within a read by resuming the
+    /// stream; on S3 a resumed stream sometimes ends in "reader got too much data",
+    /// which a new request does not.
+    fn read_afresh<T>(&self, path: &str, read: impl Fn() -> opendal::Result<T>) -> Result<T, BackendError> {
+        let mut attempt = 0;
+        loop {
+            match read() {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let err = self.err("read", path, e);
+                    attempt += 1;
+                    if attempt > 2
+                        || matches!(err.kind, BackendErrorKind::NotFound | BackendErrorKind::PermissionDenied)
+                    {
+                        return Err(err);
+                    }
+                }
+            }
+        }
     }
 
     fn call_hook(&self, op: &'static str, path: &str) -> Result<(), BackendError> {
@@ -310,27 +346,24 @@ impl Backend {
     /// A whole object, in the pieces the backend delivered (for packs, see [`ObjectBytes`]).
     pub fn read_parts(&self, path: &str) -> Result<ObjectBytes, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let buf = self.wait(self.op.read(path)).map_err(|e| self.err("read", path, e))?;
+        let buf = self.read_afresh(path, || self.wait(self.op.read(path)))?;
         self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(ObjectBytes::new(buf))
     }
 
     pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let buf = self
-            .rt
-            .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
-            .map_err(|e| self.err("read", path, e))?;
-        self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        if (buf.len() as u64) != len {
-            return Err(BackendError {
-                backend: self.name.clone(),
-                op: "read",
-                path: path.to_string(),
-                kind: BackendErrorKind::Other,
-                message: format!("short read: {} of {len} bytes at offset {offset}", buf.len()),
-            });
-        }
+        let buf = self.read_afresh(path, || {
+            let buf = self.wait(async { self.op.read_with(path).range(offset..offset + len).await })?;
+            self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            if (buf.len() as u64) != len {
+                return Err(opendal::Error::new(
+                    ErrorKind::Unexpected,
+                    format!("short read: {} of {len} bytes at offset {offset}", buf.len()),
+                ));
+            }
+            Ok(buf)
+        })?;
         Ok(buf.to_bytes())
     }
 
