@@ -6,47 +6,14 @@
 mod common;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::scenarios::a_file_cut_short_while_read;
 use common::*;
-
-/// Bytes the process has read so far (from /proc/PID/io).
-fn bytes_read(pid: u32) -> u64 {
-    let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) else { return 0 };
-    io.lines().find_map(|l| l.strip_prefix("rchar: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
 
 #[test]
 fn a_file_cut_short_while_read_is_stored_as_it_is_afterwards() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    std::fs::create_dir(&src).unwrap();
-    let file = src.join("log");
-    let full = noise(96 << 20, 3);
-    for round in 0..3 {
-        std::fs::write(&file, &full).unwrap();
-        let child = env
-            .cmd()
-            .args(["backup", "--json", src.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Cut the file once the backup is well into reading it.
-        let started = Instant::now();
-        let base = bytes_read(child.id());
-        while bytes_read(child.id()) < base + (16 << 20) && started.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(1 << 20).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(code(&out), 0, "round {round}: {}", stderr(&out));
-        let restored = env.path(&format!("out{round}"));
-        env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
-        let got = std::fs::read(restored.join(file.strip_prefix("/").unwrap())).unwrap();
-        assert!(got == full[..1 << 20], "round {round}: stored {} bytes, not the file as it was", got.len());
-    }
+    a_file_cut_short_while_read(Kind::Local);
 }
 
 #[test]

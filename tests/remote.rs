@@ -32,6 +32,8 @@ on_remote_backends!(
     three_inits_at_once,
     killed_writers_leave_no_tmp_files,
     crash_loops,
+    a_file_cut_short_while_read,
+    the_cache_is_never_stored,
     faults_on_storage,
     sigkill_at_any_moment,
     prune_beside_backups,

@@ -324,3 +324,62 @@ pub fn killed_writers_leave_no_tmp_files(kind: Kind) {
 fn index_files(env: &Env) -> usize {
     env.backend().list("index").map(|l| l.len()).unwrap_or(0)
 }
+
+/// Bytes the process has read so far (from /proc/PID/io).
+fn bytes_read(pid: u32) -> u64 {
+    let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/io")) else { return 0 };
+    io.lines().find_map(|l| l.strip_prefix("rchar: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// A file cut short while a backup reads it is read again: the snapshot holds it as it is
+/// afterwards, exit 0.
+pub fn a_file_cut_short_while_read(kind: Kind) {
+    let Some(env) = Env::for_kind(kind) else { return };
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    let file = src.join("log");
+    let full = noise(96 << 20, 3);
+    for round in 0..3 {
+        std::fs::write(&file, &full).unwrap();
+        let child = env
+            .cmd()
+            .args(["backup", "--json", src.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Cut the file once the backup is well into reading it.
+        let started = Instant::now();
+        let base = bytes_read(child.id());
+        while bytes_read(child.id()) < base + (16 << 20) && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(1 << 20).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "round {round}: {}", stderr(&out));
+        let restored = env.path(&format!("out{round}"));
+        env.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+        let got = std::fs::read(restored.join(file.strip_prefix("/").unwrap())).unwrap();
+        assert!(got == full[..1 << 20], "round {round}: stored {} bytes, not the file as it was", got.len());
+    }
+}
+
+/// vault's cache below a source is never stored (whatever the repository's backend).
+pub fn the_cache_is_never_stored(kind: Kind) {
+    let Some(env) = Env::for_kind(kind) else { return };
+    env.init();
+    // HOME is the scratch directory, so the cache is in it (.cache/vault).
+    let home = env.dir.path();
+    std::fs::create_dir_all(home.join("docs")).unwrap();
+    std::fs::write(home.join("docs/letter.txt"), noise(1 << 20, 6)).unwrap();
+    let docs = home.join("docs");
+    let out = env.run(&["backup", docs.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(home.join(".cache/vault").is_dir(), "the cache was not used");
+    let out = env.run(&["backup", "--json", home.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("it is vault's cache"), "{}", stderr(&out));
+    let listing = env.ok(&["ls", "latest"]);
+    assert!(listing.contains("letter.txt") && !listing.contains(".cache/vault"), "{listing}");
+}
