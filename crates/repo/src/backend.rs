@@ -233,7 +233,8 @@ impl Backend {
             local_root,
             tmp_tag: Arc::default(),
             faults,
-            // Generous: a whole pack on a slow link is one request.
+            // Generous: a whole pack on a slow link is one request. (`read_afresh` takes
+            // the request timeout back out of it.)
             ceiling: timeout * 40,
         })
     }
@@ -276,15 +277,20 @@ impl Backend {
     /// missing object or a refusal. OpenDAL retries within a read by resuming the
     /// stream; on S3 a resumed stream sometimes ends in "reader got too much data",
     /// which a new request does not.
+    ///
+    /// Only a read that failed quickly starts again: one that took longer than a request
+    /// timeout has met a server that does not answer, and OpenDAL has retried it already.
     fn read_afresh<T>(&self, path: &str, read: impl Fn() -> opendal::Result<T>) -> Result<T, BackendError> {
         let mut attempt = 0;
         loop {
+            let started = std::time::Instant::now();
             match read() {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     let err = self.err("read", path, e);
                     attempt += 1;
                     if attempt > 2
+                        || started.elapsed() > self.ceiling / 40
                         || matches!(err.kind, BackendErrorKind::NotFound | BackendErrorKind::PermissionDenied)
                     {
                         return Err(err);
