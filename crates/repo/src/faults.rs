@@ -141,9 +141,10 @@ impl fmt::Debug for FaultState {
 }
 
 impl FaultService {
-    /// Faults of a request that is answered as a whole (stat, rename, create_dir).
-    async fn before(&self) -> Result<Option<Fault>> {
-        match self.state.draw(&[Fault::Error, Fault::Latency, Fault::LostResponse]) {
+    /// Faults of a request that is answered as a whole (stat, rename, create_dir), drawn
+    /// from `kinds`; a lost response is returned for the caller to apply after the request.
+    async fn before(&self, kinds: &[Fault]) -> Result<Option<Fault>> {
+        match self.state.draw(kinds) {
             Some(Fault::Error) => Err(injected("request failed", true)),
             Some(Fault::Latency) => {
                 self.state.delay().await;
@@ -171,13 +172,14 @@ impl Service for FaultService {
     }
 
     async fn create_dir(&self, ctx: &OperationContext, path: &str, args: OpCreateDir) -> Result<RpCreateDir> {
-        let lost = self.before().await?;
+        let lost = self.before(&[Fault::Error, Fault::Latency, Fault::LostResponse]).await?;
         let r = self.inner.create_dir(ctx, path, args).await?;
         if lost.is_some() { Err(injected("response lost", true)) } else { Ok(r) }
     }
 
     async fn stat(&self, ctx: &OperationContext, path: &str, args: OpStat) -> Result<RpStat> {
-        self.before().await?;
+        // A stat changes nothing, so it has no response to lose.
+        self.before(&[Fault::Error, Fault::Latency]).await?;
         self.inner.stat(ctx, path, args).await
     }
 
@@ -198,7 +200,7 @@ impl Service for FaultService {
     }
 
     async fn rename(&self, ctx: &OperationContext, from: &str, to: &str, args: OpRename) -> Result<RpRename> {
-        let lost = self.before().await?;
+        let lost = self.before(&[Fault::Error, Fault::Latency, Fault::LostResponse]).await?;
         let r = self.inner.rename(ctx, from, to, args).await?;
         // Not temporary: a retried rename would find its source gone, as a real client
         // whose answer was lost does.

@@ -220,10 +220,9 @@ impl Repository {
                 Err(Unwrap::Invalid(e)) => problems.push(format!("key file {path}: {e}")),
             }
         }
-        let (key_id, keys, config) = match opened {
-            Some(k) => k,
-            // A key opened but the config does not authenticate under it.
-            None if !config_failures.is_empty() => {
+        let Some((key_id, keys, config)) = opened else {
+            if !config_failures.is_empty() {
+                // A key opened but the config does not authenticate under it.
                 return Err(RepoError::integrity(
                     Damaged::Object(StoredObject::Config),
                     format!(
@@ -233,11 +232,13 @@ impl Repository {
                 ));
             }
             // The storage failed to deliver a key file: perhaps the one the password opens.
-            None if unreadable.is_some() => return Err(unreadable.map_or(RepoError::NotFound(name), Into::into)),
-            None if wrong_password => return Err(RepoError::WrongPassword(name)),
-            None => {
-                return Err(RepoError::NoUsableKey { repo: name, reason: problems.join("; ") });
+            if let Some(e) = unreadable {
+                return Err(e.into());
             }
+            if wrong_password {
+                return Err(RepoError::WrongPassword(name));
+            }
+            return Err(RepoError::NoUsableKey { repo: name, reason: problems.join("; ") });
         };
         Ok(Repository { backend, keys, config, key_id, cache: None })
     }
