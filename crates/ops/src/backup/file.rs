@@ -74,7 +74,12 @@ pub(super) fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, parent: O
         if !changed {
             break;
         }
-        if attempt == 2 {
+        if attempt == 1 {
+            // One change is seen in steps (ext4 shrinks a file's size first and sets its
+            // times in two updates a few milliseconds apart): let it settle before the
+            // second read, or that read sees the rest of the same change.
+            settle(&file);
+        } else {
             ctx.problem_kept(
                 path,
                 format!("changed while it was read (twice); stored as read ({size} bytes), which may mix its states"),
@@ -104,6 +109,20 @@ struct FileState {
 impl FileState {
     fn of(m: &Metadata) -> FileState {
         FileState { size: m.len(), mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) }
+    }
+}
+
+/// Waits (at most half a second) until the file's size and times stay the same for 20 ms.
+fn settle(file: &File) {
+    let state = || file.metadata().ok().map(|m| FileState::of(&m));
+    let mut last = state();
+    for _ in 0..25 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = state();
+        if now == last {
+            return;
+        }
+        last = now;
     }
 }
 
