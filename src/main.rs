@@ -66,6 +66,7 @@ fn main() {
         Command::Forget(a) => commands::forget::run(g, a),
         Command::Prune(a) => commands::prune::run(g, a),
         Command::Writers(a) => commands::writers::run(g, a),
+        Command::Key(a) => commands::key::run(g, a),
         Command::Tag(a) => commands::rewrite::run_tag(g, a),
         Command::Rewrite(a) => commands::rewrite::run_rewrite(g, a),
         Command::BenchPrimitives => commands::bench::run(g),

@@ -7,6 +7,7 @@ mod common;
 use common::Kind;
 use common::crash_scenarios::*;
 use common::fault_scenarios::*;
+use common::key_scenarios::*;
 use common::prune_scenarios::*;
 use common::scenarios::*;
 
@@ -38,4 +39,6 @@ on_remote_backends!(
     sigkill_at_any_moment,
     prune_beside_backups,
     prune_reclaims_all_space,
+    keys_are_added_removed_and_replaced,
+    removals_of_each_others_key_leave_one,
 );

@@ -46,6 +46,11 @@ pub(crate) struct GlobalArgs {
     /// No progress bars and no summaries, only errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Skip key files whose Argon2id asks for more than this much memory (MiB), or more
+    /// than four times as much memory × passes
+    #[arg(long, env = "VAULT_KDF_MAX_MEMORY", global = true, value_name = "MIB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub kdf_max_memory: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +87,8 @@ pub(crate) enum Command {
     Prune(PruneArgs),
     /// List the writers announced in the repository, or remove a dead one's announcement
     Writers(WritersArgs),
+    /// List, add and remove key files, or change the password
+    Key(KeyArgs),
     /// Add, remove or set tags of snapshots (each changed snapshot is replaced)
     Tag(TagArgs),
     /// Write snapshots again without the paths given (e.g. a secret backed up by mistake)
@@ -385,6 +392,51 @@ pub(crate) struct RewriteArgs {
     /// Show what would be left out; change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyArgs {
+    #[command(subcommand)]
+    pub action: Option<KeyAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyAction {
+    /// List the key files, the one in use marked (the default)
+    List,
+    /// Add a key file: another password for the same repository
+    Add(NewKeyArgs),
+    /// Remove a key file (not the one in use: open with another key to remove it)
+    Remove {
+        /// The key file's id, or a unique prefix, as `vault key list` shows it
+        id: String,
+    },
+    /// Change the password: a new key file replaces the one in use
+    Passwd(NewKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewKeyArgs {
+    /// Read the new password from this file (first line)
+    #[arg(long, env = "VAULT_NEW_PASSWORD_FILE", value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+    /// Run this shell command and read the new password from its output
+    #[arg(long, env = "VAULT_NEW_PASSWORD_COMMAND", value_name = "CMD")]
+    pub new_password_command: Option<String>,
+    /// Host label of the new key file (default: this host's name for `add`, the current
+    /// key file's for `passwd`)
+    #[arg(long)]
+    pub host: Option<String>,
+    /// User label of the new key file (default: $USER for `add`, the current key file's
+    /// for `passwd`)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Argon2id memory in MiB (default: 64 for `add`, the current key file's for `passwd`)
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub kdf_memory: Option<u32>,
+    /// Argon2id passes (default: 3 for `add`, the current key file's for `passwd`)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub kdf_iterations: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,18 @@ use zeroize::Zeroizing;
 pub(crate) struct PasswordSource {
     pub command: Option<String>,
     pub file: Option<PathBuf>,
+    /// The repository's password, or a new one (`vault key add/passwd`).
+    pub new: bool,
+}
+
+impl PasswordSource {
+    fn env_var(&self) -> &'static str {
+        if self.new { "VAULT_NEW_PASSWORD" } else { "VAULT_PASSWORD" }
+    }
+
+    fn prompt(&self) -> &'static str {
+        if self.new { "enter the new password: " } else { "enter password for repository: " }
+    }
 }
 
 /// Whether to ask twice (for a new key).
@@ -95,13 +107,11 @@ pub(crate) fn read_password(src: &PasswordSource, confirm: Confirm) -> Result<Ze
         let text =
             std::fs::read_to_string(file).with_context(|| format!("cannot read password file {}", file.display()))?;
         Zeroizing::new(strip_newline(text))
-    } else if let Ok(pw) = std::env::var("VAULT_PASSWORD") {
+    } else if let Ok(pw) = std::env::var(src.env_var()) {
         Zeroizing::new(pw)
     } else if std::io::stdin().is_terminal() {
-        let first = Zeroizing::new(
-            rpassword::prompt_password("enter password for repository: ")
-                .context("cannot read password from terminal")?,
-        );
+        let first =
+            Zeroizing::new(rpassword::prompt_password(src.prompt()).context("cannot read password from terminal")?);
         if confirm == Confirm::Twice {
             let again = Zeroizing::new(
                 rpassword::prompt_password("enter the password again: ")
@@ -113,12 +123,17 @@ pub(crate) fn read_password(src: &PasswordSource, confirm: Confirm) -> Result<Ze
         }
         first
     } else {
+        if src.new {
+            bail!(
+                "no new password given: set VAULT_NEW_PASSWORD, VAULT_NEW_PASSWORD_FILE, --new-password-file or --new-password-command (standard input is not a terminal, so vault cannot prompt)"
+            );
+        }
         bail!(
             "no password given: set VAULT_PASSWORD, VAULT_PASSWORD_FILE, --password-file or --password-command (standard input is not a terminal, so vault cannot prompt)"
         );
     };
     if pw.is_empty() {
-        bail!("the password is empty");
+        bail!("the {}password is empty", if src.new { "new " } else { "" });
     }
     Ok(pw)
 }

@@ -45,6 +45,9 @@ pub enum RepoError {
         /// Why.
         reason: String,
     },
+    /// Another command changed the same thing at the same time; nothing was lost.
+    #[error("{0}")]
+    Concurrent(String),
     /// The storage backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),

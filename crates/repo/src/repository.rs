@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::backend::{Backend, BackendErrorKind};
 use super::cache::Cache;
 use super::error::{RepoError, Result};
+use super::key_files::{self, OpenOptions};
 use super::master_index::{BlobLocation, MasterIndex};
 use super::object::{Damaged, StoredKind, StoredObject};
 use super::object_bytes::ObjectBytes;
@@ -20,7 +21,7 @@ use vault_format::config::Config;
 use vault_format::crypto::{Keys, SecretKey};
 use vault_format::file::SealedDocument;
 use vault_format::index::IndexFile;
-use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN, Unwrap};
+use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta};
 use vault_format::pack::{self, BlobKind, PackEntry};
 use vault_format::snapshot::Snapshot;
 use vault_format::tree::Tree;
@@ -94,6 +95,7 @@ pub struct Repository {
     config: Config,
     key_id: KeyId,
     cache: Option<Cache>,
+    open_notes: Vec<String>,
 }
 
 /// Ids of the files directly in `dir` whose names are 64 hex digits; other names are not
@@ -120,14 +122,8 @@ impl Repository {
         {
             return Err(RepoError::AlreadyExists(backend.name().to_string()));
         }
-        let master = SecretKey::random()?;
-        let mut salt = [0u8; SALT_LEN];
-        getrandom::fill(&mut salt)?;
-        let mut nonce = [0u8; 24];
-        getrandom::fill(&mut nonce)?;
-        let kf = KeyFile::wrap(&master, password, opts.kdf, salt, nonce, meta)
-            .map_err(|e| RepoError::invalid("key derivation parameters", e))?;
-        let keys = Keys::from_master(master);
+        let keys = Keys::from_master(SecretKey::random()?);
+        let (key_id, key_bytes) = key_files::wrap_key(&keys, password, opts.kdf, meta)?;
         let mut repo_id = [0u8; 32];
         getrandom::fill(&mut repo_id)?;
         let mut config = Config::new(Id(repo_id));
@@ -136,8 +132,6 @@ impl Repository {
         config.padding = opts.padding;
         config.validate().map_err(|e| RepoError::invalid("repository options", e))?;
         // Key first, config last: the config's presence is what makes a repository exist.
-        let key_bytes = kf.to_json();
-        let key_id = KeyId(Id::of_stored_bytes(&key_bytes));
         let key_path = StoredObject::Key(key_id).path();
         backend.write(&key_path, key_bytes)?;
         // The config is the one object with a fixed name: two inits at once must not both
@@ -162,85 +156,25 @@ impl Repository {
                 backend.name()
             )));
         }
-        Ok(Repository { backend, keys, config, key_id, cache: None })
+        Ok(Repository { backend, keys, config, key_id, cache: None, open_notes: Vec::new() })
     }
 
     /// Opens a repository with the first key file that `password` opens and whose master
-    /// key authenticates the config (a key file left by an init that lost a race to
-    /// another opens with the password but belongs to no repository).
+    /// key authenticates the config, trying key files in the default order.
     pub fn open(backend: Backend, password: &[u8]) -> Result<Repository> {
-        let name = backend.name().to_string();
-        let config_bytes = match backend.read(&StoredObject::Config.path()) {
-            Ok(b) => b,
-            Err(e) if e.kind == BackendErrorKind::NotFound => return Err(RepoError::NotFound(name)),
-            Err(e) => return Err(e.into()),
-        };
-        let key_ids = parse_listing(StoredKind::Key.dir(), backend.list(StoredKind::Key.dir())?);
-        if key_ids.is_empty() {
-            return Err(RepoError::NoUsableKey { repo: name, reason: "the keys/ directory is empty".into() });
-        }
-        let mut problems = Vec::new();
-        let mut config_failures = Vec::new();
-        let mut unreadable = None;
-        let mut wrong_password = false;
-        let mut opened = None;
-        for (id, _) in key_ids {
-            let path = StoredObject::Key(KeyId(id)).path();
-            let bytes = match backend.read(&path) {
-                Ok(b) => b,
-                Err(e) => {
-                    problems.push(e.to_string());
-                    if e.kind != BackendErrorKind::NotFound {
-                        unreadable.get_or_insert(e);
-                    }
-                    continue;
-                }
-            };
-            // The name check tells a damaged key file apart from a wrong password.
-            if Id::of_stored_bytes(&bytes) != id {
-                problems.push(format!("key file {path} is damaged (its bytes do not match its name)"));
-                continue;
-            }
-            let kf = match KeyFile::from_json(&bytes) {
-                Ok(k) => k,
-                Err(e) => {
-                    problems.push(format!("key file {path}: {e}"));
-                    continue;
-                }
-            };
-            match kf.unwrap_master(password) {
-                Ok(keys) => match Config::decode(&keys, &config_bytes) {
-                    Ok(config) => {
-                        opened = Some((KeyId(id), keys, config));
-                        break;
-                    }
-                    Err(e) => config_failures.push(format!("{path}: {e}")),
-                },
-                Err(Unwrap::WrongPassword) => wrong_password = true,
-                Err(Unwrap::Invalid(e)) => problems.push(format!("key file {path}: {e}")),
-            }
-        }
-        let Some((key_id, keys, config)) = opened else {
-            if !config_failures.is_empty() {
-                // A key opened but the config does not authenticate under it.
-                return Err(RepoError::integrity(
-                    Damaged::Object(StoredObject::Config),
-                    format!(
-                        "{name}: it does not open with the key that the password opens ({})",
-                        config_failures.join("; ")
-                    ),
-                ));
-            }
-            // The storage failed to deliver a key file: perhaps the one the password opens.
-            if let Some(e) = unreadable {
-                return Err(e.into());
-            }
-            if wrong_password {
-                return Err(RepoError::WrongPassword(name));
-            }
-            return Err(RepoError::NoUsableKey { repo: name, reason: problems.join("; ") });
-        };
-        Ok(Repository { backend, keys, config, key_id, cache: None })
+        Repository::open_with(backend, password, &OpenOptions::default())
+    }
+
+    /// Opens a repository, trying key files in the order and within the limits of `opts`
+    /// (see [`crate::key_files`]).
+    pub fn open_with(backend: Backend, password: &[u8], opts: &OpenOptions) -> Result<Repository> {
+        let o = key_files::open_keys(&backend, password, opts)?;
+        Ok(Repository { backend, keys: o.keys, config: o.config, key_id: o.key_id, cache: None, open_notes: o.notes })
+    }
+
+    /// Key files that `open` passed over (asking for more work than allowed), for a warning.
+    pub fn open_notes(&self) -> &[String] {
+        &self.open_notes
     }
 
     /// The storage backend (for request statistics and the CLI's plumbing; operations
@@ -261,6 +195,11 @@ impl Repository {
     /// The key file that opened the repository.
     pub fn key_id(&self) -> KeyId {
         self.key_id
+    }
+
+    /// After a password change, the key file that opens the repository now.
+    pub(crate) fn set_key_id(&mut self, id: KeyId) {
+        self.key_id = id;
     }
 
     /// The keyed chunker of this repository.
@@ -755,7 +694,7 @@ mod tests {
                 &SecretKey::random().unwrap(),
                 b"pw",
                 fast().kdf,
-                [7; SALT_LEN],
+                [7; vault_format::keyfile::SALT_LEN],
                 [9; 24],
                 KeyMeta::default(),
             )

@@ -1,7 +1,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{backend_options, hostname, location, password_source};
+use super::{backend_options, hostname, location, password_source, username};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, InitArgs};
 use crate::cli::output::print_json;
@@ -9,6 +9,7 @@ use crate::cli::password::{Confirm, read_password};
 use vault_format::blob::Padding;
 use vault_format::keyfile::KeyMeta;
 use vault_repo::backend::OpenMode;
+use vault_repo::state::LocalState;
 use vault_repo::{Backend, InitOptions, Repository};
 
 pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
@@ -23,9 +24,12 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
     let meta = KeyMeta {
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         host: hostname(),
-        username: std::env::var("USER").unwrap_or_default(),
+        username: username(),
     };
     let repo = Repository::init(backend, pw.as_bytes(), &opts, meta)?;
+    if let Some(state) = vault_repo::state::default_base().and_then(|b| LocalState::open(&b).ok()) {
+        let _ = state.remember_key(&loc.to_string(), repo.key_id());
+    }
     if g.json {
         print_json(&json!({ "message_type": "initialized", "id": repo.config().id, "repository": loc.to_string() }))?;
     } else if !g.quiet {

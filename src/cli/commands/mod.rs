@@ -11,6 +11,7 @@ pub(crate) mod dump;
 pub(crate) mod find;
 pub(crate) mod forget;
 pub(crate) mod init;
+pub(crate) mod key;
 pub(crate) mod ls;
 pub(crate) mod mount;
 pub(crate) mod prune;
@@ -30,7 +31,8 @@ use super::password::{Confirm, PasswordSource, read_password};
 use vault_ops::select::SnapshotFilter;
 use vault_repo::backend::OpenMode;
 use vault_repo::cache::Cache;
-use vault_repo::{Backend, BackendOptions, Location, RepoError, Repository};
+use vault_repo::state::LocalState;
+use vault_repo::{Backend, BackendOptions, KdfLimit, Location, OpenOptions, RepoError, Repository};
 
 pub(crate) fn location(g: &GlobalArgs) -> Result<Location> {
     let s = g.repo.as_deref().ok_or_else(|| anyhow!("no repository given: use -r/--repo or set VAULT_REPOSITORY"))?;
@@ -52,7 +54,7 @@ pub(crate) fn backend_options(g: &GlobalArgs) -> Result<BackendOptions> {
 }
 
 pub(crate) fn password_source(g: &GlobalArgs) -> PasswordSource {
-    PasswordSource { command: g.password_command.clone(), file: g.password_file.clone() }
+    PasswordSource { command: g.password_command.clone(), file: g.password_file.clone(), new: false }
 }
 
 pub(crate) fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
@@ -74,7 +76,29 @@ pub(crate) fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Reposito
         return Err(RepoError::NotFound(loc.to_string()).into());
     }
     let pw = read_password(&password_source(g), Confirm::Once)?;
-    let mut repo = Repository::open(backend, pw.as_bytes())?;
+    // The key file that opened this location last time is tried first; the state
+    // directory is an optimisation, so a failure to use it only costs time.
+    let state = vault_repo::state::default_base().and_then(|b| match LocalState::open(&b) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("warning: cannot use the state directory {}: {e}", b.display());
+            None
+        }
+    });
+    let place = loc.to_string();
+    let opts = OpenOptions {
+        kdf_limit: KdfLimit::from_memory_mib(g.kdf_max_memory),
+        try_first: state.as_ref().and_then(|s| s.key_hint(&place)),
+        host: hostname(),
+        username: username(),
+    };
+    let mut repo = Repository::open_with(backend, pw.as_bytes(), &opts)?;
+    for note in repo.open_notes() {
+        eprintln!("warning: {note}");
+    }
+    if let Some(s) = &state {
+        let _ = s.remember_key(&place, repo.key_id());
+    }
     if cache {
         let base = g.cache_dir.clone().or_else(vault_repo::cache::default_base);
         // A cache that cannot be created only costs speed.
@@ -101,4 +125,8 @@ pub(crate) fn filter(f: &FilterArgs) -> SnapshotFilter {
 
 pub(crate) fn hostname() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".into())
+}
+
+pub(crate) fn username() -> String {
+    std::env::var("USER").unwrap_or_default()
 }

@@ -1,0 +1,164 @@
+//! `vault key`: list, add and remove key files, change the password.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::{hostname, open_repo_with, username};
+use crate::cli::ExitCode;
+use crate::cli::args::{GlobalArgs, KeyAction, KeyArgs, NewKeyArgs};
+use crate::cli::output::{print_json, table};
+use crate::cli::password::{Confirm, PasswordSource, read_password};
+use vault_format::KeyId;
+use vault_format::keyfile::{KdfParams, KeyMeta};
+use vault_ops::OpError;
+use vault_repo::{KdfLimit, KeyInfo, Repository};
+
+pub(crate) fn run(g: &GlobalArgs, a: &KeyArgs) -> Result<ExitCode> {
+    let repo = open_repo_with(g, false)?;
+    let limit = KdfLimit::from_memory_mib(g.kdf_max_memory);
+    match &a.action {
+        None | Some(KeyAction::List) => list(g, &repo, &limit)?,
+        Some(KeyAction::Add(n)) => {
+            let labels = (hostname(), username());
+            let (pw, kdf, meta) = new_key(g, n, KdfParams::default(), labels, &limit)?;
+            let id = repo.add_key(pw.as_bytes(), kdf, meta)?;
+            report(g, "key_added", id, &format!("added key file {}", id.short()))?;
+        }
+        Some(KeyAction::Remove { id }) => {
+            let target = resolve(&repo, id)?;
+            repo.remove_key(target)?;
+            report(g, "key_removed", target, &format!("removed key file {}", target.short()))?;
+        }
+        Some(KeyAction::Passwd(n)) => {
+            // The new key file is the old one with another password: same cost, same labels.
+            let current = repo.read_key_file(&repo.key_id())?;
+            let labels = (current.host, current.username);
+            let (pw, kdf, meta) = new_key(g, n, current.kdf.params, labels, &limit)?;
+            let mut repo = std::sync::Arc::try_unwrap(repo)
+                .map_err(|_| anyhow::anyhow!("internal: the repository handle is shared"))?;
+            let old = repo.key_id();
+            let id = repo.change_password(pw.as_bytes(), kdf, meta)?;
+            report(
+                g,
+                "password_changed",
+                id,
+                &format!("changed the password: key file {} replaces {}", id.short(), old.short()),
+            )?;
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn report(g: &GlobalArgs, what: &str, id: KeyId, text: &str) -> Result<()> {
+    if g.json {
+        print_json(&json!({ "message_type": what, "id": id }))?;
+    } else if !g.quiet {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+/// The new password, the KDF cost (raised or kept) and the new key file's labels
+/// (`labels`: host and user unless given).
+fn new_key(
+    g: &GlobalArgs,
+    n: &NewKeyArgs,
+    base: KdfParams,
+    labels: (String, String),
+    limit: &KdfLimit,
+) -> Result<(zeroize::Zeroizing<String>, KdfParams, KeyMeta)> {
+    let kdf = KdfParams {
+        memory_kib: n.kdf_memory.map_or(base.memory_kib, |m| m * 1024),
+        iterations: n.kdf_iterations.unwrap_or(base.iterations),
+        parallelism: base.parallelism,
+    };
+    if !limit.allows(&kdf) {
+        return Err(OpError::Usage(format!(
+            "a key file with Argon2id {} MiB × {} passes would be skipped when opening (--kdf-max-memory is {} MiB, and memory × passes may be 4 times that); raise --kdf-max-memory everywhere this key is used",
+            kdf.memory_kib / 1024,
+            kdf.iterations,
+            g.kdf_max_memory
+        ))
+        .into());
+    }
+    let src = PasswordSource { command: n.new_password_command.clone(), file: n.new_password_file.clone(), new: true };
+    let pw = read_password(&src, Confirm::Twice)?;
+    let meta = KeyMeta {
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        host: n.host.clone().unwrap_or(labels.0),
+        username: n.user.clone().unwrap_or(labels.1),
+    };
+    Ok((pw, kdf, meta))
+}
+
+/// A key file named by its id or a unique prefix.
+fn resolve(repo: &Repository, spec: &str) -> Result<KeyId> {
+    let lower = spec.to_ascii_lowercase();
+    let ids: Vec<KeyId> = repo
+        .list_keys()?
+        .into_iter()
+        .map(|k| k.id)
+        .filter(|id| !lower.is_empty() && id.to_hex().starts_with(&lower))
+        .collect();
+    match ids.as_slice() {
+        [id] => Ok(*id),
+        [] => Err(OpError::Usage(format!("no key file matches {spec:?} (see `vault key list`)")).into()),
+        many => Err(OpError::Usage(format!(
+            "{spec:?} matches {} key files ({}); give more digits",
+            many.len(),
+            many.iter().map(|i| i.short()).collect::<Vec<_>>().join(", ")
+        ))
+        .into()),
+    }
+}
+
+fn list(g: &GlobalArgs, repo: &Repository, limit: &KdfLimit) -> Result<()> {
+    let keys = repo.list_keys()?;
+    let status = |k: &KeyInfo| match &k.file {
+        Ok(f) if !limit.allows(&f.kdf.params) => "over the KDF limit: skipped when opening".to_string(),
+        Ok(_) => String::new(),
+        Err(e) => format!("unreadable: {e}"),
+    };
+    if g.json {
+        let v: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let f = k.file.as_ref().ok();
+                json!({
+                    "id": k.id,
+                    "current": k.current,
+                    "created": f.map(|f| f.created.clone()),
+                    "host": f.map(|f| f.host.clone()),
+                    "username": f.map(|f| f.username.clone()),
+                    "kdf": f.map(|f| json!({
+                        "memory_kib": f.kdf.params.memory_kib,
+                        "iterations": f.kdf.params.iterations,
+                        "parallelism": f.kdf.params.parallelism,
+                    })),
+                    "within_kdf_limit": f.map(|f| limit.allows(&f.kdf.params)),
+                    "error": k.file.as_ref().err().map(|e| e.to_string()),
+                })
+            })
+            .collect();
+        print_json(&v)?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            let f = k.file.as_ref().ok();
+            vec![
+                format!("{}{}", if k.current { "*" } else { " " }, k.id.short()),
+                f.map(|f| f.host.clone()).unwrap_or_default(),
+                f.map(|f| f.username.clone()).unwrap_or_default(),
+                f.map(|f| f.created.clone()).unwrap_or_default(),
+                f.map(|f| format!("{} MiB × {}", f.kdf.params.memory_kib / 1024, f.kdf.params.iterations))
+                    .unwrap_or_default(),
+                status(k),
+            ]
+        })
+        .collect();
+    print!("{}", table(&[" ID", "Host", "User", "Created", "Argon2id", "Status"], &rows));
+    println!("{} key files (* opened this run)", keys.len());
+    Ok(())
+}
