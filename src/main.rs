@@ -73,6 +73,8 @@ fn main() {
         Command::BenchIndex(a) => commands::bench_index::run(g, a),
     };
     let code = match result {
+        // Data the repository lost outranks success and unreadable source files.
+        Ok(ExitCode::Ok | ExitCode::PartialBackup) if cli::exit::tampering_seen() => ExitCode::Tampering,
         Ok(code) => code,
         Err(e) => {
             // One line: the error and its causes, joined.

@@ -107,8 +107,12 @@ fn case(kind: Kind, dir: &str, how: Damage) {
     let (code, report) = check_json(env, &["--read-data"]);
     let problems = report["problems"].as_array().unwrap();
     if dir == "snapshots/" && how == Damage::Delete {
-        // A deleted snapshot leaves nothing behind to find; the rest is intact.
-        assert_eq!(code, 0, "{label}: {report}");
+        // A deleted snapshot leaves nothing in the repository to find, but this computer
+        // saw it: check reports it as gone without a forget (exit 15); the rest is intact.
+        assert_eq!(code, 15, "{label}: {report}");
+        assert!(problems.is_empty(), "{label}: {report}");
+        assert_eq!(report["missing"]["missing_snapshots"][0], Value::from(name.clone()), "{label}: {report}");
+        env.ok(&["check", "--accept-missing"]);
     } else {
         assert_eq!(code, 13, "{label}: {report}");
         let text = report["problems"].to_string();

@@ -7,6 +7,7 @@ mod common;
 use common::Kind;
 use common::crash_scenarios::*;
 use common::fault_scenarios::*;
+use common::history_scenarios::*;
 use common::key_scenarios::*;
 use common::prune_scenarios::*;
 use common::scenarios::*;
@@ -41,4 +42,7 @@ on_remote_backends!(
     prune_reclaims_all_space,
     keys_are_added_removed_and_replaced,
     removals_of_each_others_key_leave_one,
+    rollback_is_noticed,
+    forgets_beside_readers_are_not_tampering,
+    a_future_dated_parent_is_not_adopted,
 );

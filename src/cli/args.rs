@@ -207,6 +207,10 @@ pub(crate) struct CheckArgs {
     /// Packs downloaded and verified at once (each holds one pack in memory)
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub read_threads: usize,
+    /// After a report of snapshots or tombstones gone without a forget (exit 15), take the
+    /// repository as it is now as what this computer has seen
+    #[arg(long)]
+    pub accept_missing: bool,
 }
 
 #[derive(Debug, Args)]

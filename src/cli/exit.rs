@@ -17,6 +17,9 @@ pub(crate) enum ExitCode {
     Integrity = 13,
     /// The storage backend failed: unreachable, access denied, misconfigured, out of space.
     Backend = 14,
+    /// The command ran, but the repository lost snapshots or tombstones this user saw
+    /// before, without a forget: rollback or deletion by the storage.
+    Tampering = 15,
     // 130 (interrupted) is the shell's report of SIGINT, which vault leaves at its default.
 }
 
@@ -24,6 +27,23 @@ impl ExitCode {
     pub(crate) fn code(self) -> i32 {
         self as i32
     }
+}
+
+/// What the repository lost since this user last looked (see `vault_ops::rollback`): it
+/// turns a run that otherwise succeeded into exit 15.
+static TAMPERING: std::sync::Mutex<Option<vault_ops::rollback::History>> = std::sync::Mutex::new(None);
+
+pub(crate) fn record_tampering(h: vault_ops::rollback::History) {
+    *TAMPERING.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(h);
+}
+
+/// What was recorded, taking it (after `check --accept-missing`, nothing is left to report).
+pub(crate) fn take_tampering() -> Option<vault_ops::rollback::History> {
+    TAMPERING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+}
+
+pub(crate) fn tampering_seen() -> bool {
+    TAMPERING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some()
 }
 
 /// The exit code an error deserves: its most specific cause decides.

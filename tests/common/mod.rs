@@ -4,6 +4,7 @@
 pub mod crash_scenarios;
 pub mod fault_scenarios;
 pub mod garage;
+pub mod history_scenarios;
 pub mod key_scenarios;
 pub mod prune_scenarios;
 pub mod scenarios;

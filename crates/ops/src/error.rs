@@ -30,6 +30,9 @@ pub enum OpError {
     /// The repository changed under every attempt (check beside a running prune).
     #[error("{0}")]
     Unsettled(String),
+    /// The user's local state (what was seen of the repository) cannot be kept.
+    #[error("cannot keep the local record of what this repository held: {0}")]
+    LocalState(String),
     /// Prune will not delete anything: what it would judge from is damaged or missing.
     #[error("prune refused: {0}")]
     PruneRefused(String),

@@ -19,6 +19,7 @@ pub mod prune;
 pub mod repair;
 pub mod restore;
 pub mod rewrite;
+pub mod rollback;
 pub mod select;
 pub mod source;
 pub mod stats;

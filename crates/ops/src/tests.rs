@@ -20,7 +20,7 @@ use crate::repair::{repair_index, repair_snapshots};
 use crate::restore::{RestoreOptions, restore};
 use crate::walk::{Flow, TreeFold, Trees, Visit, WalkLimits, fold, walk};
 
-fn memory_repo(name: &str) -> Arc<Repository> {
+pub(crate) fn memory_repo(name: &str) -> Arc<Repository> {
     let b = Backend::open(&Location::Memory(name.into()), &Default::default(), OpenMode::Create).unwrap();
     let opts = InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() };
     Arc::new(Repository::init(b, b"pw", &opts, KeyMeta::default()).unwrap())

@@ -1,14 +1,60 @@
 //! What vault remembers between runs, for one user: per repository location, the key file
-//! that opened it last (tried first next time, so a run pays for one Argon2id). Kept
+//! that opened it last (tried first next time, so a run pays for one Argon2id); per
+//! repository, the snapshots and tombstones it has seen (so that a storage server rolling
+//! the repository back, or files vanishing without a forget, is noticed). Kept
 //! under `$VAULT_STATE_DIR`, else `$XDG_STATE_HOME/vault`, else `~/.local/state/vault`, in
 //! a directory only its owner can enter. Unlike the cache it is not content-addressed and
 //! not to be shared; losing it only costs time.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use vault_format::KeyId;
+use vault_format::{Id, KeyId, SnapshotId};
+
+/// What this user has seen of one repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Snapshot files listed (and not since named by a tombstone).
+    pub snapshots: BTreeSet<SnapshotId>,
+    /// Tombstones listed (they are never deleted).
+    pub tombstones: BTreeSet<Id>,
+}
+
+const SEEN_MAGIC: &[u8] = b"vault seen v1\n";
+
+impl Seen {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = SEEN_MAGIC.to_vec();
+        for set in [self.snapshots.iter().map(|s| s.0).collect::<Vec<_>>(), self.tombstones.iter().copied().collect()] {
+            out.extend_from_slice(&(set.len() as u64).to_le_bytes());
+            for id in set {
+                out.extend_from_slice(&id.0);
+            }
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Seen> {
+        let mut rest = bytes.strip_prefix(SEEN_MAGIC)?;
+        let mut sets = Vec::new();
+        for _ in 0..2 {
+            let (n, tail) = rest.split_first_chunk::<8>()?;
+            let n = usize::try_from(u64::from_le_bytes(*n)).ok()?;
+            let len = n.checked_mul(32).filter(|l| *l <= tail.len())?;
+            let (ids, tail) = tail.split_at(len);
+            sets.push(ids.chunks_exact(32).map(|c| Id(c.try_into().unwrap_or_default())).collect::<BTreeSet<_>>());
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+        let tombstones = sets.pop()?;
+        let snapshots = sets.pop()?.into_iter().map(SnapshotId).collect();
+        Some(Seen { snapshots, tombstones })
+    }
+}
 
 /// The state directory of this user.
 #[derive(Debug)]
@@ -66,6 +112,33 @@ impl LocalState {
         self.write_atomic(&self.location_file(location), format!("{}\n", id.0.to_hex()).as_bytes())
     }
 
+    fn repository_dir(&self, repo: &Id) -> PathBuf {
+        self.root.join("repositories").join(repo.to_hex())
+    }
+
+    /// What was seen of repository `repo` (empty the first time; a damaged record counts
+    /// as none, which only loses detection).
+    pub fn seen(&self, repo: &Id) -> Seen {
+        std::fs::read(self.repository_dir(repo).join("seen")).ok().and_then(|b| Seen::decode(&b)).unwrap_or_default()
+    }
+
+    /// Changes what was seen of `repo` under a lock, so that two vault processes of this
+    /// user never drop each other's observations.
+    pub fn update_seen(&self, repo: &Id, change: impl FnOnce(&mut Seen)) -> std::io::Result<()> {
+        let dir = self.repository_dir(repo);
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock"))?;
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| std::io::Error::from(e))?;
+        let mut seen = self.seen(repo);
+        let before = seen.clone();
+        change(&mut seen);
+        if seen != before {
+            self.write_atomic(&dir.join("seen"), &seen.encode())?;
+        }
+        Ok(())
+    }
+
     /// Replaces `path` (below the root) in one step, so a crash leaves the old or the new.
     pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(&self.root);
@@ -97,5 +170,29 @@ mod tests {
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
         LocalState::open(&base).unwrap();
         assert_eq!(std::fs::metadata(&base).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn seen_round_trips_and_damage_counts_as_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalState::open(dir.path()).unwrap();
+        let repo = Id([1; 32]);
+        assert_eq!(s.seen(&repo), Seen::default());
+        s.update_seen(&repo, |seen| {
+            seen.snapshots.insert(SnapshotId(Id([2; 32])));
+            seen.tombstones.insert(Id([3; 32]));
+        })
+        .unwrap();
+        let seen = s.seen(&repo);
+        assert_eq!(seen.snapshots.len(), 1);
+        assert_eq!(seen.tombstones.len(), 1);
+        assert_eq!(Seen::decode(&seen.encode()), Some(seen.clone()));
+        let bytes = seen.encode();
+        for cut in 0..bytes.len() {
+            assert_eq!(Seen::decode(&bytes[..cut]), None);
+        }
+        let mut long = bytes.clone();
+        long[SEEN_MAGIC.len()] = 0xff;
+        assert_eq!(Seen::decode(&long), None);
     }
 }

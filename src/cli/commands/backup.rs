@@ -41,6 +41,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
     // Announced before the index is loaded, so that a prune's deletion waits for this
     // backup if it may have deduplicated against what the prune condemns.
     let announced = vault_repo::announce(&repo, "backup")?;
+    let repo_for_state = std::sync::Arc::clone(&repo);
     let result = vault_repo::IndexedRepository::load_present(repo).map_err(Into::into).and_then(|(r, missing)| {
         if !missing.is_empty() {
             progress.suspend(|| {
@@ -55,6 +56,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
     progress.finish();
     let report = result?;
     announced.end()?;
+    // So that the storage hiding this snapshot later is noticed by the next command.
+    if let Some(state) = super::local_state() {
+        let _ = vault_ops::rollback::remember_snapshot(&repo_for_state, &state, report.snapshot_id);
+    }
     if !g.quiet {
         for l in &report.left_out {
             eprintln!("note: left out {}: {}", l.path.display(), l.reason);

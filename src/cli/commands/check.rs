@@ -2,9 +2,11 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
+use super::local_state;
 use super::{hostname, open_repo_with};
 use crate::cli::ExitCode;
 use crate::cli::args::{CheckArgs, GlobalArgs};
+use crate::cli::exit::take_tampering;
 use crate::cli::output::print_json;
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::check::{CheckOptions, CheckReport, Subset, check};
@@ -84,12 +86,45 @@ pub(crate) fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<ExitCode> {
     let result = check(&repo, &opts, &progress);
     progress.finish();
     let report = result?;
-    if g.json {
-        print_json(&report)?;
-    } else if !g.quiet || !report.problems.is_empty() {
-        print_report(&report, g.quiet);
+    // What the repository lost since this computer last looked (found when it was opened).
+    let mut missing = take_tampering();
+    let mut accepted = None;
+    if a.accept_missing {
+        let state = local_state().ok_or_else(|| anyhow::anyhow!("no state directory: nothing to accept"))?;
+        accepted = Some(vault_ops::rollback::accept(&repo, &state)?);
+        missing = None;
     }
-    Ok(if report.problems.is_empty() { ExitCode::Ok } else { ExitCode::Integrity })
+    if g.json {
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("missing".into(), serde_json::to_value(missing.clone().unwrap_or_default())?);
+            if let Some(d) = &accepted {
+                m.insert("accepted_missing".into(), serde_json::to_value(d)?);
+            }
+        }
+        print_json(&v)?;
+    } else {
+        if let Some(h) = &missing {
+            println!("error: tampering: {}", h.describe());
+        }
+        if let Some(d) = accepted.as_ref().filter(|d| d.is_tampered()) {
+            println!(
+                "accepted: {} snapshot(s) and {} tombstone(s) gone without a forget are no longer reported",
+                d.missing_snapshots.len(),
+                d.missing_tombstones.len()
+            );
+        }
+        if !g.quiet || !report.problems.is_empty() {
+            print_report(&report, g.quiet);
+        }
+    }
+    Ok(if !report.problems.is_empty() {
+        ExitCode::Integrity
+    } else if missing.is_some() {
+        ExitCode::Tampering
+    } else {
+        ExitCode::Ok
+    })
 }
 
 fn print_report(r: &CheckReport, quiet: bool) {

@@ -108,7 +108,30 @@ pub(crate) fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Reposito
             None => {}
         }
     }
+    if let Some(s) = &state {
+        notice_tampering(&repo, s)?;
+    }
     Ok(Arc::new(repo))
+}
+
+/// Compares the repository with what this user saw before (see `vault_ops::rollback`):
+/// losses are reported on stderr and make the command exit with 15.
+fn notice_tampering(repo: &Repository, state: &LocalState) -> Result<()> {
+    match vault_ops::rollback::observe(repo, state) {
+        Ok(h) if h.is_tampered() => {
+            eprintln!("warning: possible tampering: {}", h.describe());
+            crate::cli::exit::record_tampering(h);
+        }
+        Ok(_) => {}
+        Err(vault_ops::OpError::LocalState(e)) => eprintln!("warning: {e}"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// The user's state directory, if it can be used.
+pub(crate) fn local_state() -> Option<LocalState> {
+    vault_repo::state::default_base().and_then(|b| LocalState::open(&b).ok())
 }
 
 pub(crate) fn filter(f: &FilterArgs) -> SnapshotFilter {

@@ -6,6 +6,7 @@ use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, SnapshotsArgs};
 use crate::cli::output::{local_time, print_json, table};
 use crate::cli::progress::bytes;
+use vault_ops::rollback::is_future;
 use vault_ops::select::{list, time_of};
 
 pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
@@ -14,6 +15,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
     for b in &bad {
         eprintln!("warning: skipped a damaged snapshot: {b}");
     }
+    let now = chrono::Utc::now();
     if g.json {
         let v: Vec<_> = snaps
             .iter()
@@ -22,6 +24,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
                 if let Some(m) = o.as_object_mut() {
                     m.insert("id".into(), json!(id));
                     m.insert("short_id".into(), json!(id.short()));
+                    m.insert("future".into(), json!(is_future(s, now)));
                 }
                 o
             })
@@ -34,7 +37,12 @@ pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
         .map(|(id, s)| {
             vec![
                 id.short(),
-                local_time(time_of(s)),
+                // A date ahead of the clock is suspicious (see `vault check`).
+                if is_future(s, now) {
+                    format!("{} (future!)", local_time(time_of(s)))
+                } else {
+                    local_time(time_of(s))
+                },
                 s.hostname.clone(),
                 s.tags.join(","),
                 s.summary.as_ref().map(|x| bytes(x.total_bytes)).unwrap_or_default(),

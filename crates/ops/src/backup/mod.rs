@@ -185,8 +185,13 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
         ParentChoice::None => None,
         ParentChoice::Snapshot(id) => Some((*id, repo.repo().load_snapshot(id)?)),
         ParentChoice::Auto => {
+            // A snapshot dated in the future would stay `latest` (and every backup's
+            // parent) until that date: someone with the key planted it, or a clock ran wild.
             let (snaps, _) = repo.repo().load_all_snapshots()?;
-            select::newest(snaps.into_iter().filter(|(_, s)| s.hostname == opts.host && s.paths == abs_paths))
+            let now = chrono::Utc::now();
+            select::newest(snaps.into_iter().filter(|(_, s)| {
+                s.hostname == opts.host && s.paths == abs_paths && !crate::rollback::is_future(s, now)
+            }))
         }
     };
     let parent_root = match &parent {

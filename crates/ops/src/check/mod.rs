@@ -264,6 +264,7 @@ fn check_once(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progre
     // its blobs, so every snapshot listed now has its index entries stored already. (The
     // other order reports the snapshot of a backup that finished meanwhile as damaged.)
     let snapshots = repo.load_all_snapshots()?;
+    c.flag_future_snapshots(&snapshots.0);
     let (indexed, index, old) = c.check_index()?;
     let (usable, condemned) = c.check_packs(&indexed, &old)?;
     c.check_tree_headers(&indexed, &usable)?;
@@ -287,6 +288,22 @@ impl Checker<'_> {
     fn mark_lost(&mut self, kind: BlobKind, blobs: &[PackEntry], problem: usize) {
         for b in blobs {
             self.bad_blobs.insert((kind, b.id), problem);
+        }
+    }
+
+    /// Snapshots dated ahead of this computer's clock: not damage, but one would be
+    /// `latest` until its date comes (a key holder planting a parent for another host).
+    fn flag_future_snapshots(&mut self, snapshots: &[(SnapshotId, vault_format::snapshot::Snapshot)]) {
+        let now = chrono::Utc::now();
+        for (id, s) in snapshots.iter().filter(|(_, s)| crate::rollback::is_future(s, now)) {
+            self.report.info.push(Info {
+                kind: "future_snapshot",
+                object: StoredObject::Snapshot(*id).path(),
+                message: format!(
+                    "dated {} (host {}), ahead of this computer's clock; backups do not take it as their parent",
+                    s.time, s.hostname
+                ),
+            });
         }
     }
 
