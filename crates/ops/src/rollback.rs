@@ -89,14 +89,23 @@ fn list_now(repo: &Repository) -> Result<Now> {
 /// What vanished stays remembered, so every later command reports it too, until
 /// [`accept`].
 pub fn observe(repo: &Repository, state: &LocalState) -> Result<History> {
+    // Only what was remembered before the listings began is judged by them: another
+    // process may remember a snapshot it has just written (or a tombstone it has just
+    // listed) while these listings run, too late for them to show it.
+    let before = state.seen(&repo.config().id);
     let now = list_now(repo)?;
     let mut history = History::default();
     let result = state.update_seen(&repo.config().id, |seen| {
         let present: HashSet<SnapshotId> = now.snapshots.iter().copied().collect();
         let stones: HashSet<Id> = now.tombstones.iter().copied().collect();
-        history.missing_snapshots =
-            seen.snapshots.iter().filter(|s| !present.contains(s) && !now.forgotten.contains(s)).copied().collect();
-        history.missing_tombstones = seen.tombstones.iter().filter(|t| !stones.contains(t)).copied().collect();
+        history.missing_snapshots = seen
+            .snapshots
+            .iter()
+            .filter(|s| before.snapshots.contains(s) && !present.contains(s) && !now.forgotten.contains(s))
+            .copied()
+            .collect();
+        history.missing_tombstones =
+            seen.tombstones.iter().filter(|t| before.tombstones.contains(t) && !stones.contains(t)).copied().collect();
         seen.snapshots.extend(now.snapshots.iter().copied());
         seen.snapshots.retain(|s| !now.forgotten.contains(s));
         seen.tombstones.extend(now.tombstones.iter().copied());
