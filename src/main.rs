@@ -30,6 +30,9 @@ fn quiet_broken_pipe() {
 }
 
 fn main() {
+    // The master key lives in this process's memory: no core dump may carry it to disk,
+    // and no other process of this user may attach to read it.
+    let _ = nix::sys::prctl::set_dumpable(false);
     quiet_broken_pipe();
     // A panic inside the storage library is caught where the request was made and
     // reported as a storage error (see vault_repo::backend); its default message on
@@ -78,7 +81,8 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             // One line: the error and its causes, joined.
-            eprintln!("vault: error: {e:#}");
+            // Errors name paths and labels that others chose: shown, never obeyed.
+            eprintln!("vault: error: {}", cli::output::printable(&format!("{e:#}")));
             classify(&e)
         }
     };

@@ -23,14 +23,25 @@ fn is_mounted(dir: &Path) -> bool {
 
 impl Mounted {
     fn new(env: &Env, dir: &Path) -> Option<Mounted> {
+        Mounted::with_args(env, dir, &[])
+    }
+
+    fn with_args(env: &Env, dir: &Path, extra: &[&str]) -> Option<Mounted> {
         if !Path::new("/dev/fuse").exists() {
             assert!(std::env::var_os("CI").is_none(), "/dev/fuse is missing in CI");
             eprintln!("note: no /dev/fuse; skipping");
             return None;
         }
         std::fs::create_dir_all(dir).unwrap();
-        let child =
-            env.cmd().args(["mount", "-q"]).arg(dir).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let child = env
+            .cmd()
+            .args(["mount", "-q"])
+            .args(extra)
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let m = Mounted { child: Some(child), dir: dir.to_path_buf() };
         let t = Instant::now();
         while !dir.join("snapshots").exists() {
@@ -212,4 +223,45 @@ fn mount_works_on_s3_and_sftp() {
         let read = std::fs::read(mnt.join("latest").join(src.strip_prefix("/").unwrap()).join("data")).unwrap();
         assert_eq!(read, noise(2_500_000, 11), "{kind:?}");
     }
+}
+
+/// With --allow-other, the kernel checks the recorded owner and mode: another user reads a
+/// 0644 file through root's mount but not a 0600 one (before, `nobody` read it).
+#[test]
+fn allow_other_keeps_file_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("note: not root; skipping");
+        return;
+    }
+    let env = Env::new();
+    // Directories on the way must be open to others, in the snapshot and to the mount point.
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(src.join("public"), "anyone").unwrap();
+    std::fs::set_permissions(src.join("public"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(src.join("secret"), "root only").unwrap();
+    std::fs::set_permissions(src.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let mnt = env.path("mnt");
+    let Some(_m) = Mounted::with_args(&env, &mnt, &["--allow-other"]) else { return };
+    let inside = mnt.join("latest").join(src.strip_prefix("/").unwrap());
+    let read_as_nobody =
+        |name: &str| Command::new("cat").arg(inside.join(name)).uid(65534).gid(65534).output().unwrap();
+    let public = read_as_nobody("public");
+    assert!(public.status.success(), "{}", String::from_utf8_lossy(&public.stderr));
+    assert_eq!(public.stdout, b"anyone");
+    let secret = read_as_nobody("secret");
+    assert!(!secret.status.success(), "nobody read root's 0600 file through the mount");
+    assert!(
+        String::from_utf8_lossy(&secret.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&secret.stderr)
+    );
+    // Root still reads it.
+    assert_eq!(std::fs::read(inside.join("secret")).unwrap(), b"root only");
 }

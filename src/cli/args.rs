@@ -23,22 +23,29 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
     /// Repository: a local path, local:PATH, sftp://[user@]host[:port]/path or s3://bucket[/prefix]
-    #[arg(short = 'r', long = "repo", env = "VAULT_REPOSITORY", global = true, value_name = "REPO")]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "VAULT_REPOSITORY",
+        hide_env_values = true,
+        global = true,
+        value_name = "REPO"
+    )]
     pub repo: Option<String>,
     /// Backend option KEY=VALUE (repeatable): s3.endpoint, s3.region, sftp.key, sftp.known-hosts, timeout
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// Local cache directory (default: $XDG_CACHE_HOME/vault or ~/.cache/vault)
-    #[arg(long, env = "VAULT_CACHE_DIR", global = true, value_name = "DIR")]
+    #[arg(long, env = "VAULT_CACHE_DIR", hide_env_values = true, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Do not use the local cache
     #[arg(long, global = true)]
     pub no_cache: bool,
-    /// Read the password from this file (first line)
-    #[arg(long, env = "VAULT_PASSWORD_FILE", global = true, value_name = "FILE")]
+    /// Read the password from this file (its content, one trailing newline removed)
+    #[arg(long, env = "VAULT_PASSWORD_FILE", hide_env_values = true, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and read the password from its output
-    #[arg(long, env = "VAULT_PASSWORD_COMMAND", global = true, value_name = "CMD")]
+    #[arg(long, env = "VAULT_PASSWORD_COMMAND", hide_env_values = true, global = true, value_name = "CMD")]
     pub password_command: Option<String>,
     /// Machine-readable JSON on stdout
     #[arg(long, global = true)]
@@ -46,9 +53,13 @@ pub(crate) struct GlobalArgs {
     /// No progress bars and no summaries, only errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Use the repository although its config differs from the one this computer saw
+    /// before (no vault command changes it: a key holder re-sealed it)
+    #[arg(long, global = true)]
+    pub accept_config_change: bool,
     /// Skip key files whose Argon2id asks for more than this much memory (MiB), or more
     /// than four times as much memory × passes
-    #[arg(long, env = "VAULT_KDF_MAX_MEMORY", global = true, value_name = "MIB", default_value_t = 1024,
+    #[arg(long, env = "VAULT_KDF_MAX_MEMORY", hide_env_values = true, global = true, value_name = "MIB", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub kdf_max_memory: u32,
 }
@@ -160,9 +171,12 @@ pub(crate) struct DumpArgs {
     /// Archive format for directories
     #[arg(long, value_parser = ["tar", "zip"], default_value = "tar")]
     pub archive: String,
-    /// Write to this file instead of stdout
+    /// Write to this file instead of stdout (created with mode 0600; never through a symbolic link)
     #[arg(short, long, value_name = "FILE")]
     pub target: Option<PathBuf>,
+    /// Replace the --target file if it exists
+    #[arg(long)]
+    pub overwrite: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
@@ -179,7 +193,8 @@ pub(crate) struct StatsArgs {
 pub(crate) struct MountArgs {
     /// An existing empty directory
     pub mountpoint: PathBuf,
-    /// Let other users (and root) see the mount (needs user_allow_other in /etc/fuse.conf for non-root)
+    /// Let other users (and root) see the mount (needs user_allow_other in /etc/fuse.conf for non-root); the kernel
+    /// checks each file's recorded owner and mode for them
     #[arg(long)]
     pub allow_other: bool,
     /// Memory for decrypted blobs, in MiB
@@ -421,11 +436,11 @@ pub(crate) enum KeyAction {
 
 #[derive(Debug, Args)]
 pub(crate) struct NewKeyArgs {
-    /// Read the new password from this file (first line)
-    #[arg(long, env = "VAULT_NEW_PASSWORD_FILE", value_name = "FILE")]
+    /// Read the new password from this file (its content, one trailing newline removed)
+    #[arg(long, env = "VAULT_NEW_PASSWORD_FILE", hide_env_values = true, value_name = "FILE")]
     pub new_password_file: Option<PathBuf>,
     /// Run this shell command and read the new password from its output
-    #[arg(long, env = "VAULT_NEW_PASSWORD_COMMAND", value_name = "CMD")]
+    #[arg(long, env = "VAULT_NEW_PASSWORD_COMMAND", hide_env_values = true, value_name = "CMD")]
     pub new_password_command: Option<String>,
     /// Host label of the new key file (default: this host's name for `add`, the current
     /// key file's for `passwd`)

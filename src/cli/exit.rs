@@ -65,6 +65,7 @@ pub(crate) fn classify(err: &anyhow::Error) -> ExitCode {
                 RepoError::Integrity { .. } => ExitCode::Integrity,
                 RepoError::InvalidOptions { .. } => ExitCode::Usage,
                 RepoError::Backend(b) => backend_code(b),
+                RepoError::Tampering(_) => ExitCode::Tampering,
                 _ => ExitCode::Error,
             };
         }

@@ -86,7 +86,7 @@ impl Progress for BarProgress {
     }
 
     fn warn(&self, path: &Path, message: &str) {
-        let line = format!("warning: {}: {message}", path.display());
+        let line = super::output::printable(&format!("warning: {}: {message}", path.display())).into_owned();
         match &self.bar {
             Some(b) => b.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),

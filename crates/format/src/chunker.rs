@@ -107,6 +107,15 @@ impl Chunker {
     }
 }
 
+/// The gear table is derived from the chunker key (knowing it reveals chunk boundaries):
+/// wiped like the key.
+impl Drop for Chunker {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.gear[..]);
+        zeroize::Zeroize::zeroize(&mut self.gear_ls[..]);
+    }
+}
+
 /// The 256 gear values: the first 2048 bytes of BLAKE3's extendable output keyed with the
 /// chunker key over the empty input, read as little-endian u64.
 pub fn gear_table(key: &SecretKey) -> [u64; 256] {
@@ -116,6 +125,7 @@ pub fn gear_table(key: &SecretKey) -> [u64; 256] {
     for (v, c) in table.iter_mut().zip(bytes.chunks_exact(8)) {
         *v = u64::from_le_bytes(c.try_into().expect("chunks_exact(8)"));
     }
+    zeroize::Zeroize::zeroize(&mut bytes);
     table
 }
 

@@ -2,6 +2,7 @@
 //! runtime. Everything above this file is synchronous; OpenDAL's async API stays here.
 
 use std::fmt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,7 +146,15 @@ impl Backend {
                             message: "no such directory".into(),
                         });
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        // A new repository is private to its owner: its key files allow an
+                        // offline password search, its sizes tell what changed when.
+                        std::fs::DirBuilder::new()
+                            .recursive(true)
+                            .mode(0o700)
+                            .create(&root)
+                            .map_err(|e| fail("create", e.to_string()))?;
+                    }
                     Err(e) => return Err(fail("open", e.to_string())),
                 }
                 let root_s = root.to_str().ok_or_else(|| fail("open", "repository path is not valid UTF-8".into()))?;
@@ -404,6 +413,7 @@ impl Backend {
         if let Some(root) = &self.local_root {
             let tmp = self.temp_name(path)?;
             self.wait(self.op.write(&tmp, data)).map_err(|e| self.write_err(&tmp, e))?;
+            self.set_local_mode(&tmp);
             let linked = std::fs::hard_link(root.join(&tmp), root.join(path));
             let _ = std::fs::remove_file(root.join(&tmp));
             return match linked {
@@ -483,7 +493,18 @@ impl Backend {
         err
     }
 
+    /// On a local disk, gives a finished temporary file the repository's file mode:
+    /// readable by the owner, and by the group when the repository's root is.
+    fn set_local_mode(&self, tmp: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(root) = &self.local_root {
+            let group = std::fs::metadata(root).map(|m| m.permissions().mode() & 0o040).unwrap_or(0);
+            let _ = std::fs::set_permissions(root.join(tmp), std::fs::Permissions::from_mode(0o600 | group));
+        }
+    }
+
     fn rename_into_place(&self, tmp: &str, path: &str) -> Result<(), BackendError> {
+        self.set_local_mode(tmp);
         if let Err(e) = self.wait(self.op.rename(tmp, path)) {
             // Names are content-addressed: if the target appeared meanwhile, it holds the
             // same bytes, and the write has succeeded.

@@ -7,9 +7,10 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use super::private_dir::ensure_private_dir;
 use vault_format::Id;
 
 #[derive(Debug)]
@@ -28,14 +29,22 @@ pub fn default_base() -> Option<PathBuf> {
 }
 
 impl Cache {
+    /// Opens the cache of repository `repo_id` below `base`. Both must be this user's own
+    /// and writable by nobody else: the cache's content is verified on use, but a
+    /// directory another user controls could redirect its writes and deletions.
     pub fn open(base: &Path, repo_id: &Id) -> std::io::Result<Cache> {
-        std::fs::create_dir_all(base)?;
-        let tag = base.join("CACHEDIR.TAG");
-        if !tag.exists() {
-            let _ = std::fs::write(&tag, TAG);
-        }
+        ensure_private_dir(base)?;
+        // Created once, never through a link someone planted.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(base.join("CACHEDIR.TAG"))
+            .and_then(|mut f| f.write_all(TAG.as_bytes()));
         let root = base.join(repo_id.to_hex());
-        std::fs::create_dir_all(root.join("tmp"))?;
+        ensure_private_dir(&root)?;
+        ensure_private_dir(&root.join("tmp"))?;
         Ok(Cache { root })
     }
 
@@ -93,7 +102,8 @@ impl Cache {
     /// Drops cached files of `dir` that the repository no longer lists.
     pub fn retain(&self, dir: &str, keep: &HashSet<Id>) {
         let Ok(subdirs) = std::fs::read_dir(self.root.join(dir)) else { return };
-        for sub in subdirs.flatten() {
+        // Only real subdirectories: a link here must not lead the deletions elsewhere.
+        for sub in subdirs.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
             let Ok(files) = std::fs::read_dir(sub.path()) else { continue };
             for f in files.flatten() {
                 let name = f.file_name();
@@ -125,5 +135,36 @@ mod tests {
         c.retain("index", &HashSet::new());
         assert!(!c.contains("index", &id));
         assert!(d.path().join("CACHEDIR.TAG").exists());
+    }
+
+    #[test]
+    fn a_planted_link_leads_no_deletion_elsewhere() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(&d.path().join("cache"), &Id([1; 32])).unwrap();
+        let victim = d.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("precious"), b"x").unwrap();
+        std::fs::create_dir_all(c.root().join("index")).unwrap();
+        std::os::unix::fs::symlink(&victim, c.root().join("index/ab")).unwrap();
+        c.retain("index", &HashSet::new());
+        assert!(victim.join("precious").exists());
+        // A cache base that others may write to is made private; a linked one is refused.
+        let base = d.path().join("shared");
+        std::fs::create_dir(&base).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        Cache::open(&base, &Id([2; 32])).unwrap();
+        assert_eq!(std::fs::metadata(&base).unwrap().permissions().mode() & 0o777, 0o700);
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&base, &link).unwrap();
+        assert!(Cache::open(&link, &Id([2; 32])).is_err());
+        // The tag is never written through a link.
+        let other = d.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let target = d.path().join("target-file");
+        std::os::unix::fs::symlink(&target, other.join("CACHEDIR.TAG")).unwrap();
+        Cache::open(&other, &Id([3; 32])).unwrap();
+        assert!(!target.exists());
     }
 }

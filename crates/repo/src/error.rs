@@ -45,6 +45,10 @@ pub enum RepoError {
         /// Why.
         reason: String,
     },
+    /// The repository differs from what this user saw before in a way no vault command
+    /// makes (a re-sealed config, say).
+    #[error("possible tampering: {0}")]
+    Tampering(String),
     /// Another command changed the same thing at the same time; nothing was lost.
     #[error("{0}")]
     Concurrent(String),

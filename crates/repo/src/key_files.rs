@@ -83,19 +83,31 @@ pub struct KeyInfo {
     pub current: bool,
 }
 
-/// Ids of the key files, as listed.
-pub(crate) fn list_key_ids(backend: &Backend) -> Result<Vec<KeyId>> {
+/// The largest key file and config read: vault's are under 1 KiB. A storage server can
+/// store anything under these names; a 3 GiB "key file" must not be downloaded, let alone
+/// parsed, before a password is even tried.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+/// See [`MAX_KEY_FILE_BYTES`].
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+/// The key files with their listed sizes, ordered by id.
+pub(crate) fn list_key_files(backend: &Backend) -> Result<Vec<(KeyId, u64)>> {
     let dir = StoredKind::Key.dir();
-    let mut ids: Vec<KeyId> = backend
+    let mut ids: Vec<(KeyId, u64)> = backend
         .list(dir)?
         .into_iter()
         .filter_map(|e| {
             let name = e.path.strip_prefix(dir)?.strip_prefix('/')?;
-            (name.len() == 64).then(|| name.parse::<Id>().ok()).flatten().map(KeyId)
+            (name.len() == 64).then(|| name.parse::<Id>().ok()).flatten().map(|id| (KeyId(id), e.size))
         })
         .collect();
     ids.sort();
     Ok(ids)
+}
+
+/// Ids of the key files, as listed.
+pub(crate) fn list_key_ids(backend: &Backend) -> Result<Vec<KeyId>> {
+    Ok(list_key_files(backend)?.into_iter().map(|(id, _)| id).collect())
 }
 
 /// A key file read and checked against its name.
@@ -105,8 +117,13 @@ enum Candidate {
     Unreadable(super::backend::BackendError),
 }
 
-fn read_candidate(backend: &Backend, id: KeyId) -> Candidate {
+fn read_candidate(backend: &Backend, id: KeyId, size: u64) -> Candidate {
     let path = StoredObject::Key(id).path();
+    if size > MAX_KEY_FILE_BYTES {
+        return Candidate::Problem(format!(
+            "key file {path} is {size} bytes, more than any key file ({MAX_KEY_FILE_BYTES}); not read"
+        ));
+    }
     let bytes = match backend.read(&path) {
         Ok(b) => b,
         Err(e) if e.kind == BackendErrorKind::NotFound => return Candidate::Problem(e.to_string()),
@@ -201,12 +218,25 @@ fn affinity(kf: &KeyFile, opts: &OpenOptions) -> u8 {
 /// belongs to no repository).
 pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) -> Result<Opened> {
     let name = backend.name().to_string();
-    let config_bytes = match backend.read(&StoredObject::Config.path()) {
+    let config_path = StoredObject::Config.path();
+    match backend.stat(&config_path)? {
+        None => return Err(RepoError::NotFound(name)),
+        Some(size) if size > MAX_CONFIG_BYTES => {
+            return Err(RepoError::integrity(
+                Damaged::Object(StoredObject::Config),
+                format!("it is {size} bytes, more than any config ({MAX_CONFIG_BYTES}); not read"),
+            ));
+        }
+        Some(_) => {}
+    }
+    let config_bytes = match backend.read(&config_path) {
         Ok(b) => b,
         Err(e) if e.kind == BackendErrorKind::NotFound => return Err(RepoError::NotFound(name)),
         Err(e) => return Err(e.into()),
     };
-    let ids = list_key_ids(backend)?;
+    let files = list_key_files(backend)?;
+    let size_of = |id: KeyId| files.iter().find(|(i, _)| *i == id).map_or(0, |(_, s)| *s);
+    let ids: Vec<KeyId> = files.iter().map(|(id, _)| *id).collect();
     if ids.is_empty() {
         return Err(RepoError::NoUsableKey { repo: name, reason: "the keys/ directory is empty".into() });
     }
@@ -221,14 +251,15 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
     };
     let first = opts.try_first.filter(|id| ids.contains(id));
     let mut opened = None;
-    if let Some(c) = first.and_then(|id| tried.screen(read_candidate(backend, id), &opts.kdf_limit)) {
+    if let Some(c) = first.and_then(|id| tried.screen(read_candidate(backend, id, size_of(id)), &opts.kdf_limit)) {
         opened = tried.record(vec![attempt(&c)]);
     }
     if opened.is_none() {
         // Not the remembered key: read the others and try them, likeliest first, a few
         // Argon2id runs at a time (each holds its memory).
         let rest: Vec<KeyId> = ids.iter().copied().filter(|id| Some(*id) != first).collect();
-        let mut candidates: Vec<Candidate> = rest.par_iter().map(|id| read_candidate(backend, *id)).collect();
+        let mut candidates: Vec<Candidate> =
+            rest.par_iter().map(|id| read_candidate(backend, *id, size_of(*id))).collect();
         candidates.sort_by_key(|c| match c {
             Candidate::File(id, kf) => (affinity(kf, opts), *id),
             _ => (3, KeyId::default()),
@@ -458,6 +489,26 @@ mod tests {
             Err(RepoError::NoUsableKey { reason, .. }) => assert!(reason.contains("limit"), "{reason}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn oversized_key_files_and_configs_are_not_read() {
+        let (b, r) = init();
+        let junk = vec![b'{'; 2 * MAX_KEY_FILE_BYTES as usize];
+        let id = KeyId(Id::of_stored_bytes(&junk));
+        b.write(&StoredObject::Key(id).path(), junk).unwrap();
+        let reads = b.stats().reads;
+        let opened = Repository::open(b.clone(), b"pw").unwrap();
+        assert_eq!(opened.key_id(), r.key_id());
+        assert!(b.stats().reads - reads <= 2, "the junk key file was downloaded");
+        b.delete(&StoredObject::Key(r.key_id()).path()).unwrap();
+        match Repository::open(b.clone(), b"pw") {
+            Err(RepoError::NoUsableKey { reason, .. }) => assert!(reason.contains("not read"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        b.delete(&StoredObject::Config.path()).unwrap();
+        b.write(&StoredObject::Config.path(), vec![0; 2 * MAX_CONFIG_BYTES as usize]).unwrap();
+        assert!(matches!(Repository::open(b.clone(), b"pw"), Err(RepoError::Integrity { .. })));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod master_index;
 pub mod object;
 pub mod object_bytes;
 pub mod pack_writer;
+pub mod private_dir;
 pub mod repository;
 pub mod state;
 pub mod writers;

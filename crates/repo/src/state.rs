@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use vault_format::{Id, KeyId, SnapshotId};
@@ -77,15 +77,8 @@ pub fn default_base() -> Option<PathBuf> {
 impl LocalState {
     /// Opens (creating) the state directory `base`, private to this user.
     pub fn open(base: &Path) -> std::io::Result<LocalState> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(base)?;
-        let meta = std::fs::symlink_metadata(base)?;
-        if !meta.is_dir() {
-            return Err(std::io::Error::other(format!("{} is not a directory", base.display())));
-        }
         // Another user must not plant hints or remembered repository states here.
-        if meta.permissions().mode() & 0o022 != 0 {
-            std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o700))?;
-        }
+        crate::private_dir::ensure_private_dir(base)?;
         Ok(LocalState { root: base.to_path_buf() })
     }
 
@@ -122,6 +115,19 @@ impl LocalState {
         std::fs::read(self.repository_dir(repo).join("seen")).ok().and_then(|b| Seen::decode(&b)).unwrap_or_default()
     }
 
+    /// The config (as JSON) that this user last opened repository `repo` with.
+    pub fn config_seen(&self, repo: &Id) -> Option<Vec<u8>> {
+        std::fs::read(self.repository_dir(repo).join("config.json")).ok()
+    }
+
+    /// Remembers the config of repository `repo`.
+    pub fn remember_config(&self, repo: &Id, json: &[u8]) -> std::io::Result<()> {
+        if self.config_seen(repo).as_deref() == Some(json) {
+            return Ok(());
+        }
+        self.write_atomic(&self.repository_dir(repo).join("config.json"), json)
+    }
+
     /// Changes what was seen of `repo` under a lock, so that two vault processes of this
     /// user never drop each other's observations.
     pub fn update_seen(&self, repo: &Id, change: impl FnOnce(&mut Seen)) -> std::io::Result<()> {
@@ -154,6 +160,7 @@ impl LocalState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn hints_per_location_in_a_private_directory() {

@@ -55,7 +55,15 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
     });
     progress.finish();
     let report = result?;
-    announced.end()?;
+    // The snapshot is stored: a storage that refuses deletions (append-only credentials)
+    // leaves the announcement behind, which a prune on this host removes later.
+    let writer = announced.id();
+    if let Err(e) = announced.end() {
+        eprintln!(
+            "warning: could not remove this backup's announcement writers/{} ({e}); a prune on this host removes it, elsewhere `vault writers remove`",
+            writer.short()
+        );
+    }
     // So that the storage hiding this snapshot later is noticed by the next command.
     if let Some(state) = super::local_state() {
         let _ = vault_ops::rollback::remember_snapshot(&repo_for_state, &state, report.snapshot_id);

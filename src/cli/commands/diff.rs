@@ -6,7 +6,7 @@ use serde_json::json;
 use super::open_repo;
 use crate::cli::ExitCode;
 use crate::cli::args::{DiffArgs, GlobalArgs};
-use crate::cli::output::print_json;
+use crate::cli::output::{print_json, printable};
 use crate::cli::progress::bytes;
 use vault_ops::diff::{Change, DiffReport, Differ, Side};
 use vault_ops::ls::{Located, locate};
@@ -81,7 +81,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &DiffArgs) -> Result<ExitCode> {
                     (Some(o), None) if o > 0 => format!("  ({})", bytes(o)),
                     _ => String::new(),
                 };
-                println!("{sign}    {}{size}", c.path);
+                println!("{sign}    {}{size}", printable(&c.path));
             }
         }
         let s = &report.summary;

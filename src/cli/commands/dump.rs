@@ -25,14 +25,31 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The output file: new (unless `overwrite`), readable by its owner only (it may hold a
+/// 0600 file's content), and never a symbolic link's target.
+fn create_target(p: &std::path::Path, overwrite: bool) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).mode(0o600).custom_flags(nix::libc::O_NOFOLLOW);
+    if overwrite {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    o.open(p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            anyhow::anyhow!("cannot create {}: it exists (--overwrite replaces it)", p.display())
+        }
+        _ => anyhow::Error::new(e).context(format!("cannot create {}", p.display())),
+    })
+}
+
 fn dump(g: &GlobalArgs, a: &DumpArgs) -> Result<ExitCode> {
     let repo = open_repo(g)?;
     let (id, snap) = select::find(&repo, &a.snapshot, &filter(&a.filter))?;
     let repo = vault_repo::IndexedRepository::load(repo)?;
     let out: Box<dyn Write + Send> = match &a.target {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
+        Some(p) => Box::new(std::io::BufWriter::new(create_target(p, a.overwrite)?)),
         None => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
     };
     let archive = if a.archive == "zip" { Archive::Zip } else { Archive::Tar };

@@ -4,7 +4,7 @@ use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use super::open_repo;
 use crate::cli::ExitCode;
 use crate::cli::args::{FindArgs, GlobalArgs};
-use crate::cli::output::print_json;
+use crate::cli::output::{print_json, printable};
 use crate::cli::progress::bytes;
 use vault_ops::find::{FindOptions, find};
 use vault_ops::select::{self, SnapshotFilter};
@@ -47,7 +47,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &FindArgs) -> Result<ExitCode> {
         print_json(&found)?;
     } else {
         for f in &found {
-            println!("{}", f.path);
+            println!("{}", printable(&f.path));
             for v in &f.versions {
                 let mark = if v.changed { "*" } else { " " };
                 println!("  {mark} {}  {}  {:>10}  modified {}", v.snapshot, v.snapshot_time, bytes(v.size), v.mtime);

@@ -29,6 +29,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
     let repo = Repository::init(backend, pw.as_bytes(), &opts, meta)?;
     if let Some(state) = vault_repo::state::default_base().and_then(|b| LocalState::open(&b).ok()) {
         let _ = state.remember_key(&loc.to_string(), repo.key_id());
+        let _ = state.remember_config(&repo.config().id, &repo.config().to_json());
     }
     if g.json {
         print_json(&json!({ "message_type": "initialized", "id": repo.config().id, "repository": loc.to_string() }))?;

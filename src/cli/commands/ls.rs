@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, LsArgs};
-use crate::cli::output::{local_time, mode_string};
+use crate::cli::output::{local_time, mode_string, printable};
 use vault_format::tree::{Node, NodeKind};
 use vault_ops::cat::node_json;
 use vault_ops::ls::{Located, components, list, locate};
@@ -42,9 +42,19 @@ pub(crate) fn run(g: &GlobalArgs, a: &LsArgs) -> Result<ExitCode> {
                 } else {
                     String::new()
                 };
-                writeln!(out, "{} {:>8} {:>8} {:>12} {} {p}{link}", mode_string(n), user, group, n.size, local_time(t))
+                writeln!(
+                    out,
+                    "{} {:>8} {:>8} {:>12} {} {}{}",
+                    mode_string(n),
+                    printable(&user),
+                    printable(&group),
+                    n.size,
+                    local_time(t),
+                    printable(p),
+                    printable(&link)
+                )
             } else {
-                writeln!(out, "{p}")
+                writeln!(out, "{}", printable(p))
             };
             if let Err(e) = r {
                 failed = Some(e);

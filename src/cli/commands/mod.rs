@@ -109,9 +109,33 @@ pub(crate) fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Reposito
         }
     }
     if let Some(s) = &state {
+        config_unchanged(&repo, s, g.accept_config_change)?;
         notice_tampering(&repo, s)?;
     }
     Ok(Arc::new(repo))
+}
+
+/// The config is written once, by `init`: one that differs from the last one seen was
+/// re-sealed by a key holder, perhaps to turn padding off or shrink chunks for every
+/// writer. Refused until the user accepts it.
+fn config_unchanged(repo: &Repository, state: &LocalState, accept: bool) -> Result<()> {
+    let id = repo.config().id;
+    let now = repo.config().to_json();
+    match state.config_seen(&id) {
+        Some(before) if before != now && !accept => {
+            let show = |b: &[u8]| String::from_utf8_lossy(b).split_whitespace().collect::<Vec<_>>().join(" ");
+            Err(RepoError::Tampering(format!(
+                "the repository's config changed since this computer last used it (was {}, now {}); no vault command changes it. If you know why, run once with --accept-config-change",
+                show(&before),
+                show(&now)
+            ))
+            .into())
+        }
+        _ => {
+            let _ = state.remember_config(&id, &now);
+            Ok(())
+        }
+    }
 }
 
 /// Compares the repository with what this user saw before (see `vault_ops::rollback`):

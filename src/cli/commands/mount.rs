@@ -32,6 +32,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &MountArgs) -> Result<ExitCode> {
         fuser::MountOption::RO,
         fuser::MountOption::FSName("vault".into()),
         fuser::MountOption::Subtype("vault".into()),
+        // The kernel checks each file's owner and mode as the snapshot recorded them, so
+        // that with --allow-other another user cannot read root's 0600 files.
+        fuser::MountOption::DefaultPermissions,
     ];
     if a.allow_other {
         config.acl = fuser::SessionACL::All;

@@ -126,14 +126,23 @@ fn settle(file: &File) {
     }
 }
 
+/// Opens a file the walk saw as regular. Someone may have swapped it since for a FIFO
+/// (whose open would block forever), a device (`/dev/zero` reads forever) or a link:
+/// O_NONBLOCK and O_NOFOLLOW keep the open from hanging or following, and what was opened
+/// must still be a regular file.
 fn open_for_reading(path: &Path) -> io::Result<File> {
-    let open = |flags| OpenOptions::new().read(true).custom_flags(flags).open(path);
+    let open =
+        |flags| OpenOptions::new().read(true).custom_flags(flags | libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path);
     // O_NOATIME keeps backups from touching access times; only the owner (or root) may
     // use it, so fall back without it.
-    match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+    let file = match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
         r => r,
+    }?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::other("it is no longer a regular file (replaced while the backup ran)"));
     }
+    Ok(file)
 }
 
 /// Data extents of a sparse file as (offset, length), from SEEK_DATA/SEEK_HOLE.
@@ -229,4 +238,26 @@ fn store_batch(ctx: &Ctx<'_>, batch: Vec<Vec<u8>>) -> Result<Vec<ContentItem>> {
         Ok(ContentItem::Data { id, length: c.len() as u32 })
     };
     if batch.len() <= 1 { batch.iter().map(store).collect() } else { batch.par_iter().map(store).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_or_device_in_a_files_place_is_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("was-a-file");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Without O_NONBLOCK this open waits for a writer forever.
+        let e = open_for_reading(&fifo).unwrap_err();
+        assert!(e.to_string().contains("no longer a regular file"), "{e}");
+        assert!(open_for_reading(Path::new("/dev/zero")).is_err());
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+        assert!(open_for_reading(&link).is_err());
+        let f = d.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(open_for_reading(&f).is_ok());
+    }
 }

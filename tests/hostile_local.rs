@@ -1,0 +1,157 @@
+//! Other local users and planted names: what vault prints, the files it creates and the
+//! directories it trusts cannot be turned against the user running it.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use common::*;
+
+/// A file name that retitles the terminal and forges a line of output.
+const EVIL: &str = "evil\u{1b}]0;pwned\u{7}\nvault: everything is fine";
+
+#[test]
+fn control_characters_in_names_are_shown_not_obeyed() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("plain"), "x").unwrap();
+    let s = src.to_str().unwrap();
+    env.ok(&["backup", s]);
+    std::fs::write(src.join(EVIL), "y").unwrap();
+    env.ok(&["backup", s, "--tag", "t\u{1b}[31m"]);
+    let ids: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&env.ok(&["snapshots", "--json"]))
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    let outputs = [
+        env.ok(&["ls", "latest"]),
+        env.ok(&["ls", "-l", "latest"]),
+        env.ok(&["find", "evil*"]),
+        env.ok(&["diff", &ids[0], &ids[1]]),
+        env.ok(&["snapshots"]),
+    ];
+    for out in outputs {
+        assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "raw control characters: {out:?}");
+        assert!(!out.lines().any(|l| l.starts_with("vault: everything")), "a forged line: {out:?}");
+        assert!(out.contains("\\x1b"), "the escape is not shown: {out:?}");
+    }
+    // JSON carries the name exactly.
+    let json = env.ok(&["ls", "latest", "--json"]);
+    assert!(json.contains("\\u001b]0;pwned"), "{json}");
+}
+
+#[test]
+fn help_shows_no_secret_from_the_environment() {
+    let env = Env::new();
+    for args in [&["--help"][..], &["backup", "--help"], &["key", "add", "--help"]] {
+        let out = env
+            .raw()
+            .env("VAULT_PASSWORD_COMMAND", "echo hunter2-cmd")
+            .env("VAULT_PASSWORD_FILE", "/secret/hunter2-file")
+            .env("VAULT_REPOSITORY", "s3://bucket/hunter2-repo")
+            .env("VAULT_NEW_PASSWORD_COMMAND", "echo hunter2-new")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success());
+        assert!(!text.contains("hunter2"), "{args:?} shows a secret: {text}");
+    }
+}
+
+#[test]
+fn a_local_repository_is_private() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), noise(10_000, 3)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&env.repo).unwrap().mode() & 0o777, 0o700);
+    let files = walk(&env.repo);
+    assert!(files.iter().any(|p| p.starts_with(env.repo.join("keys"))));
+    for f in files.iter().filter(|p| p.is_file()) {
+        assert_eq!(std::fs::metadata(f).unwrap().mode() & 0o077, 0, "{} is readable by others", f.display());
+    }
+}
+
+#[test]
+fn dump_writes_a_private_new_file_and_never_through_a_link() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("secret"), "the content").unwrap();
+    std::fs::set_permissions(src.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let inner = format!("{}/secret", src.display());
+    let out = env.path("out");
+    env.ok(&["dump", "latest", &inner, "-t", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"the content");
+    assert_eq!(std::fs::metadata(&out).unwrap().mode() & 0o777, 0o600);
+    // It exists: refused unless --overwrite.
+    let r = env.run(&["dump", "latest", &inner, "-t", out.to_str().unwrap()]);
+    assert_eq!(code(&r), 1);
+    assert!(stderr(&r).contains("--overwrite"), "{}", stderr(&r));
+    env.ok(&["dump", "latest", &inner, "-t", out.to_str().unwrap(), "--overwrite"]);
+    // A planted link is never followed, not even with --overwrite.
+    let victim = env.path("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    let link = env.path("link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    for extra in [&[][..], &["--overwrite"]] {
+        let mut args = vec!["dump", "latest", &inner, "-t", link.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let r = env.run(&args);
+        assert_ne!(code(&r), 0);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    }
+}
+
+#[test]
+fn a_cache_or_state_directory_of_another_user_is_not_used() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("note: not root; skipping");
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    let cache = env.path("planted-cache");
+    std::fs::create_dir(&cache).unwrap();
+    nix::unistd::chown(&cache, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let out = env.cmd().arg("--cache-dir").arg(&cache).arg("snapshots").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("local cache disabled") && stderr(&out).contains("belongs to user 65534"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "vault wrote into another user's directory");
+}
+
+#[test]
+fn a_config_resealed_by_a_key_holder_is_refused_until_accepted() {
+    use vault_format::config::Config;
+    use vault_format::keyfile::KeyFile;
+    let env = Env::new();
+    env.ok(&["init", "--padding", "padme"]);
+    env.ok(&["snapshots"]);
+    // A key holder turns padding off for every writer.
+    let b = env.backend();
+    let key = b.list("keys").unwrap().remove(0).path;
+    let keys = KeyFile::from_json(&b.read(&key).unwrap()).unwrap().unwrap_master(PASSWORD.as_bytes()).unwrap();
+    let mut config = Config::decode(&keys, &b.read("config").unwrap()).unwrap();
+    config.padding = vault_format::blob::Padding::None;
+    b.delete("config").unwrap();
+    b.write("config", config.encode(&keys).unwrap()).unwrap();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(code(&out), 15, "{}", stderr(&out));
+    assert!(stderr(&out).contains("config changed") && stderr(&out).contains("padme"), "{}", stderr(&out));
+    let out = env.run(&["backup", env.dir.path().to_str().unwrap()]);
+    assert_eq!(code(&out), 15, "a backup ran under the weakened config: {}", stderr(&out));
+    env.ok(&["snapshots", "--accept-config-change"]);
+    env.ok(&["snapshots"]);
+}
