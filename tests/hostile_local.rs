@@ -155,3 +155,81 @@ fn a_config_resealed_by_a_key_holder_is_refused_until_accepted() {
     env.ok(&["snapshots", "--accept-config-change"]);
     env.ok(&["snapshots"]);
 }
+
+#[test]
+fn restore_refuses_a_target_others_could_redirect() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    // A directory anyone may write to, without the sticky bit.
+    let shared = env.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let target = shared.join("out");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("can be written by other users"), "{}", stderr(&out));
+    assert!(!target.exists());
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--insecure-target"]);
+    // Sticky (like /tmp) is fine.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    env.ok(&["restore", "latest", "--target", shared.join("out2").to_str().unwrap()]);
+    if nix::unistd::geteuid().is_root() {
+        // A link another user planted where the target should be created.
+        let victim = env.path("root-only");
+        std::fs::create_dir(&victim).unwrap();
+        let link = shared.join("planted");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            &link,
+            Some(nix::unistd::Uid::from_raw(65534)),
+            Some(nix::unistd::Gid::from_raw(65534)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        let out = env.run(&["restore", "latest", "--target", link.to_str().unwrap()]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(stderr(&out).contains("symbolic link of user 65534"), "{}", stderr(&out));
+        assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    }
+}
+
+/// While a restore runs, every directory it made is its user's alone; the snapshot's mode
+/// (here 0777) is applied once the directory is complete.
+#[test]
+fn restored_directories_stay_private_until_complete() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    let open = src.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    for i in 0..40 {
+        std::fs::write(open.join(format!("f{i}")), noise(1 << 20, i)).unwrap();
+    }
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let target = env.path("out");
+    let watched = target.join(open.strip_prefix("/").unwrap());
+    let mut child = env
+        .cmd()
+        .args(["restore", "latest", "--target", target.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut modes = std::collections::BTreeSet::new();
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(m) = std::fs::symlink_metadata(&watched) {
+            modes.insert(m.mode() & 0o7777);
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(std::fs::metadata(&watched).unwrap().mode() & 0o7777, 0o777);
+    modes.remove(&0o777); // the final state, possibly seen just before the process ended
+    let shown: Vec<String> = modes.iter().map(|m| format!("{m:o}")).collect();
+    assert!(modes.iter().all(|m| *m == 0o700), "modes seen during the restore: {shown:?}");
+    assert!(!modes.is_empty(), "the restore ended before the directory was seen");
+}

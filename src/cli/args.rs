@@ -551,6 +551,10 @@ pub(crate) struct RestoreArgs {
     /// Skip entries matching this glob (repeatable)
     #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
+    /// Restore even into a directory another user owns or can write to (or below one
+    /// without the sticky bit); they could redirect the restore while it runs
+    #[arg(long)]
+    pub insecure_target: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

@@ -8,9 +8,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -40,6 +40,10 @@ pub struct RestoreOptions {
     pub excludes: Vec<String>,
     /// Restore uid/gid (needs root).
     pub ownership: bool,
+    /// Restore into a target that another user owns or can write to (or whose path runs
+    /// through such a directory without the sticky bit): they could swap directories
+    /// for links while the restore runs.
+    pub insecure_target: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -88,7 +92,7 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let target = &opts.target;
-    prepare_target(target)?;
+    prepare_target(target, opts.insecure_target)?;
     let sel = Selector { includes: PatternSet::new(&opts.includes)?, excludes: PatternSet::new(&opts.excludes)? };
     let mut plan = Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new(), special: Vec::new() };
     let mut seen_inodes: HashMap<(u64, u64), PathBuf> = HashMap::new();
@@ -117,8 +121,11 @@ pub fn restore(
     };
     let apply = ApplyOptions { ownership: opts.ownership };
 
+    // Every directory is this user's alone (0700) until all it holds is in place; then
+    // the snapshot's modes are applied deepest first. So no other user can swap a
+    // directory on the way for a link while paths below it are worked on.
     for (path, _) in &plan.dirs {
-        if let Err(e) = std::fs::create_dir(path) {
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(path) {
             problem(path, format!("cannot create directory: {e}"), ProblemClass::Local);
         }
     }
@@ -164,8 +171,47 @@ pub fn restore(
     Ok(r)
 }
 
-fn prepare_target(target: &Path) -> Result<()> {
+/// Whether other users could swap the target, or anything on the path to it, during the
+/// restore: a directory on the path that another user (other than root) owns, or that
+/// others may write to without the sticky bit; the target itself writable by others.
+fn insecure_path(target: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let abs = std::path::absolute(target).ok()?;
+    let mut dir = Some(abs.as_path());
+    let mut is_target = true;
+    while let Some(d) = dir {
+        // A link planted by another user (in /tmp, say) would lead the restore elsewhere.
+        if let Ok(l) = std::fs::symlink_metadata(d)
+            && l.file_type().is_symlink()
+            && l.uid() != me
+            && l.uid() != 0
+        {
+            return Some(format!("{} is a symbolic link of user {}", d.display(), l.uid()));
+        }
+        if let Ok(m) = std::fs::metadata(d) {
+            let mode = m.mode();
+            if m.uid() != me && m.uid() != 0 {
+                return Some(format!("{} belongs to user {}", d.display(), m.uid()));
+            }
+            let writable = mode & 0o022 != 0;
+            if writable && (is_target || mode & 0o1000 == 0) {
+                return Some(format!("{} can be written by other users", d.display()));
+            }
+        }
+        is_target = false;
+        dir = d.parent();
+    }
+    None
+}
+
+fn prepare_target(target: &Path, insecure_ok: bool) -> Result<()> {
     let err = |reason: String| OpError::Target { path: target.to_path_buf(), reason };
+    if !insecure_ok && let Some(why) = insecure_path(target) {
+        return Err(err(format!(
+            "{why}: they could redirect the restore while it runs; choose another target or pass --insecure-target"
+        )));
+    }
     match std::fs::read_dir(target) {
         Ok(mut rd) => {
             if rd.next().is_some() {
@@ -173,13 +219,27 @@ fn prepare_target(target: &Path) -> Result<()> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(target).map_err(|e| err(format!("cannot create: {e}")))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(target)
+                .map_err(|e| err(format!("cannot create: {e}")))?;
         }
         Err(e) => return Err(err(e.to_string())),
     }
-    // Prove it is writable before doing any work.
-    let probe = target.join(".vault-restore-probe");
-    File::create(&probe).and_then(|_| std::fs::remove_file(&probe)).map_err(|e| err(format!("not writable: {e}")))
+    // Prove it is writable before doing any work: a new file of a random name, never
+    // through a link.
+    let mut tag = [0u8; 8];
+    getrandom::fill(&mut tag).map_err(|e| err(e.to_string()))?;
+    let probe = target.join(format!(".vault-restore-probe-{}", hex::encode(tag)));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| err(format!("not writable: {e}")))
 }
 
 impl Selector {
@@ -326,6 +386,12 @@ fn write_file(source: &BlobSource<'_>, path: &Path, node: &Node, progress: &dyn 
     let write_piece = |&(offset, id, length): &(u64, BlobId, u64)| -> Result<Option<(String, bool)>, WriteError> {
         let r = match source.read(&id) {
             Ok(data) => {
+                // A blob of another length than the content list says would shift or
+                // overlap the pieces after it.
+                let len = u32::try_from(length).unwrap_or(u32::MAX);
+                if let Err(e) = vault_repo::indexed::check_item_length(&id, &data, len, None) {
+                    return Err(WriteError::Integrity(format!("bytes {offset}..{}: {e}", offset + length)));
+                }
                 f.write_all_at(&data, offset).map_err(|e| io("cannot write", e))?;
                 None
             }

@@ -24,6 +24,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
         ownership: nix::unistd::geteuid().is_root(),
+        insecure_target: a.insecure_target,
     };
     let started = Instant::now();
     let progress = BarProgress::new(!g.quiet && !g.json, "restored");
