@@ -54,10 +54,22 @@ pub(crate) fn classify(err: &anyhow::Error) -> ExitCode {
             Some(OpError::PruneRefused(_)) => return ExitCode::Integrity,
             _ => {}
         }
-        let repo = cause.downcast_ref::<RepoError>().or_else(|| match cause.downcast_ref::<OpError>() {
-            Some(OpError::Repo(r)) => Some(r),
-            _ => None,
-        });
+        // A reader (dump's content stream) carries a repository error inside an io::Error,
+        // whose `source` skips it.
+        let in_io = || {
+            let io = cause.downcast_ref::<std::io::Error>().or_else(|| match cause.downcast_ref::<OpError>() {
+                Some(OpError::Output(e)) => Some(e),
+                _ => None,
+            });
+            io.and_then(|e| e.get_ref()).and_then(|e| e.downcast_ref::<RepoError>())
+        };
+        let repo = cause
+            .downcast_ref::<RepoError>()
+            .or_else(|| match cause.downcast_ref::<OpError>() {
+                Some(OpError::Repo(r)) => Some(r),
+                _ => None,
+            })
+            .or_else(in_io);
         if let Some(r) = repo {
             return match r {
                 RepoError::NotFound(_) => ExitCode::RepositoryNotFound,

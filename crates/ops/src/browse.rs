@@ -487,11 +487,13 @@ impl Browser {
             let to = (end.min(item_end) - item_start) as usize;
             match &node.content[i] {
                 ContentItem::Hole { .. } => out.resize(out.len() + (to - from), 0),
-                ContentItem::Data { id, .. } => {
+                ContentItem::Data { id, length } => {
                     let blob = match self.cache.get(id) {
                         Some(b) => b,
                         None => {
-                            let b = Arc::new(self.read_blob(&index, id)?);
+                            let b = self.read_blob(&index, id)?;
+                            vault_repo::indexed::check_item_length(id, &b, *length, None)?;
+                            let b = Arc::new(b);
                             self.cache.put(*id, b.clone());
                             b
                         }

@@ -5,7 +5,6 @@ use std::io::{self, Read, Write};
 
 use super::error::Result;
 use vault_format::BlobId;
-use vault_format::pack::BlobKind;
 use vault_format::tree::{ContentItem, Node, NodeKind};
 use vault_repo::IndexedRepository;
 
@@ -18,38 +17,54 @@ pub struct ContentReader<'a> {
     buf: Vec<u8>,
     pos: usize,
     zeros: u64,
+    /// Bytes the node's size still allows: a reader never gives more than the size an
+    /// archive header announced, and fewer is an error, not a silently short file.
+    left: u64,
 }
 
 impl<'a> ContentReader<'a> {
     /// Reads `node`'s content through `repo`.
     pub fn new(repo: &'a IndexedRepository, node: &'a Node) -> Self {
-        ContentReader { repo, items: node.content.iter(), buf: Vec::new(), pos: 0, zeros: 0 }
+        ContentReader { repo, items: node.content.iter(), buf: Vec::new(), pos: 0, zeros: 0, left: node.size }
     }
 }
 
 impl Read for ContentReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let room = usize::try_from(self.left).unwrap_or(usize::MAX).min(out.len());
+        let out = &mut out[..room];
+        if out.is_empty() {
+            return Ok(0);
+        }
         loop {
-            if self.zeros > 0 {
+            let n = if self.zeros > 0 {
                 let n = (self.zeros.min(out.len() as u64)) as usize;
                 out[..n].fill(0);
                 self.zeros -= n as u64;
-                return Ok(n);
-            }
-            if self.pos < self.buf.len() {
+                n
+            } else if self.pos < self.buf.len() {
                 let n = (self.buf.len() - self.pos).min(out.len());
                 out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
                 self.pos += n;
-                return Ok(n);
-            }
-            match self.items.next() {
-                None => return Ok(0),
-                Some(ContentItem::Hole { length }) => self.zeros = *length,
-                Some(ContentItem::Data { id, .. }) => {
-                    self.buf = self.repo.read_blob(BlobKind::Data, id).map_err(io::Error::other)?;
-                    self.pos = 0;
+                n
+            } else {
+                match self.items.next() {
+                    None => {
+                        return Err(io::Error::other(format!(
+                            "the stored content ends {} bytes short of the file's size",
+                            self.left
+                        )));
+                    }
+                    Some(ContentItem::Hole { length }) => self.zeros = *length,
+                    Some(ContentItem::Data { id, length }) => {
+                        self.buf = self.repo.read_data_item(id, *length).map_err(io::Error::other)?;
+                        self.pos = 0;
+                    }
                 }
-            }
+                continue;
+            };
+            self.left -= n as u64;
+            return Ok(n);
         }
     }
 }

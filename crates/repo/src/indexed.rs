@@ -8,9 +8,21 @@ use vault_format::{BlobId, PackId};
 
 use super::error::{RepoError, Result};
 use super::master_index::{BlobLocation, MasterIndex};
+use super::object::Damaged;
 use super::object_bytes::ObjectBytes;
 use super::pack_writer::PackWriter;
 use super::repository::Repository;
+
+/// `data` is the blob `id` that a file's content list says holds `length` bytes.
+pub fn check_item_length(id: &BlobId, data: &[u8], length: u32, pack: Option<PackId>) -> Result<()> {
+    if data.len() as u64 == u64::from(length) {
+        return Ok(());
+    }
+    Err(RepoError::integrity(
+        Damaged::Blob { kind: BlobKind::Data, id: *id, pack },
+        format!("it holds {} bytes where the file's content list says {length}", data.len()),
+    ))
+}
 
 /// An opened repository with its index loaded: everything an operation needs to read
 /// trees and blobs, and to start a [`PackWriter`] that deduplicates against the whole
@@ -113,6 +125,15 @@ impl IndexedRepository {
     pub fn read_blob(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.locate(kind, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
         self.repo.read_blob_at(&loc, id)
+    }
+
+    /// Reads one data blob of a file's content list, which says it holds `length` bytes.
+    /// Any other length is damage: readers would otherwise disagree about the file (and
+    /// an archive built from it would hold more than its header says).
+    pub fn read_data_item(&self, id: &BlobId, length: u32) -> Result<Vec<u8>> {
+        let data = self.read_blob(BlobKind::Data, id)?;
+        check_item_length(id, &data, length, self.locate(BlobKind::Data, id).map(|l| l.pack))?;
+        Ok(data)
     }
 
     /// Reads and decodes one tree.

@@ -20,14 +20,26 @@ impl DamageFold<'_, '_> {
     /// The problem that makes a file unreadable: its first lost data blob.
     pub(super) fn file_problem(&mut self, n: &Node) -> Option<usize> {
         n.content.iter().find_map(|item| match item {
-            ContentItem::Data { id, .. } => match self.bad_blobs.get(&(BlobKind::Data, *id)) {
+            ContentItem::Data { id, length } => match self.bad_blobs.get(&(BlobKind::Data, *id)) {
                 Some(&i) => Some(i),
-                None if !self.repo.contains(BlobKind::Data, id) => Some(self.problems.add(
-                    ProblemKind::DataMissing,
-                    id.to_hex(),
-                    "data blob is not in the index".into(),
-                )),
-                None => None,
+                None => match self.repo.locate(BlobKind::Data, id) {
+                    None => Some(self.problems.add(
+                        ProblemKind::DataMissing,
+                        id.to_hex(),
+                        "data blob is not in the index".into(),
+                    )),
+                    // Readers refuse such a file: a content list that disagrees with
+                    // the blob's length was crafted, or the index is.
+                    Some(loc) if loc.raw_length != *length => Some(self.problems.add(
+                        ProblemKind::ContentLength,
+                        format!("{}:{}", id.to_hex(), length),
+                        format!(
+                            "a file's content list says this data blob holds {length} bytes; the index says {}",
+                            loc.raw_length
+                        ),
+                    )),
+                    Some(_) => None,
+                },
             },
             ContentItem::Hole { .. } => None,
         })

@@ -80,6 +80,8 @@ pub enum ProblemKind {
     TreeMissing,
     TreeDamaged,
     DataMissing,
+    /// A file's content list gives a data blob another length than the index.
+    ContentLength,
     BlobDamaged,
 }
 
