@@ -233,3 +233,78 @@ fn restored_directories_stay_private_until_complete() {
     assert!(modes.iter().all(|m| *m == 0o700), "modes seen during the restore: {shown:?}");
     assert!(!modes.is_empty(), "the restore ended before the directory was seen");
 }
+
+/// A root restore of a snapshot it did not make: device nodes, setuid files, file
+/// capabilities and trusted.* attributes are named in the summary; capabilities and
+/// trusted.* are set only when asked for, and --no-special / --no-setuid leave the rest out.
+#[test]
+fn privileged_objects_are_named_and_can_be_left_out() {
+    use std::os::unix::fs::FileTypeExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("note: not root; skipping");
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir(&src).unwrap();
+    nix::sys::stat::mknod(
+        &src.join("null"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    std::fs::write(src.join("suid"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(src.join("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::write(src.join("capped"), "x").unwrap();
+    // vfs_cap_data v2: effective, permitted = CAP_NET_BIND_SERVICE.
+    let mut cap = Vec::new();
+    for w in [0x0200_0001u32, 1 << 10, 0, 0, 0] {
+        cap.extend_from_slice(&w.to_le_bytes());
+    }
+    let have_caps = xattr::set(src.join("capped"), "security.capability", &cap).is_ok();
+    let have_trusted = xattr::set(src.join("capped"), "trusted.vault-test", b"t").is_ok();
+    eprintln!("file capabilities settable: {have_caps}, trusted.* settable: {have_trusted}");
+    xattr::set(src.join("capped"), "user.note", b"n").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+
+    let restore = |name: &str, extra: &[&str]| -> (std::path::PathBuf, serde_json::Value, String) {
+        let target = env.path(name);
+        let mut args = vec!["restore", "latest", "--target", target.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        let json = env.ok(&args);
+        let human = {
+            let t2 = env.path(&format!("{name}-human"));
+            let mut a = vec!["restore", "latest", "--target", t2.to_str().unwrap()];
+            a.extend_from_slice(extra);
+            env.ok(&a)
+        };
+        let summary: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
+        (target.join(src.strip_prefix("/").unwrap()), summary, human)
+    };
+    let (out, s, human) = restore("default", &[]);
+    assert_eq!(s["privileged"]["devices"], 1);
+    assert_eq!(s["privileged"]["setuid_files"], 1);
+    assert!(human.contains("privileged objects created: 1 device nodes, 1 setuid/setgid files"), "{human}");
+    assert!(std::fs::symlink_metadata(out.join("null")).unwrap().file_type().is_char_device());
+    assert_eq!(std::fs::metadata(out.join("suid")).unwrap().mode() & 0o7777, 0o4755);
+    assert_eq!(xattr::get(out.join("capped"), "user.note").unwrap().as_deref(), Some(&b"n"[..]));
+    assert!(xattr::get(out.join("capped"), "security.capability").unwrap().is_none());
+    assert!(xattr::get(out.join("capped"), "trusted.vault-test").unwrap().is_none());
+    let skipped = u64::from(have_caps) + u64::from(have_trusted);
+    assert_eq!(s["privileged"]["xattrs_skipped"], skipped);
+
+    let (out, s, _) = restore("strict", &["--no-special", "--no-setuid", "--xattr-include", "*"]);
+    assert_eq!(s["privileged"]["devices"], 0);
+    assert_eq!(s["privileged"]["special_skipped"], 1);
+    assert!(!out.join("null").exists());
+    assert_eq!(std::fs::metadata(out.join("suid")).unwrap().mode() & 0o7777, 0o755);
+    if have_caps {
+        assert_eq!(s["privileged"]["capabilities"], 1);
+        assert_eq!(xattr::get(out.join("capped"), "security.capability").unwrap(), Some(cap.clone()));
+    }
+    if have_trusted {
+        assert_eq!(xattr::get(out.join("capped"), "trusted.vault-test").unwrap().as_deref(), Some(&b"t"[..]));
+    }
+}

@@ -555,6 +555,19 @@ pub(crate) struct RestoreArgs {
     /// without the sticky bit); they could redirect the restore while it runs
     #[arg(long)]
     pub insecure_target: bool,
+    /// Do not create device nodes, FIFOs and sockets
+    #[arg(long)]
+    pub no_special: bool,
+    /// Clear the setuid and setgid bits of restored files
+    #[arg(long)]
+    pub no_setuid: bool,
+    /// Set only extended attributes whose name matches (repeatable; `*` matches anything).
+    /// Without it, all but trusted.* and security.capability, which must be named
+    #[arg(long, value_name = "GLOB")]
+    pub xattr_include: Vec<String>,
+    /// Do not set extended attributes whose name matches (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub xattr_exclude: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

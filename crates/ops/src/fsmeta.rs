@@ -104,15 +104,53 @@ pub fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// Which parts of a node's metadata to apply on restore.
 #[derive(Clone, Copy, Debug)]
-pub struct ApplyOptions {
+pub struct ApplyOptions<'a> {
     /// chown to the stored uid/gid (only root may).
     pub ownership: bool,
+    /// Clear setuid and setgid bits of files.
+    pub clear_setuid: bool,
+    /// Which extended attributes to set.
+    pub xattrs: &'a XattrFilter,
+}
+
+/// Which extended attributes a restore sets, by name (`*` matches any run of characters).
+/// Without includes, all but the privileged ones: `trusted.*` (root-only metadata of
+/// overlay and other file systems) and `security.capability` (file capabilities grant
+/// privileges like setuid does); those only when an include names them.
+#[derive(Clone, Debug, Default)]
+pub struct XattrFilter {
+    pub includes: Vec<String>,
+    pub excludes: Vec<String>,
+}
+
+/// Extended attributes that give privileges or that only root may read.
+pub fn is_privileged_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.") || name == b"security.capability"
+}
+
+fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
+        Some((c, rest)) => name.split_first().is_some_and(|(n, tail)| n == c && wildcard(rest, tail)),
+    }
+}
+
+impl XattrFilter {
+    /// Whether the attribute `name` is set on restore.
+    pub fn allows(&self, name: &[u8]) -> bool {
+        let any = |set: &[String]| set.iter().any(|p| wildcard(p.as_bytes(), name));
+        if any(&self.excludes) {
+            return false;
+        }
+        if self.includes.is_empty() { !is_privileged_xattr(name) } else { any(&self.includes) }
+    }
 }
 
 /// Applies ownership, mode, xattrs and times, in the order that keeps each step from
 /// undoing an earlier one (chown clears setuid bits, so chmod comes after it; times last).
 /// Returns a description of each step that failed.
-pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions) -> Vec<String> {
+pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions<'_>) -> Vec<String> {
     let mut problems = Vec::new();
     if opts.ownership
         && let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
@@ -121,11 +159,12 @@ pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions) -> Vec<Strin
     }
     if node.kind != NodeKind::Symlink {
         use std::os::unix::fs::PermissionsExt;
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
+        let mode = if opts.clear_setuid && node.kind == NodeKind::File { node.mode & !0o6000 } else { node.mode };
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
             problems.push(format!("chmod: {e}"));
         }
     }
-    for (k, v) in &node.xattrs {
+    for (k, v) in node.xattrs.iter().filter(|(k, _)| opts.xattrs.allows(k)) {
         if let Err(e) = xattr::set(path, OsStr::from_bytes(k), v) {
             problems.push(format!("xattr {}: {e}", String::from_utf8_lossy(k)));
         }
@@ -135,4 +174,22 @@ pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions) -> Vec<Strin
         problems.push(format!("set times: {e}"));
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xattr_filter() {
+        let default = XattrFilter::default();
+        assert!(default.allows(b"user.comment"));
+        assert!(default.allows(b"security.selinux"));
+        assert!(!default.allows(b"security.capability"));
+        assert!(!default.allows(b"trusted.overlay.opaque"));
+        let caps = XattrFilter { includes: vec!["user.*".into(), "security.capability".into()], excludes: vec![] };
+        assert!(caps.allows(b"security.capability") && caps.allows(b"user.x") && !caps.allows(b"security.selinux"));
+        let ex = XattrFilter { includes: vec!["*".into()], excludes: vec!["user.big*".into()] };
+        assert!(ex.allows(b"trusted.x") && !ex.allows(b"user.bigdata") && ex.allows(b"user.small"));
+    }
 }

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::error::{OpError, Result};
-use super::fsmeta::{ApplyOptions, apply_metadata};
+use super::fsmeta::{ApplyOptions, XattrFilter, apply_metadata, is_privileged_xattr};
 use super::ls::{Located, locate};
 use super::pattern::PatternSet;
 use super::progress::Progress;
@@ -44,6 +44,30 @@ pub struct RestoreOptions {
     /// through such a directory without the sticky bit): they could swap directories
     /// for links while the restore runs.
     pub insecure_target: bool,
+    /// Do not create device nodes, FIFOs and sockets.
+    pub no_special: bool,
+    /// Clear setuid and setgid bits of files.
+    pub no_setuid: bool,
+    /// Which extended attributes to set.
+    pub xattrs: XattrFilter,
+}
+
+/// Objects a restore made that give privileges: named in its summary, so that a root
+/// restore of someone else's snapshot does not plant them unnoticed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Privileged {
+    /// Character and block devices created.
+    pub devices: u64,
+    /// Files restored with the setuid or setgid bit.
+    pub setuid_files: u64,
+    /// Files given `security.capability`.
+    pub capabilities: u64,
+    /// Entries given `trusted.*` attributes.
+    pub trusted_xattrs: u64,
+    /// Devices, FIFOs and sockets not created (`no_special`).
+    pub special_skipped: u64,
+    /// Privileged attributes left out (not included by the xattr filter).
+    pub xattrs_skipped: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -64,6 +88,8 @@ pub struct RestoreReport {
     pub integrity_errors: u64,
     /// Files whose data the storage failed to deliver (not damage: a rerun may succeed).
     pub storage_errors: u64,
+    /// What it made that gives privileges, and what it left out.
+    pub privileged: Privileged,
 }
 
 struct Plan {
@@ -107,6 +133,12 @@ pub fn restore(
         }
     }
     progress.set_totals(plan.files.len() as u64, total_bytes(&plan.files));
+    let mut privileged = Privileged::default();
+    if opts.no_special {
+        privileged.special_skipped = plan.special.iter().filter(|(_, n)| n.kind != NodeKind::Symlink).count() as u64;
+        plan.special.retain(|(_, n)| n.kind == NodeKind::Symlink);
+    }
+    count_privileged(&plan, opts, &mut privileged);
 
     let report = Mutex::new(RestoreReport::default());
     let problem = |path: &Path, message: String, class: ProblemClass| {
@@ -119,7 +151,7 @@ pub fn restore(
         }
         r.problems.push(RestoreProblem { path: path.to_path_buf(), message });
     };
-    let apply = ApplyOptions { ownership: opts.ownership };
+    let apply = ApplyOptions { ownership: opts.ownership, clear_setuid: opts.no_setuid, xattrs: &opts.xattrs };
 
     // Every directory is this user's alone (0700) until all it holds is in place; then
     // the snapshot's modes are applied deepest first. So no other user can swap a
@@ -168,7 +200,30 @@ pub fn restore(
     r.other = plan.special.len() as u64;
     r.hard_links = plan.links.len() as u64;
     r.bytes = total_bytes(&plan.files);
+    r.privileged = privileged;
     Ok(r)
+}
+
+fn count_privileged(plan: &Plan, opts: &RestoreOptions, p: &mut Privileged) {
+    let nodes = plan.dirs.iter().chain(&plan.files).chain(&plan.special).map(|(_, n)| n);
+    for n in nodes {
+        if matches!(n.kind, NodeKind::CharDev | NodeKind::BlockDev) {
+            p.devices += 1;
+        }
+        if n.kind == NodeKind::File && n.mode & 0o6000 != 0 && !opts.no_setuid {
+            p.setuid_files += 1;
+        }
+        for (k, _) in &n.xattrs {
+            let set = opts.xattrs.allows(k);
+            if k == b"security.capability" && set {
+                p.capabilities += 1;
+            } else if k.starts_with(b"trusted.") && set {
+                p.trusted_xattrs += 1;
+            } else if !set && is_privileged_xattr(k) {
+                p.xattrs_skipped += 1;
+            }
+        }
+    }
 }
 
 /// Whether other users could swap the target, or anything on the path to it, during the

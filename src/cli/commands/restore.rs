@@ -8,6 +8,7 @@ use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, RestoreArgs};
 use crate::cli::output::print_json;
 use crate::cli::progress::{BarProgress, bytes};
+use vault_ops::fsmeta::XattrFilter;
 use vault_ops::restore::{RestoreOptions, restore};
 use vault_ops::select;
 
@@ -25,6 +26,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
         excludes: a.excludes.clone(),
         ownership: nix::unistd::geteuid().is_root(),
         insecure_target: a.insecure_target,
+        no_special: a.no_special,
+        no_setuid: a.no_setuid,
+        xattrs: XattrFilter { includes: a.xattr_include.clone(), excludes: a.xattr_exclude.clone() },
     };
     let started = Instant::now();
     let progress = BarProgress::new(!g.quiet && !g.json, "restored");
@@ -39,6 +43,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
             "snapshot_id": id,
             "files": r.files, "dirs": r.dirs, "other": r.other, "hard_links": r.hard_links,
             "bytes": r.bytes, "duration_seconds": secs, "errors": r.problems,
+            "privileged": r.privileged,
         }))?;
     } else if !g.quiet {
         println!(
@@ -50,6 +55,26 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
             r.other + r.hard_links,
             bytes(r.bytes)
         );
+        let p = &r.privileged;
+        let made: Vec<String> = [
+            (p.devices, "device nodes"),
+            (p.setuid_files, "setuid/setgid files"),
+            (p.capabilities, "files with capabilities"),
+            (p.trusted_xattrs, "entries with trusted.* attributes"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if !made.is_empty() {
+            println!("privileged objects created: {}", made.join(", "));
+        }
+        if p.special_skipped > 0 || p.xattrs_skipped > 0 {
+            println!(
+                "left out: {} special files (--no-special), {} privileged attributes (see --xattr-include)",
+                p.special_skipped, p.xattrs_skipped
+            );
+        }
     }
     if r.integrity_errors > 0 {
         eprintln!("error: {} files could not be restored because repository data is damaged", r.integrity_errors);
