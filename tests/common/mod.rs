@@ -125,6 +125,12 @@ impl Env {
         e
     }
 
+    /// Logs in to the SFTP server with another client key (same repository).
+    pub fn set_sftp_key(&mut self, key: &str) {
+        self.options.retain(|o| !o.starts_with("sftp.key="));
+        self.options.push(format!("sftp.key={key}"));
+    }
+
     pub fn set_repo_string(&mut self, repo: &str) {
         self.repo_arg = repo.to_string();
     }

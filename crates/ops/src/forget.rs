@@ -357,6 +357,8 @@ fn bucket_rule(
 /// Removes snapshots: a tombstone naming them first, then their files. Returns the
 /// tombstone's id.
 pub fn remove_snapshots(repo: &Repository, ids: &[SnapshotId], command: &str) -> Result<Id> {
+    // On append-only storage the tombstone would hide snapshots whose files stay.
+    repo.check_can_delete()?;
     let stone = Tombstone {
         version: 1,
         time: now_rfc3339(),

@@ -561,6 +561,24 @@ impl Repository {
     }
 
     /// Deletes a stored file; one that is already gone counts as deleted.
+    /// Fails when the storage refuses deletions (append-only credentials), before a
+    /// command that deletes writes anything: it deletes a name that does not exist, which
+    /// storage that allows deleting accepts and append-only storage refuses.
+    pub fn check_can_delete(&self) -> Result<()> {
+        let mut r = [0u8; 16];
+        getrandom::fill(&mut r)?;
+        let probe = format!("tmp/delete-probe-{}", hex::encode(r));
+        match self.backend.delete(&probe) {
+            Err(mut e) if e.kind != BackendErrorKind::NotFound => {
+                e.message.push_str(
+                    "; the storage refuses deletions here: forget, prune, tag and rewrite need credentials that may delete",
+                );
+                Err(RepoError::Backend(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn delete_file(&self, object: StoredObject) -> Result<()> {
         match self.backend.delete(&object.path()) {
             Err(e) if e.kind != BackendErrorKind::NotFound => Err(e.into()),

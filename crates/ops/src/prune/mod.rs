@@ -107,6 +107,9 @@ pub struct PruneReport {
 /// Runs a prune: finishes earlier condemnations that are ripe, condemns what is unused
 /// now, and deletes it at once when no writer that could reference it is running.
 pub fn prune(repo: &Arc<Repository>, opts: &PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+    if !opts.dry_run {
+        repo.check_can_delete()?;
+    }
     let me = if opts.dry_run { None } else { Some(writers::announce(repo, "prune")?) };
     let my_id = me.as_ref().map(|a| a.id());
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
