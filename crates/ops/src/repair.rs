@@ -128,7 +128,7 @@ fn inspect_header(repo: &Repository, p: &StoredPack) -> Result<PackState, RepoEr
 
 fn inspect_whole(repo: &Repository, p: &StoredPack) -> Result<PackState, RepoError> {
     let object = StoredObject::Pack(p.kind, p.id).path();
-    let data = repo.read_pack(p.kind, &p.id)?;
+    let data = repo.read_pack(p.kind, &p.id, p.size)?;
     let name_ok = data.stored_id() == p.id.0;
     let entries = match repo.parse_pack_header(p.kind, &p.id, &data) {
         Ok((hkind, e)) if hkind == p.kind => e,

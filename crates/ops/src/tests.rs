@@ -260,3 +260,39 @@ fn check_reports_its_findings_when_the_check_record_cannot_be_stored() {
     assert!(!report.problems.is_empty());
     assert!(report.check_record_error.as_deref().is_some_and(|e| e.contains("permission denied")), "{report:?}");
 }
+
+/// A storage server pads a pack to many times its size: readers fetch only the bytes the
+/// index states (restore still succeeds, the padding is never downloaded) and check reports
+/// the stored size.
+#[test]
+fn an_enlarged_pack_is_read_only_as_far_as_the_index_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    source(&src);
+    let repo = memory_repo("ops-enlarged");
+    let handle = IndexedRepository::load(repo.clone()).unwrap();
+    let first = backup(&handle, &backup_opts(&src), &NoProgress).unwrap();
+    let handle = IndexedRepository::load(repo.clone()).unwrap();
+    let info = *handle.index().packs().iter().find(|p| p.kind == BlobKind::Data).unwrap();
+    let path = StoredObject::Pack(BlobKind::Data, info.id).path();
+    let mut bytes = repo.backend().read(&path).unwrap().to_vec();
+    bytes.extend(std::iter::repeat_n(0u8, 8 << 20));
+    repo.backend().write(&path, bytes).unwrap();
+
+    let before = repo.backend().stats().bytes_down;
+    let data = handle.read_pack(BlobKind::Data, &info.id).unwrap();
+    assert_eq!(data.len() as u64, info.size);
+    assert_eq!(repo.backend().stats().bytes_down - before, info.size, "the padding was downloaded");
+
+    let target = tmp.path().join("restored");
+    let opts = RestoreOptions { target: target.clone(), ..Default::default() };
+    let report = restore(&handle, first.snapshot.tree, "first", &opts, &NoProgress).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    same_files(&src, &target.join(src.strip_prefix("/").unwrap()));
+
+    let opts = CheckOptions { read_data: Some(Subset::All), read_threads: 2, hostname: "test".into() };
+    let before = repo.backend().stats().bytes_down;
+    let r = check(&repo, &opts, &NoProgress).unwrap();
+    assert!(r.problems.iter().any(|p| p.kind == ProblemKind::PackSize), "{:?}", r.problems);
+    assert!(repo.backend().stats().bytes_down - before < 8 << 20, "check downloaded the padding");
+}

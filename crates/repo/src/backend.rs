@@ -367,6 +367,12 @@ impl Backend {
     }
 
     pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, BackendError> {
+        Ok(self.read_range_parts(path, offset, len)?.to_bytes())
+    }
+
+    /// Exactly `len` bytes at `offset`, in the pieces the backend delivered. A longer
+    /// object is not read past them; a shorter one is an error.
+    pub fn read_range_parts(&self, path: &str, offset: u64, len: u64) -> Result<ObjectBytes, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let buf = self.read_afresh(path, || {
             let buf = self.wait(async { self.op.read_with(path).range(offset..offset + len).await })?;
@@ -379,7 +385,7 @@ impl Backend {
             }
             Ok(buf)
         })?;
-        Ok(buf.to_bytes())
+        Ok(ObjectBytes::new(buf))
     }
 
     /// Writes a whole object at once. On fs this is temp file + fsync + rename; on object

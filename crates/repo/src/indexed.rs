@@ -144,7 +144,9 @@ impl IndexedRepository {
 
     /// Reads a whole pack (unverified: its blobs are verified as they are opened).
     pub fn read_pack(&self, kind: BlobKind, id: &PackId) -> Result<ObjectBytes> {
-        self.repo.read_pack(kind, id)
+        let info = self.index.pack(id).or_else(|| self.condemned.pack(id));
+        let size = info.ok_or_else(|| RepoError::BlobNotIndexed(format!("pack {}", id.to_hex())))?.size;
+        self.repo.read_pack(kind, id, size)
     }
 
     /// Opens the blob `id` out of its pack held whole.

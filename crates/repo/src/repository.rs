@@ -423,8 +423,11 @@ impl Repository {
     /// A whole pack, not checked against its name: its blobs are authenticated one by one as
     /// they are opened, and hashing 16 MiB again cost restore a tenth of its CPU time.
     /// ([`ObjectBytes::stored_id`] hashes it when a caller needs that.)
-    pub fn read_pack(&self, kind: BlobKind, id: &PackId) -> Result<ObjectBytes> {
-        Ok(self.backend.read_parts(&StoredObject::Pack(kind, *id).path())?)
+    /// `size` is what the index or the listing says the pack holds: only that much is
+    /// read, so a pack the storage enlarged (a "16 MiB" pack padded to 2 GiB) costs no
+    /// more than the real one, and its hash check fails on what was read.
+    pub fn read_pack(&self, kind: BlobKind, id: &PackId, size: u64) -> Result<ObjectBytes> {
+        Ok(self.backend.read_range_parts(&StoredObject::Pack(kind, *id).path(), 0, size)?)
     }
 
     /// The header of a whole pack as read by [`Repository::read_pack`] (in pieces).

@@ -146,7 +146,7 @@ pub(super) fn read_packs(
             }
             let p = &indexed[&id];
             let all_blobs = || p.blobs.iter().map(|b| (kind, b.id)).collect::<Vec<_>>();
-            let result = match repo.read_pack(kind, &id) {
+            let result = match repo.read_pack(kind, &id, size) {
                 Err(RepoError::Backend(e)) if e.kind == BackendErrorKind::NotFound => {
                     Err(PackFailure { kind: ProblemKind::PackMissing, message: e.to_string(), blobs: all_blobs() })
                 }

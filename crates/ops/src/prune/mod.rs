@@ -341,7 +341,7 @@ fn condemn(
                     })
                     .copied()
                     .collect();
-                jobs.push(repack::RepackJob { id: u.id, kind: u.kind, keep });
+                jobs.push(repack::RepackJob { id: u.id, kind: u.kind, size: u.size, keep });
             }
             Fate::Delete => {
                 report.packs.unused += 1;

@@ -17,6 +17,8 @@ use crate::progress::Progress;
 pub(crate) struct RepackJob {
     pub(crate) id: PackId,
     pub(crate) kind: BlobKind,
+    /// Its size as the index states it.
+    pub(crate) size: u64,
     pub(crate) keep: Vec<PackEntry>,
 }
 
@@ -29,7 +31,7 @@ pub(crate) fn repack(
 ) -> Result<(WriterStats, Vec<IndexPack>)> {
     let writer = PackWriter::unindexed(repo.clone())?;
     jobs.par_iter().try_for_each(|job| -> Result<()> {
-        let data = repo.read_pack(job.kind, &job.id)?;
+        let data = repo.read_pack(job.kind, &job.id, job.size)?;
         for e in &job.keep {
             let sealed = repo.sealed_blob_in(job.kind, &job.id, &data, e)?;
             writer.add_sealed(job.kind, e.id, sealed, e.raw_length)?;
