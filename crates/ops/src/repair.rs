@@ -27,6 +27,8 @@ use vault_repo::{
 
 /// Packs per rebuilt index file.
 const PACKS_PER_INDEX_FILE: usize = 4096;
+/// As prune's: about 40 MiB of index file.
+const BLOBS_PER_INDEX_FILE: usize = 1 << 20;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RepairIndexReport {
@@ -88,9 +90,22 @@ pub fn repair_index(repo: Arc<Repository>, read_data: bool, progress: &dyn Progr
     // New index files first: each supersedes every old one, so readers never see a moment
     // without an index for a pack that exists.
     good.sort_by_key(|p| p.id);
-    for chunk in good.chunks(PACKS_PER_INDEX_FILE) {
-        repo.save_index(&IndexFile { supersedes: old.clone(), packs: chunk.to_vec() })?;
+    // Bounded in packs and in blobs, so that every index file stays far below the size
+    // readers accept (spec §2).
+    let mut start = 0;
+    while start < good.len() {
+        let mut end = start;
+        let mut blobs = 0;
+        while end < good.len()
+            && end - start < PACKS_PER_INDEX_FILE
+            && (end == start || blobs + good[end].blobs.len() <= BLOBS_PER_INDEX_FILE)
+        {
+            blobs += good[end].blobs.len();
+            end += 1;
+        }
+        repo.save_index(&IndexFile { supersedes: old.clone(), packs: good[start..end].to_vec() })?;
         report.index_files_written += 1;
+        start = end;
     }
     if good.is_empty() {
         repo.save_index(&IndexFile { supersedes: old.clone(), packs: Vec::new() })?;

@@ -36,6 +36,20 @@ pub enum StoredKind {
 }
 
 impl StoredKind {
+    /// The largest file of this kind a reader reads (spec §2): far above what vault
+    /// writes, so that a storage server's junk under these names is refused unread
+    /// instead of filling memory. Packs are bounded by the size the index states.
+    pub const fn max_stored_size(self) -> u64 {
+        const MIB: u64 = 1 << 20;
+        match self {
+            StoredKind::Config | StoredKind::Key => 64 * 1024,
+            StoredKind::Announcement | StoredKind::WaitRecord => MIB,
+            StoredKind::Snapshot => 16 * MIB,
+            StoredKind::Index | StoredKind::CheckRecord | StoredKind::Condemnation | StoredKind::Tombstone => 256 * MIB,
+            StoredKind::Pack(_) => u64::MAX,
+        }
+    }
+
     /// The directory (or, for the config, the file name) of this kind.
     pub const fn dir(self) -> &'static str {
         match self {

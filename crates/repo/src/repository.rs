@@ -226,6 +226,32 @@ impl Repository {
         Ok(id)
     }
 
+    /// Reads a file whose listing gave `size`: refused unread above its kind's limit, and
+    /// read no further than `size` (a longer file fails its hash check).
+    fn read_listed_file(&self, object: StoredObject, size: u64) -> Result<Vec<u8>> {
+        let kind = object.kind();
+        let max = kind.max_stored_size();
+        if size > max || size == 0 {
+            return Err(RepoError::integrity(
+                Damaged::Object(object),
+                format!("it is {size} bytes; no {} file vault writes is empty or over {max}; not read", kind.dir()),
+            ));
+        }
+        let id = object.id().unwrap_or_default();
+        let cached = self.cache.as_ref().filter(|_| CACHED_KINDS.contains(&kind));
+        if let Some(bytes) = cached.and_then(|c| c.get(kind.dir(), &id)) {
+            return Ok(bytes);
+        }
+        let bytes = self.backend.read_range(&object.path(), 0, size)?;
+        if Id::of_stored_bytes(&bytes) != id {
+            return Err(RepoError::integrity(Damaged::Object(object), "its bytes do not match its name"));
+        }
+        if let Some(c) = cached {
+            c.put(kind.dir(), &id, &bytes);
+        }
+        Ok(bytes.into())
+    }
+
     /// Reads a content-addressed file and checks its bytes against its name.
     pub fn read_file(&self, object: StoredObject) -> Result<Vec<u8>> {
         let kind = object.kind();
@@ -291,8 +317,13 @@ impl Repository {
 
     /// Loads every snapshot; damaged ones are returned apart so a listing can go on.
     pub fn load_all_snapshots(&self) -> Result<(SnapshotList, Vec<(SnapshotId, RepoError)>)> {
-        let ids = self.list_snapshots()?;
-        let results: Vec<_> = ids.par_iter().map(|id| (*id, self.load_snapshot(id))).collect();
+        let listed = self.list_cached(StoredKind::Snapshot)?;
+        let results: Vec<_> = listed
+            .par_iter()
+            .map(|(id, size)| {
+                (SnapshotId(*id), self.load_listed(StoredObject::Snapshot(SnapshotId(*id)), *size, Snapshot::decode))
+            })
+            .collect();
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for (id, r) in results {
@@ -327,8 +358,12 @@ impl Repository {
     /// Every index file, decoded, or the error that kept it from decoding.
     pub fn load_index_files(&self) -> Result<IndexFiles> {
         let ids = self.list_cached(StoredKind::Index)?;
-        let loaded: IndexFiles =
-            ids.par_iter().map(|(id, _)| (IndexId(*id), self.load_index_file(&IndexId(*id)))).collect();
+        let loaded: IndexFiles = ids
+            .par_iter()
+            .map(|(id, size)| {
+                (IndexId(*id), self.load_listed(StoredObject::Index(IndexId(*id)), *size, IndexFile::decode))
+            })
+            .collect();
         for (_, r) in &loaded {
             if let Err(RepoError::Backend(e)) = r
                 && e.kind != BackendErrorKind::NotFound
@@ -512,6 +547,17 @@ impl Repository {
         self.write_file(kind, doc.encode(&self.keys)?)
     }
 
+    /// Reads (as listed with `size`) and opens one document.
+    fn load_listed<T>(
+        &self,
+        object: StoredObject,
+        size: u64,
+        decode: impl Fn(&Keys, &[u8]) -> vault_format::error::Result<T>,
+    ) -> Result<T> {
+        let bytes = self.read_listed_file(object, size)?;
+        decode(&self.keys, &bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))
+    }
+
     /// Reads and opens one document.
     pub fn load_document<T: SealedDocument>(&self, object: StoredObject) -> Result<T> {
         let bytes = self.read_file(object)?;
@@ -523,8 +569,10 @@ impl Repository {
     /// by a prune) is left out; any other storage failure ends the call.
     pub fn load_documents<T: SealedDocument + Send>(&self, kind: StoredKind) -> Result<Vec<(Id, Result<T>)>> {
         let ids = if CACHED_KINDS.contains(&kind) { self.list_cached(kind)? } else { self.list_files(kind)? };
-        let loaded: Vec<(Id, Result<T>)> =
-            ids.par_iter().map(|(id, _)| (*id, self.load_document(StoredObject::new(kind, *id)))).collect();
+        let loaded: Vec<(Id, Result<T>)> = ids
+            .par_iter()
+            .map(|(id, size)| (*id, self.load_listed(StoredObject::new(kind, *id), *size, T::decode)))
+            .collect();
         let mut out = Vec::with_capacity(loaded.len());
         for (id, r) in loaded {
             match r {
@@ -734,6 +782,26 @@ mod tests {
         b.delete(&StoredObject::Key(r.key_id).path()).unwrap();
         let e = Repository::open(b, b"pw").err().unwrap();
         assert!(matches!(e, RepoError::Integrity { .. }), "{e}");
+    }
+
+    #[test]
+    fn oversized_files_are_reported_unread() {
+        let b = Backend::open(&Location::Memory("big".into()), &Default::default(), OpenMode::Create).unwrap();
+        let r = Repository::init(b.clone(), b"pw", &fast(), KeyMeta::default()).unwrap();
+        for kind in [StoredKind::Snapshot, StoredKind::Index, StoredKind::Tombstone] {
+            let junk = vec![7u8; kind.max_stored_size() as usize + 1];
+            let id = Id::of_stored_bytes(&junk);
+            b.write(&StoredObject::new(kind, id).path(), junk).unwrap();
+        }
+        let before = b.stats().bytes_down;
+        let (ok, bad) = r.load_all_snapshots().unwrap();
+        assert!(ok.is_empty());
+        assert!(matches!(&bad[0].1, RepoError::Integrity { reason, .. } if reason.contains("not read")), "{bad:?}");
+        let index = r.load_index_files().unwrap();
+        assert!(index[0].1.is_err());
+        let stones = r.load_documents::<vault_format::tombstone::Tombstone>(StoredKind::Tombstone).unwrap();
+        assert!(stones[0].1.is_err());
+        assert!(b.stats().bytes_down - before < 1 << 20, "junk was downloaded");
     }
 
     #[test]
