@@ -504,6 +504,9 @@ impl Repository {
         data: &ObjectBytes,
         entry: &PackEntry,
     ) -> Result<Vec<u8>> {
+        if let Some(why) = self.implausible_blob(kind, entry.length, entry.raw_length) {
+            return Err(damaged_blob(kind, pack, entry, why));
+        }
         let sealed = blob_slice(kind, pack, data, entry)?;
         pack::open_blob(&self.keys, kind, &entry.id, &sealed, entry.raw_length)
             .map_err(|e| damaged_blob(kind, pack, entry, e))
@@ -647,12 +650,28 @@ impl Repository {
     }
 
     /// Reads, decrypts and verifies one blob.
+    /// Why an index entry's lengths cannot be those of a data blob of this repository: its
+    /// chunker never cuts more than `max_size` bytes, and sealing adds little. Checked
+    /// before anything is read or decompressed, so a crafted entry costs no gigabyte.
+    fn implausible_blob(&self, kind: BlobKind, length: u32, raw_length: u32) -> Option<String> {
+        let max = self.config.chunker.max_size;
+        let sealed_max = u64::from(max) + u64::from(max) / 8 + 4096;
+        (kind == BlobKind::Data && (raw_length > max || u64::from(length) > sealed_max)).then(|| {
+            format!(
+                "the index says it holds {raw_length} bytes ({length} stored); this repository's chunks are at most {max}"
+            )
+        })
+    }
+
     pub fn read_blob_at(&self, loc: &BlobLocation, id: &BlobId) -> Result<Vec<u8>> {
         let object = StoredObject::Pack(loc.kind, loc.pack);
         let path = object.path();
         let (offset, len) = (u64::from(loc.offset), u64::from(loc.length));
         let damaged =
             |e: String| RepoError::integrity(Damaged::Blob { kind: loc.kind, id: *id, pack: Some(loc.pack) }, e);
+        if let Some(why) = self.implausible_blob(loc.kind, loc.length, loc.raw_length) {
+            return Err(damaged(why));
+        }
         let open = |sealed: &[u8]| pack::open_blob(&self.keys, loc.kind, id, sealed, loc.raw_length);
         let cache = self.cache.as_ref().filter(|_| loc.kind == BlobKind::Tree);
         let Some(cache) = cache else {
@@ -802,6 +821,27 @@ mod tests {
         let stones = r.load_documents::<vault_format::tombstone::Tombstone>(StoredKind::Tombstone).unwrap();
         assert!(stones[0].1.is_err());
         assert!(b.stats().bytes_down - before < 1 << 20, "junk was downloaded");
+    }
+
+    #[test]
+    fn a_data_blob_longer_than_any_chunk_is_refused_unread() {
+        let b = Backend::open(&Location::Memory("long".into()), &Default::default(), OpenMode::Create).unwrap();
+        let r = Repository::init(b.clone(), b"pw", &fast(), KeyMeta::default()).unwrap();
+        let max = r.config().chunker.max_size;
+        let loc = BlobLocation {
+            pack: PackId(Id([1; 32])),
+            kind: BlobKind::Data,
+            offset: 0,
+            length: 1 << 30,
+            raw_length: 1 << 30,
+        };
+        let before = b.stats().reads;
+        let e = r.read_blob_at(&loc, &BlobId(Id([2; 32]))).unwrap_err();
+        assert!(e.is_integrity() && e.to_string().contains(&max.to_string()), "{e}");
+        assert_eq!(b.stats().reads, before, "it was read");
+        // Trees are not chunks: a large directory's tree may exceed the chunk size.
+        let tree = BlobLocation { kind: BlobKind::Tree, length: 64, raw_length: max + 1, ..loc };
+        assert!(r.implausible_blob(tree.kind, tree.length, tree.raw_length).is_none());
     }
 
     #[test]
