@@ -74,15 +74,18 @@ pub(super) fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, parent: O
         if !changed {
             break;
         }
-        if attempt == 1 {
+        if attempt < READS {
             // One change is seen in steps (ext4 shrinks a file's size first and sets its
-            // times in two updates a few milliseconds apart): let it settle before the
-            // second read, or that read sees the rest of the same change.
+            // times in updates some milliseconds apart, further apart on a busy machine):
+            // let it settle before reading again, or that read sees the rest of the same
+            // change.
             settle(&file);
         } else {
             ctx.problem_kept(
                 path,
-                format!("changed while it was read (twice); stored as read ({size} bytes), which may mix its states"),
+                format!(
+                    "changed while it was read ({READS} times); stored as read ({size} bytes), which may mix its states"
+                ),
             );
             break;
         }
@@ -112,19 +115,31 @@ impl FileState {
     }
 }
 
-/// Waits (at most half a second) until the file's size and times stay the same for 20 ms.
+/// Waits (at most half a second) until the file's size and times stay the same for 60 ms.
 fn settle(file: &File) {
     let state = || file.metadata().ok().map(|m| FileState::of(&m));
     let mut last = state();
+    let mut still = 0;
     for _ in 0..25 {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let now = state();
         if now == last {
-            return;
+            still += 1;
+            if still == SETTLED_POLLS {
+                return;
+            }
+        } else {
+            still = 0;
         }
         last = now;
     }
 }
+
+/// How often a file that changes while it is read is read, at most.
+const READS: u32 = 3;
+/// Polls 20 ms apart that must see the same size and times before a file counts as
+/// settled.
+const SETTLED_POLLS: u32 = 3;
 
 /// Opens a file the walk saw as regular. Someone may have swapped it since for a FIFO
 /// (whose open would block forever), a device (`/dev/zero` reads forever) or a link:
