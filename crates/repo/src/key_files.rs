@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::backend::{Backend, BackendErrorKind};
 use super::error::{RepoError, Result};
 use super::object::{Damaged, StoredKind, StoredObject};
-use super::repository::Repository;
+use super::repository::{Repository, parse_listing};
 use vault_format::config::Config;
 use vault_format::crypto::Keys;
 use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN, Unwrap};
@@ -83,31 +83,13 @@ pub struct KeyInfo {
     pub current: bool,
 }
 
-/// The largest key file and config read: vault's are under 1 KiB. A storage server can
-/// store anything under these names; a 3 GiB "key file" must not be downloaded, let alone
-/// parsed, before a password is even tried.
-pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
-/// See [`MAX_KEY_FILE_BYTES`].
-pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
-
 /// The key files with their listed sizes, ordered by id.
-pub(crate) fn list_key_files(backend: &Backend) -> Result<Vec<(KeyId, u64)>> {
+fn list_key_files(backend: &Backend) -> Result<Vec<(KeyId, u64)>> {
     let dir = StoredKind::Key.dir();
-    let mut ids: Vec<(KeyId, u64)> = backend
-        .list(dir)?
-        .into_iter()
-        .filter_map(|e| {
-            let name = e.path.strip_prefix(dir)?.strip_prefix('/')?;
-            (name.len() == 64).then(|| name.parse::<Id>().ok()).flatten().map(|id| (KeyId(id), e.size))
-        })
-        .collect();
+    let mut ids: Vec<(KeyId, u64)> =
+        parse_listing(dir, backend.list(dir)?).into_iter().map(|(id, size)| (KeyId(id), size)).collect();
     ids.sort();
     Ok(ids)
-}
-
-/// Ids of the key files, as listed.
-pub(crate) fn list_key_ids(backend: &Backend) -> Result<Vec<KeyId>> {
-    Ok(list_key_files(backend)?.into_iter().map(|(id, _)| id).collect())
 }
 
 /// A key file read and checked against its name.
@@ -117,11 +99,14 @@ enum Candidate {
     Unreadable(super::backend::BackendError),
 }
 
+/// Key files and the config are read before any password is tried: a 3 GiB "key file"
+/// the storage put there must not be downloaded, let alone parsed.
 fn read_candidate(backend: &Backend, id: KeyId, size: u64) -> Candidate {
     let path = StoredObject::Key(id).path();
-    if size > MAX_KEY_FILE_BYTES {
+    let max = StoredKind::Key.max_stored_size();
+    if size > max {
         return Candidate::Problem(format!(
-            "key file {path} is {size} bytes, more than any key file ({MAX_KEY_FILE_BYTES}); not read"
+            "key file {path} is {size} bytes, more than any key file ({max}); not read"
         ));
     }
     let bytes = match backend.read(&path) {
@@ -221,10 +206,13 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
     let config_path = StoredObject::Config.path();
     match backend.stat(&config_path)? {
         None => return Err(RepoError::NotFound(name)),
-        Some(size) if size > MAX_CONFIG_BYTES => {
+        Some(size) if size > StoredKind::Config.max_stored_size() => {
             return Err(RepoError::integrity(
                 Damaged::Object(StoredObject::Config),
-                format!("it is {size} bytes, more than any config ({MAX_CONFIG_BYTES}); not read"),
+                format!(
+                    "it is {size} bytes, more than any config ({}); not read",
+                    StoredKind::Config.max_stored_size()
+                ),
             ));
         }
         Some(_) => {}
@@ -322,11 +310,18 @@ pub(crate) fn wrap_key(keys: &Keys, password: &[u8], kdf: KdfParams, meta: KeyMe
 impl Repository {
     /// Every key file, decoded where possible, the current one marked.
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
-        let ids = list_key_ids(self.backend())?;
-        Ok(ids
-            .par_iter()
-            .map(|id| KeyInfo { id: *id, file: self.read_key_file(id), current: *id == self.key_id() })
-            .collect())
+        let mut keys: Vec<KeyInfo> = self
+            .load_key_files()?
+            .into_iter()
+            .map(|(id, file)| KeyInfo { id, file, current: id == self.key_id() })
+            .collect();
+        keys.sort_by_key(|k| k.id);
+        Ok(keys)
+    }
+
+    /// The ids of the key files, read from the listing alone.
+    pub fn key_ids(&self) -> Result<Vec<KeyId>> {
+        Ok(list_key_files(self.backend())?.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Stores a new key file that opens this repository with `password`.
@@ -449,7 +444,7 @@ mod tests {
                 });
                 (a.join().unwrap(), c.join().unwrap())
             });
-            let left = list_key_ids(&b).unwrap();
+            let left: Vec<KeyId> = list_key_files(&b).unwrap().into_iter().map(|(id, _)| id).collect();
             assert!(!left.is_empty(), "round {round}: no key file left ({a:?}, {c:?})");
             // Every key left opens with its password.
             for id in &left {
@@ -494,7 +489,7 @@ mod tests {
     #[test]
     fn oversized_key_files_and_configs_are_not_read() {
         let (b, r) = init();
-        let junk = vec![b'{'; 2 * MAX_KEY_FILE_BYTES as usize];
+        let junk = vec![b'{'; 2 * StoredKind::Key.max_stored_size() as usize];
         let id = KeyId(Id::of_stored_bytes(&junk));
         b.write(&StoredObject::Key(id).path(), junk).unwrap();
         let reads = b.stats().reads;
@@ -507,7 +502,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         b.delete(&StoredObject::Config.path()).unwrap();
-        b.write(&StoredObject::Config.path(), vec![0; 2 * MAX_CONFIG_BYTES as usize]).unwrap();
+        b.write(&StoredObject::Config.path(), vec![0; 2 * StoredKind::Config.max_stored_size() as usize]).unwrap();
         assert!(matches!(Repository::open(b.clone(), b"pw"), Err(RepoError::Integrity { .. })));
     }
 

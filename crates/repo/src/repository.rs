@@ -98,10 +98,32 @@ pub struct Repository {
     open_notes: Vec<String>,
 }
 
+/// Files read after a listing: those gone meanwhile are left out, and a storage failure
+/// ends the call (it is not damage of the file).
+fn keep_present<K, T>(loaded: Vec<(K, Result<T>)>) -> Result<Vec<(K, Result<T>)>> {
+    let mut out = Vec::with_capacity(loaded.len());
+    for (id, r) in loaded {
+        match r {
+            Err(RepoError::Backend(e)) if e.kind == BackendErrorKind::NotFound => {}
+            Err(RepoError::Backend(e)) => return Err(RepoError::Backend(e)),
+            r => out.push((id, r)),
+        }
+    }
+    Ok(out)
+}
+
+/// A key file's JSON, parsed and its KDF parameters checked (key files are not sealed:
+/// `_keys` only gives it the shape of the other decoders).
+fn decode_key_file(_keys: &Keys, bytes: &[u8]) -> vault_format::error::Result<KeyFile> {
+    let kf = KeyFile::from_json(bytes)?;
+    kf.validate()?;
+    Ok(kf)
+}
+
 /// Ids of the files directly in `dir` whose names are 64 hex digits; other names are not
 /// vault's and are ignored.
 /// (Files in subdirectories are not vault's either: the spec's directories are flat.)
-fn parse_listing(dir: &str, entries: Vec<super::backend::ListEntry>) -> Vec<(Id, u64)> {
+pub(crate) fn parse_listing(dir: &str, entries: Vec<super::backend::ListEntry>) -> Vec<(Id, u64)> {
     entries
         .into_iter()
         .filter_map(|e| {
@@ -237,30 +259,27 @@ impl Repository {
                 format!("it is {size} bytes; no {} file vault writes is empty or over {max}; not read", kind.dir()),
             ));
         }
-        let id = object.id().unwrap_or_default();
-        let cached = self.cache.as_ref().filter(|_| CACHED_KINDS.contains(&kind));
-        if let Some(bytes) = cached.and_then(|c| c.get(kind.dir(), &id)) {
-            return Ok(bytes);
-        }
-        let bytes = self.backend.read_range(&object.path(), 0, size)?;
-        if Id::of_stored_bytes(&bytes) != id {
-            return Err(RepoError::integrity(Damaged::Object(object), "its bytes do not match its name"));
-        }
-        if let Some(c) = cached {
-            c.put(kind.dir(), &id, &bytes);
-        }
-        Ok(bytes.into())
+        self.read_file_upto(object, Some(size))
     }
 
     /// Reads a content-addressed file and checks its bytes against its name.
     pub fn read_file(&self, object: StoredObject) -> Result<Vec<u8>> {
+        self.read_file_upto(object, None)
+    }
+
+    /// Reads a file (from the cache when it holds it), no further than `size` when given.
+    fn read_file_upto(&self, object: StoredObject, size: Option<u64>) -> Result<Vec<u8>> {
         let kind = object.kind();
         let id = object.id().unwrap_or_default();
         let cached = self.cache.as_ref().filter(|_| CACHED_KINDS.contains(&kind));
         if let Some(bytes) = cached.and_then(|c| c.get(kind.dir(), &id)) {
             return Ok(bytes);
         }
-        let bytes = self.backend.read(&object.path())?;
+        let path = object.path();
+        let bytes = match size {
+            Some(size) => self.backend.read_range(&path, 0, size)?,
+            None => self.backend.read(&path)?,
+        };
         if Id::of_stored_bytes(&bytes) != id {
             return Err(RepoError::integrity(Damaged::Object(object), "its bytes do not match its name"));
         }
@@ -298,9 +317,20 @@ impl Repository {
     pub fn read_key_file(&self, id: &KeyId) -> Result<KeyFile> {
         let object = StoredObject::Key(*id);
         let bytes = self.read_file(object)?;
-        let kf = KeyFile::from_json(&bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))?;
-        kf.validate().map_err(|e| RepoError::integrity(Damaged::Object(object), e))?;
-        Ok(kf)
+        decode_key_file(&self.keys, &bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))
+    }
+
+    /// Every key file, each parsed or with the error that kept it from parsing; files over
+    /// the key file size limit are not read. As with [`Repository::load_documents`], a key
+    /// file removed between the listing and the read (`key remove`) is left out, and any
+    /// other storage failure ends the call: neither is damage.
+    pub fn load_key_files(&self) -> Result<Vec<(KeyId, Result<KeyFile>)>> {
+        let listed = self.list_files(StoredKind::Key)?;
+        let loaded: Vec<(KeyId, Result<KeyFile>)> = listed
+            .par_iter()
+            .map(|(id, size)| (KeyId(*id), self.load_listed(StoredObject::Key(KeyId(*id)), *size, decode_key_file)))
+            .collect();
+        keep_present(loaded)
     }
 
     /// The ids of all snapshots.
@@ -576,15 +606,7 @@ impl Repository {
             .par_iter()
             .map(|(id, size)| (*id, self.load_listed(StoredObject::new(kind, *id), *size, T::decode)))
             .collect();
-        let mut out = Vec::with_capacity(loaded.len());
-        for (id, r) in loaded {
-            match r {
-                Err(RepoError::Backend(e)) if e.kind == BackendErrorKind::NotFound => {}
-                Err(RepoError::Backend(e)) => return Err(RepoError::Backend(e)),
-                r => out.push((id, r)),
-            }
-        }
-        Ok(out)
+        keep_present(loaded)
     }
 
     /// Names of the files in `tmp/` (writes in progress, or left by interrupted ones).
@@ -614,7 +636,6 @@ impl Repository {
         }
     }
 
-    /// Deletes a stored file; one that is already gone counts as deleted.
     /// Fails when the storage refuses deletions (append-only credentials), before a
     /// command that deletes writes anything: it deletes a name that does not exist, which
     /// storage that allows deleting accepts and append-only storage refuses.
@@ -633,6 +654,7 @@ impl Repository {
         }
     }
 
+    /// Deletes a stored file; one that is already gone counts as deleted.
     pub fn delete_file(&self, object: StoredObject) -> Result<()> {
         match self.backend.delete(&object.path()) {
             Err(e) if e.kind != BackendErrorKind::NotFound => Err(e.into()),
@@ -649,7 +671,6 @@ impl Repository {
         }
     }
 
-    /// Reads, decrypts and verifies one blob.
     /// Why an index entry's lengths cannot be those of a data blob of this repository: its
     /// chunker never cuts more than `max_size` bytes, and sealing adds little. Checked
     /// before anything is read or decompressed, so a crafted entry costs no gigabyte.
@@ -663,6 +684,7 @@ impl Repository {
         })
     }
 
+    /// Reads, decrypts and verifies one blob.
     pub fn read_blob_at(&self, loc: &BlobLocation, id: &BlobId) -> Result<Vec<u8>> {
         let object = StoredObject::Pack(loc.kind, loc.pack);
         let path = object.path();

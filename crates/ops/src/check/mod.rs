@@ -31,7 +31,7 @@ use vault_format::index::IndexFile;
 use vault_format::pack::{BlobKind, PackEntry};
 use vault_format::tree::{ContentItem, Node, Tree};
 use vault_format::xorshift::Xorshift64;
-use vault_format::{BlobId, KeyId, PackId, SnapshotId};
+use vault_format::{BlobId, PackId, SnapshotId};
 use vault_repo::backend::BackendErrorKind;
 use vault_repo::repository::superseded_index_files;
 use vault_repo::{
@@ -311,9 +311,9 @@ impl Checker<'_> {
 
     /// Key files: name matches bytes, and the JSON is well formed.
     fn check_keys(&mut self) -> Result<()> {
-        for (id, _) in self.repo.list_files(StoredKind::Key)? {
-            if let Err(e) = self.repo.read_key_file(&KeyId(id)) {
-                self.problems.add(ProblemKind::KeyFile, StoredObject::Key(KeyId(id)).path(), e.to_string());
+        for (id, r) in self.repo.load_key_files()? {
+            if let Err(e) = r {
+                self.problems.add(ProblemKind::KeyFile, StoredObject::Key(id).path(), e.to_string());
             }
         }
         Ok(())
