@@ -375,9 +375,13 @@ pub fn remove_snapshots(repo: &Repository, ids: &[SnapshotId], command: &str) ->
 
 /// Every snapshot a tombstone names.
 pub fn forgotten(repo: &Repository) -> Result<HashSet<SnapshotId>> {
-    let stones = repo.load_documents::<Tombstone>(StoredKind::Tombstone)?;
-    // A damaged tombstone hides nothing: its snapshots stay listed.
-    Ok(stones.into_iter().filter_map(|(_, r)| r.ok()).flat_map(|t| t.snapshots).collect())
+    Ok(named_by(&repo.load_documents::<Tombstone>(StoredKind::Tombstone)?))
+}
+
+/// The snapshots that loaded tombstones name. A damaged tombstone names nothing: its
+/// snapshots stay listed.
+pub fn named_by(stones: &[(Id, vault_repo::error::Result<Tombstone>)]) -> HashSet<SnapshotId> {
+    stones.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|t| t.snapshots.iter().copied()).collect()
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ fn list_now(repo: &Repository) -> Result<Now> {
     let snapshots = repo.list_snapshots()?;
     let stones = repo.load_documents::<Tombstone>(StoredKind::Tombstone)?;
     let tombstones = stones.iter().map(|(id, _)| *id).collect();
-    let forgotten = stones.into_iter().filter_map(|(_, r)| r.ok()).flat_map(|t| t.snapshots).collect();
+    let forgotten = crate::forget::named_by(&stones);
     Ok(Now { snapshots, tombstones, forgotten })
 }
 

@@ -82,11 +82,6 @@ impl LocalState {
         Ok(LocalState { root: base.to_path_buf() })
     }
 
-    /// The directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn location_file(&self, location: &str) -> PathBuf {
         self.root.join("locations").join(blake3::hash(location.as_bytes()).to_hex().as_str())
     }
@@ -99,10 +94,7 @@ impl LocalState {
 
     /// Remembers that key file `id` opened the repository at `location`.
     pub fn remember_key(&self, location: &str, id: KeyId) -> std::io::Result<()> {
-        if self.key_hint(location) == Some(id) {
-            return Ok(());
-        }
-        self.write_atomic(&self.location_file(location), format!("{}\n", id.0.to_hex()).as_bytes())
+        self.write_if_changed(&self.location_file(location), format!("{}\n", id.0.to_hex()).as_bytes())
     }
 
     fn repository_dir(&self, repo: &Id) -> PathBuf {
@@ -122,10 +114,7 @@ impl LocalState {
 
     /// Remembers the config of repository `repo`.
     pub fn remember_config(&self, repo: &Id, json: &[u8]) -> std::io::Result<()> {
-        if self.config_seen(repo).as_deref() == Some(json) {
-            return Ok(());
-        }
-        self.write_atomic(&self.repository_dir(repo).join("config.json"), json)
+        self.write_if_changed(&self.repository_dir(repo).join("config.json"), json)
     }
 
     /// Changes what was seen of `repo` under a lock, so that two vault processes of this
@@ -145,8 +134,16 @@ impl LocalState {
         Ok(())
     }
 
+    /// Writes `bytes` to `path` unless it holds them already (most runs change nothing).
+    fn write_if_changed(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        if std::fs::read(path).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
+        self.write_atomic(path, bytes)
+    }
+
     /// Replaces `path` (below the root) in one step, so a crash leaves the old or the new.
-    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;

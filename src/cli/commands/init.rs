@@ -1,7 +1,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{backend_options, hostname, location, password_source, username};
+use super::{backend_options, hostname, local_state, location, password_source, username};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, InitArgs};
 use crate::cli::output::print_json;
@@ -9,7 +9,6 @@ use crate::cli::password::{Confirm, read_password};
 use vault_format::blob::Padding;
 use vault_format::keyfile::KeyMeta;
 use vault_repo::backend::OpenMode;
-use vault_repo::state::LocalState;
 use vault_repo::{Backend, InitOptions, Repository};
 
 pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
@@ -27,7 +26,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &InitArgs) -> Result<ExitCode> {
         username: username(),
     };
     let repo = Repository::init(backend, pw.as_bytes(), &opts, meta)?;
-    if let Some(state) = vault_repo::state::default_base().and_then(|b| LocalState::open(&b).ok()) {
+    if let Some(state) = local_state() {
         let _ = state.remember_key(&loc.to_string(), repo.key_id());
         let _ = state.remember_config(&repo.config().id, &repo.config().to_json());
     }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{hostname, open_repo_with, username};
+use super::{by_prefix, hostname, open_repo_with, username};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, KeyAction, KeyArgs, NewKeyArgs};
 use crate::cli::output::{print_json, table};
@@ -91,25 +91,10 @@ fn new_key(
     Ok((pw, kdf, meta))
 }
 
-/// A key file named by its id or a unique prefix.
+/// A key file named by its id or a unique prefix (from the listing: no key file is read).
 fn resolve(repo: &Repository, spec: &str) -> Result<KeyId> {
-    let lower = spec.to_ascii_lowercase();
-    let ids: Vec<KeyId> = repo
-        .list_keys()?
-        .into_iter()
-        .map(|k| k.id)
-        .filter(|id| !lower.is_empty() && id.to_hex().starts_with(&lower))
-        .collect();
-    match ids.as_slice() {
-        [id] => Ok(*id),
-        [] => Err(OpError::Usage(format!("no key file matches {spec:?} (see `vault key list`)")).into()),
-        many => Err(OpError::Usage(format!(
-            "{spec:?} matches {} key files ({}); give more digits",
-            many.len(),
-            many.iter().map(|i| i.short()).collect::<Vec<_>>().join(", ")
-        ))
-        .into()),
-    }
+    let ids = repo.key_ids()?;
+    Ok(*by_prefix(spec, &ids, |k| k.0, "key file", " (see `vault key list`)")?)
 }
 
 fn list(g: &GlobalArgs, repo: &Repository, limit: &KdfLimit) -> Result<()> {

@@ -153,6 +153,29 @@ fn notice_tampering(repo: &Repository, state: &LocalState) -> Result<()> {
     Ok(())
 }
 
+/// The one item whose id starts with `spec` (any case): a usage error naming `what`
+/// when none or several do.
+pub(crate) fn by_prefix<'a, T>(
+    spec: &str,
+    items: &'a [T],
+    id: impl Fn(&T) -> vault_format::Id,
+    what: &str,
+    hint: &str,
+) -> Result<&'a T> {
+    let lower = spec.to_ascii_lowercase();
+    let matches: Vec<&T> = items.iter().filter(|i| !lower.is_empty() && id(i).to_hex().starts_with(&lower)).collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => Err(vault_ops::OpError::Usage(format!("no {what} matches {spec:?}{hint}")).into()),
+        many => Err(vault_ops::OpError::Usage(format!(
+            "{spec:?} matches {} {what}s ({}); give more digits",
+            many.len(),
+            many.iter().map(|i| id(i).short()).collect::<Vec<_>>().join(", ")
+        ))
+        .into()),
+    }
+}
+
 /// The user's state directory, if it can be used.
 pub(crate) fn local_state() -> Option<LocalState> {
     vault_repo::state::default_base().and_then(|b| LocalState::open(&b).ok())

@@ -1,7 +1,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::open_repo;
+use super::{by_prefix, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, WritersAction, WritersArgs};
 use crate::cli::output::{print_json, table};
@@ -45,30 +45,18 @@ pub(crate) fn run(g: &GlobalArgs, a: &WritersArgs) -> Result<ExitCode> {
             }
         }
         Some(WritersAction::Remove { id }) => {
-            let lower = id.to_ascii_lowercase();
-            let matches: Vec<_> =
-                list.iter().filter(|w| !lower.is_empty() && w.id.to_hex().starts_with(&lower)).collect();
-            match matches.as_slice() {
-                [] => return Err(OpError::Usage(format!("no announced writer matches {id:?}")).into()),
-                [w] => {
-                    if w.status == WriterStatus::Running {
-                        return Err(OpError::Usage(format!(
-                            "writer {} is running on this host (pid {}); it removes its announcement when it ends",
-                            w.id.short(),
-                            w.record.as_ref().map(|r| r.pid).unwrap_or(0)
-                        ))
-                        .into());
-                    }
-                    writers::remove_writer(&repo, w.id)?;
-                    if !g.quiet && !g.json {
-                        println!("removed the announcement of {}", w.describe());
-                    }
-                }
-                many => {
-                    return Err(
-                        OpError::Usage(format!("{id:?} matches {} writers; give more digits", many.len())).into()
-                    );
-                }
+            let w = by_prefix(id, &list, |w| w.id, "announced writer", "")?;
+            if w.status == WriterStatus::Running {
+                return Err(OpError::Usage(format!(
+                    "writer {} is running on this host (pid {}); it removes its announcement when it ends",
+                    w.id.short(),
+                    w.record.as_ref().map(|r| r.pid).unwrap_or(0)
+                ))
+                .into());
+            }
+            writers::remove_writer(&repo, w.id)?;
+            if !g.quiet && !g.json {
+                println!("removed the announcement of {}", w.describe());
             }
         }
     }

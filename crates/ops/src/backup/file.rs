@@ -33,7 +33,7 @@ pub(super) fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, parent: O
         ctx.progress.add_bytes(node.size);
         return Ok(Some(node));
     }
-    let file = match open_for_reading(path) {
+    let (file, opened) = match open_for_reading(path) {
         Ok(f) => f,
         Err(e) => {
             ctx.problem(path, format!("cannot open: {e}"));
@@ -42,11 +42,12 @@ pub(super) fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, parent: O
     };
     // A file changed while it is read would be stored as a mix of its states (a log cut
     // short during the read, stored at its old length): its size and times are compared
-    // before and after, and a changed file is read once more.
+    // before and after, and a changed file is read again.
     let mut attempt = 0;
+    let mut first = Some(opened);
     loop {
         attempt += 1;
-        let before = match file.metadata() {
+        let before = match first.take().map_or_else(|| file.metadata(), Ok) {
             Ok(m) => m,
             Err(e) => {
                 ctx.problem(path, format!("cannot stat: {e}"));
@@ -144,8 +145,9 @@ const SETTLED_POLLS: u32 = 3;
 /// Opens a file the walk saw as regular. Someone may have swapped it since for a FIFO
 /// (whose open would block forever), a device (`/dev/zero` reads forever) or a link:
 /// O_NONBLOCK and O_NOFOLLOW keep the open from hanging or following, and what was opened
-/// must still be a regular file.
-fn open_for_reading(path: &Path) -> io::Result<File> {
+/// must still be a regular file. Returns it with its metadata (the state before the first
+/// read).
+fn open_for_reading(path: &Path) -> io::Result<(File, Metadata)> {
     let open =
         |flags| OpenOptions::new().read(true).custom_flags(flags | libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path);
     // O_NOATIME keeps backups from touching access times; only the owner (or root) may
@@ -154,10 +156,11 @@ fn open_for_reading(path: &Path) -> io::Result<File> {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0),
         r => r,
     }?;
-    if !file.metadata()?.file_type().is_file() {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
         return Err(io::Error::other("it is no longer a regular file (replaced while the backup ran)"));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 /// Data extents of a sparse file as (offset, length), from SEEK_DATA/SEEK_HOLE.
