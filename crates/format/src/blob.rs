@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::codec::{Reader, Writer};
 use super::error::{FormatError, Result};
 
-pub const CODEC_STORED: u8 = 0;
-pub const CODEC_ZSTD: u8 = 1;
+pub(crate) const CODEC_STORED: u8 = 0;
+pub(crate) const CODEC_ZSTD: u8 = 1;
 
 /// How payloads are compressed. `Auto` keeps the stored form when zstd does not shrink it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +59,7 @@ pub fn encode(raw: &[u8], compression: Compression, padding: Padding) -> Vec<u8>
 
 /// Appends the envelope of `raw` to `out`, so that a caller can build it where it will be
 /// encrypted: the payload is copied once (or compressed straight from `raw`).
-pub fn encode_into(out: &mut Vec<u8>, raw: &[u8], compression: Compression, padding: Padding) {
+pub(crate) fn encode_into(out: &mut Vec<u8>, raw: &[u8], compression: Compression, padding: Padding) {
     let start = out.len();
     let mut w = Writer { buf: std::mem::take(out) };
     match compression {
@@ -102,7 +102,7 @@ thread_local! {
 
 /// Levels below this probe a chunk before compressing it (see [`Scratch::compress`]);
 /// `max` (19) always tries the whole chunk.
-pub const PROBE_BELOW_LEVEL: i32 = 10;
+pub(crate) const PROBE_BELOW_LEVEL: i32 = 10;
 /// Chunks shorter than this are compressed without a probe: trying costs little there.
 const PROBE_MIN_LEN: usize = 64 * 1024;
 const PROBE_SAMPLE: usize = 8 * 1024;

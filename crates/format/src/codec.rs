@@ -6,7 +6,7 @@ use super::id::Id;
 
 /// Longest accepted byte string (names, xattr values, symlink targets): bounds allocation
 /// when decoding hostile input.
-pub const MAX_BYTES_LEN: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_BYTES_LEN: u64 = 64 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct Writer {
@@ -14,15 +14,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new() -> Self {
-        Writer { buf: Vec::new() }
-    }
-
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
 
-    pub fn varint(&mut self, mut v: u64) {
+    pub(crate) fn varint(&mut self, mut v: u64) {
         loop {
             let byte = (v & 0x7f) as u8;
             v >>= 7;
@@ -73,7 +69,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    pub fn varint(&mut self) -> Result<u64> {
+    pub(crate) fn varint(&mut self) -> Result<u64> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -94,7 +90,7 @@ impl<'a> Reader<'a> {
         Err(FormatError::invalid(self.what, "varint longer than 10 bytes"))
     }
 
-    pub fn varint_u32(&mut self) -> Result<u32> {
+    pub(crate) fn varint_u32(&mut self) -> Result<u32> {
         let v = self.varint()?;
         u32::try_from(v).map_err(|_| FormatError::invalid(self.what, format!("value {v} exceeds 32 bits")))
     }
@@ -136,7 +132,7 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    pub fn expect_end(&self) -> Result<()> {
+    pub(crate) fn expect_end(&self) -> Result<()> {
         if self.remaining() != 0 {
             return Err(FormatError::invalid(self.what, format!("{} trailing bytes", self.remaining())));
         }
@@ -152,7 +148,7 @@ mod tests {
     proptest! {
         #[test]
         fn varint_round_trip(v: u64, s: i64) {
-            let mut w = Writer::new();
+            let mut w = Writer::default();
             w.varint(v);
             w.signed(s);
             let buf = w.finish();

@@ -16,10 +16,10 @@ use super::error::{FormatError, Result};
 use super::id::BlobId;
 
 pub const KEY_LEN: usize = 32;
-pub const NONCE_LEN: usize = 24;
-pub const TAG_LEN: usize = 16;
+pub(crate) const NONCE_LEN: usize = 24;
+pub(crate) const TAG_LEN: usize = 16;
 /// Bytes a sealed object adds to its plaintext.
-pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 pub const CONTEXT_ENCRYPTION: &str = "vault repository v1 2026-11 encryption key";
 pub const CONTEXT_BLOB_ID: &str = "vault repository v1 2026-11 blob id key";
@@ -120,7 +120,7 @@ impl Keys {
     /// Seals the plaintext that `write` appends to the buffer it is handed, encrypting it
     /// where it lies: a blob's bytes are copied once on their way into a pack, not three
     /// times. `capacity` is a hint for the plaintext's length.
-    pub fn seal_with(
+    pub(crate) fn seal_with(
         &self,
         kind: ObjectKind,
         blob: Option<&BlobId>,

@@ -10,18 +10,18 @@ use super::blob::{self, Compression, Padding};
 use super::crypto::{Keys, ObjectKind};
 use super::error::{FormatError, Result};
 
-pub const MAGIC_CONFIG: &[u8; 4] = b"VLTc";
-pub const MAGIC_INDEX: &[u8; 4] = b"VLTi";
-pub const MAGIC_SNAPSHOT: &[u8; 4] = b"VLTs";
-pub const MAGIC_PACK: &[u8; 4] = b"VLTp";
-pub const MAGIC_CHECK: &[u8; 4] = b"VLTk";
-pub const MAGIC_ANNOUNCEMENT: &[u8; 4] = b"VLTa";
-pub const MAGIC_CONDEMNATION: &[u8; 4] = b"VLTd";
-pub const MAGIC_WAIT: &[u8; 4] = b"VLTw";
-pub const MAGIC_TOMBSTONE: &[u8; 4] = b"VLTf";
+pub(crate) const MAGIC_CONFIG: &[u8; 4] = b"VLTc";
+pub(crate) const MAGIC_INDEX: &[u8; 4] = b"VLTi";
+pub(crate) const MAGIC_SNAPSHOT: &[u8; 4] = b"VLTs";
+pub(crate) const MAGIC_PACK: &[u8; 4] = b"VLTp";
+pub(crate) const MAGIC_CHECK: &[u8; 4] = b"VLTk";
+pub(crate) const MAGIC_ANNOUNCEMENT: &[u8; 4] = b"VLTa";
+pub(crate) const MAGIC_CONDEMNATION: &[u8; 4] = b"VLTd";
+pub(crate) const MAGIC_WAIT: &[u8; 4] = b"VLTw";
+pub(crate) const MAGIC_TOMBSTONE: &[u8; 4] = b"VLTf";
 
 /// Largest plaintext accepted for a sealed file (index files are the largest).
-pub const MAX_FILE_PLAINTEXT: usize = 512 * 1024 * 1024;
+pub(crate) const MAX_FILE_PLAINTEXT: usize = 512 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug)]
 pub struct FileKind {
@@ -33,14 +33,16 @@ pub struct FileKind {
 pub const CONFIG: FileKind = FileKind { magic: MAGIC_CONFIG, object: ObjectKind::Config, name: "config" };
 pub const INDEX: FileKind = FileKind { magic: MAGIC_INDEX, object: ObjectKind::Index, name: "index" };
 pub const SNAPSHOT: FileKind = FileKind { magic: MAGIC_SNAPSHOT, object: ObjectKind::Snapshot, name: "snapshot" };
-pub const CHECK_RECORD: FileKind =
+pub(crate) const CHECK_RECORD: FileKind =
     FileKind { magic: MAGIC_CHECK, object: ObjectKind::CheckRecord, name: "check record" };
-pub const ANNOUNCEMENT: FileKind =
+pub(crate) const ANNOUNCEMENT: FileKind =
     FileKind { magic: MAGIC_ANNOUNCEMENT, object: ObjectKind::Announcement, name: "writer announcement" };
-pub const CONDEMNATION: FileKind =
+pub(crate) const CONDEMNATION: FileKind =
     FileKind { magic: MAGIC_CONDEMNATION, object: ObjectKind::Condemnation, name: "condemnation" };
-pub const WAIT_RECORD: FileKind = FileKind { magic: MAGIC_WAIT, object: ObjectKind::WaitRecord, name: "wait record" };
-pub const TOMBSTONE: FileKind = FileKind { magic: MAGIC_TOMBSTONE, object: ObjectKind::Tombstone, name: "tombstone" };
+pub(crate) const WAIT_RECORD: FileKind =
+    FileKind { magic: MAGIC_WAIT, object: ObjectKind::WaitRecord, name: "wait record" };
+pub(crate) const TOMBSTONE: FileKind =
+    FileKind { magic: MAGIC_TOMBSTONE, object: ObjectKind::Tombstone, name: "tombstone" };
 
 /// A JSON document sealed as a file of one kind, with a `version` field.
 pub trait SealedDocument: serde::Serialize + serde::de::DeserializeOwned {
@@ -106,7 +108,7 @@ pub fn open(keys: &Keys, kind: FileKind, bytes: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Seals a JSON document (config, snapshot, check record) as a file of `kind`.
-pub fn seal_json<T: serde::Serialize>(
+pub(crate) fn seal_json<T: serde::Serialize>(
     keys: &Keys,
     kind: FileKind,
     value: &T,
@@ -122,20 +124,20 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Opens a sealed JSON document of `kind`.
-pub fn open_json<T: serde::de::DeserializeOwned>(keys: &Keys, kind: FileKind, bytes: &[u8]) -> Result<T> {
+pub(crate) fn open_json<T: serde::de::DeserializeOwned>(keys: &Keys, kind: FileKind, bytes: &[u8]) -> Result<T> {
     let plain = open(keys, kind, bytes)?;
     serde_json::from_slice(&plain).map_err(|e| FormatError::invalid(kind.name, e.to_string()))
 }
 
 /// Checks the version field inside a JSON document.
-pub fn check_json_version(kind: FileKind, version: u32, supported: u32) -> Result<()> {
+pub(crate) fn check_json_version(kind: FileKind, version: u32, supported: u32) -> Result<()> {
     if version != supported {
         return Err(FormatError::UnsupportedVersion { what: kind.name, version: u64::from(version) });
     }
     Ok(())
 }
 
-pub fn check_header(magic: &[u8; 4], what: &'static str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn check_header(magic: &[u8; 4], what: &'static str, bytes: &[u8]) -> Result<()> {
     if bytes.len() < 5 {
         return Err(FormatError::Truncated(what));
     }

@@ -13,8 +13,6 @@ use super::error::FormatError;
 pub struct Id(pub [u8; 32]);
 
 impl Id {
-    pub const LEN: usize = 32;
-
     /// The name of a stored file: unkeyed BLAKE3-256 of its bytes, so `b3sum` can verify it.
     pub fn of_stored_bytes(bytes: &[u8]) -> Id {
         Id(*blake3::hash(bytes).as_bytes())

@@ -59,7 +59,7 @@ pub struct KeyFile {
 
 pub const SALT_LEN: usize = 32;
 
-pub fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<SecretKey> {
+pub(crate) fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<SecretKey> {
     params.validate()?;
     let p = argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(KEY_LEN))
         .map_err(|e| FormatError::invalid("key file", e.to_string()))?;

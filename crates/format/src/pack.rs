@@ -18,7 +18,7 @@ use super::id::BlobId;
 
 pub const PACK_PREFIX_LEN: usize = 5;
 /// Largest blob plaintext accepted (a directory with millions of entries stays below it).
-pub const MAX_BLOB_LEN: u32 = 1 << 30;
+pub(crate) const MAX_BLOB_LEN: u32 = 1 << 30;
 const ENTRY_MIN_LEN: usize = 32 + 1 + 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -43,7 +43,7 @@ impl BlobKind {
         }
     }
 
-    pub fn from_byte(b: u8) -> Result<Self> {
+    pub(crate) fn from_byte(b: u8) -> Result<Self> {
         match b {
             0 => Ok(BlobKind::Data),
             1 => Ok(BlobKind::Tree),
@@ -192,7 +192,7 @@ pub fn decode_header(keys: &Keys, sealed: &[u8], header_offset: u64) -> Result<(
 }
 
 /// Decodes a header's plaintext (after decryption and the envelope).
-pub fn decode_header_plain(plain: &[u8], header_offset: u64) -> Result<(BlobKind, Vec<PackEntry>)> {
+pub(crate) fn decode_header_plain(plain: &[u8], header_offset: u64) -> Result<(BlobKind, Vec<PackEntry>)> {
     let mut r = Reader::new(plain, "pack header");
     let v = r.u8()?;
     if v != FORMAT_VERSION {

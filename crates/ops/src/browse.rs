@@ -25,7 +25,7 @@ use vault_format::pack::BlobKind;
 use vault_format::tree::{ContentItem, Node, NodeKind, Timestamp};
 use vault_repo::{IndexedRepository, MasterIndex, Repository};
 
-pub const ROOT: u64 = 1;
+pub(crate) const ROOT: u64 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryType {

@@ -27,7 +27,7 @@ use super::error::Result;
 /// stored until this writer has ended (the prune waits for it). So when no condemnation
 /// names a pack of `view` (one listing of `condemned/`, usually empty), nothing is to do
 /// and the index is not loaded again.
-pub fn keep_referenced_live(repo: &Arc<Repository>, view: &MasterIndex, roots: &[BlobId]) -> Result<u64> {
+pub(crate) fn keep_referenced_live(repo: &Arc<Repository>, view: &MasterIndex, roots: &[BlobId]) -> Result<u64> {
     let doomed = repo.condemned_packs()?;
     if view.packs().iter().all(|p| !doomed.contains(&p.id)) {
         return Ok(0);

@@ -269,7 +269,7 @@ impl<'a> Differ<'a> {
     pub fn diff(&self, old: Side, new: Side, prefix: &str, out: &mut DiffReport) -> Result<()> {
         let mut lister = PairLister { differ: self };
         walk(&mut lister, (old, new), prefix, WalkLimits::default(), &mut |v| {
-            let Visit::Entry { path, item: p, .. } = v else { return Ok(Flow::Continue) };
+            let Visit::Entry { path, item: p } = v else { return Ok(Flow::Continue) };
             let path = path.to_string();
             match (&p.old, &p.new) {
                 (None, Some(b)) => out.push(Change::Added, path, b.kind, None, Some(b)),

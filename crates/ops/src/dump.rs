@@ -129,7 +129,7 @@ fn walk_archive(
     entry: &mut dyn FnMut(&str, &Node) -> Result<()>,
 ) -> Result<()> {
     walk_tree(repo, tree, root, &mut |v| {
-        if let Visit::Entry { path, item, .. } = v {
+        if let Visit::Entry { path, item } = v {
             entry(path.trim_start_matches('/'), item)?;
         }
         Ok(Flow::Continue)

@@ -66,13 +66,13 @@ pub fn find(repo: &IndexedRepository, snapshots: &[(SnapshotId, Snapshot)], opts
         let mut open: Vec<((BlobId, String), usize)> = Vec::new();
         walk_tree(repo, s.tree, "", &mut |v| {
             let (path, n) = match v {
-                Visit::Leave { .. } => {
+                Visit::Leave => {
                     if let Some((key, start)) = open.pop() {
                         memo.insert(key, (k, start, out.len()));
                     }
                     return Ok(Flow::Continue);
                 }
-                Visit::Entry { path, item, .. } => (path, item),
+                Visit::Entry { path, item } => (path, item),
             };
             let in_scope = scope.is_none_or(|p| path.starts_with(p));
             let inside = in_scope || scope.is_some_and(|p| p.starts_with(path));

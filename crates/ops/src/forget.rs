@@ -380,7 +380,7 @@ pub fn forgotten(repo: &Repository) -> Result<HashSet<SnapshotId>> {
 
 /// The snapshots that loaded tombstones name. A damaged tombstone names nothing: its
 /// snapshots stay listed.
-pub fn named_by(stones: &[(Id, vault_repo::error::Result<Tombstone>)]) -> HashSet<SnapshotId> {
+pub(crate) fn named_by(stones: &[(Id, vault_repo::error::Result<Tombstone>)]) -> HashSet<SnapshotId> {
     stones.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|t| t.snapshots.iter().copied()).collect()
 }
 

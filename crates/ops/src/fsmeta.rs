@@ -17,7 +17,7 @@ use vault_format::tree::{Node, NodeKind, Timestamp};
 
 /// uid/gid → name lookups are slow (NSS); a backup asks for the same few ids many times.
 #[derive(Default)]
-pub struct OwnerNames {
+pub(crate) struct OwnerNames {
     users: Mutex<HashMap<u32, Vec<u8>>>,
     groups: Mutex<HashMap<u32, Vec<u8>>>,
 }
@@ -42,7 +42,7 @@ impl OwnerNames {
     }
 }
 
-pub fn kind_of(meta: &Metadata) -> NodeKind {
+pub(crate) fn kind_of(meta: &Metadata) -> NodeKind {
     let t = meta.file_type();
     if t.is_dir() {
         NodeKind::Dir
@@ -63,7 +63,7 @@ pub fn kind_of(meta: &Metadata) -> NodeKind {
 
 /// A node with every field that `lstat` and the xattrs give; content, subtree and symlink
 /// target are filled in by the caller.
-pub fn node_from_metadata(name: &OsStr, path: &Path, meta: &Metadata, owners: &OwnerNames) -> Node {
+pub(crate) fn node_from_metadata(name: &OsStr, path: &Path, meta: &Metadata, owners: &OwnerNames) -> Node {
     let kind = kind_of(meta);
     let mut n = Node::new(name.as_bytes().to_vec(), kind);
     n.mode = meta.mode() & 0o7777;
@@ -88,7 +88,7 @@ pub fn node_from_metadata(name: &OsStr, path: &Path, meta: &Metadata, owners: &O
 
 /// Extended attributes of `path` itself (not a symlink's target). A file system without
 /// xattr support simply yields none.
-pub fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Ok(names) = xattr::list(path) else {
         return Vec::new();
     };
@@ -104,7 +104,7 @@ pub fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// Which parts of a node's metadata to apply on restore.
 #[derive(Clone, Copy, Debug)]
-pub struct ApplyOptions<'a> {
+pub(crate) struct ApplyOptions<'a> {
     /// chown to the stored uid/gid (only root may).
     pub ownership: bool,
     /// Clear setuid and setgid bits of files.
@@ -124,7 +124,7 @@ pub struct XattrFilter {
 }
 
 /// Extended attributes that give privileges or that only root may read.
-pub fn is_privileged_xattr(name: &[u8]) -> bool {
+pub(crate) fn is_privileged_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.") || name == b"security.capability"
 }
 
@@ -150,7 +150,7 @@ impl XattrFilter {
 /// Applies ownership, mode, xattrs and times, in the order that keeps each step from
 /// undoing an earlier one (chown clears setuid bits, so chmod comes after it; times last).
 /// Returns a description of each step that failed.
-pub fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions<'_>) -> Vec<String> {
+pub(crate) fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions<'_>) -> Vec<String> {
     let mut problems = Vec::new();
     if opts.ownership
         && let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))

@@ -5,16 +5,16 @@ pub mod backup;
 pub mod browse;
 pub mod cat;
 pub mod check;
-pub mod commit;
+pub(crate) mod commit;
 pub mod diff;
 pub mod dump;
-pub mod error;
+pub(crate) mod error;
 pub mod find;
 pub mod forget;
 pub mod fsmeta;
 pub mod ls;
 pub mod pattern;
-pub mod progress;
+pub(crate) mod progress;
 pub mod prune;
 pub mod repair;
 pub mod restore;
@@ -23,7 +23,7 @@ pub mod rollback;
 pub mod select;
 pub mod source;
 pub mod stats;
-pub mod walk;
+pub(crate) mod walk;
 
 #[cfg(test)]
 mod tests;

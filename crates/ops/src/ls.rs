@@ -45,7 +45,7 @@ pub fn locate(repo: &IndexedRepository, root: BlobId, path: &str, snapshot: &str
 /// (`prefix/…/name`). The walk is bounded (see [`super::walk::WalkLimits`]).
 pub fn list(repo: &IndexedRepository, tree: BlobId, prefix: &str, visit: &mut dyn FnMut(&str, &Node)) -> Result<()> {
     walk_tree(repo, tree, prefix, &mut |v| {
-        if let Visit::Entry { path, item, .. } = v {
+        if let Visit::Entry { path, item } = v {
             visit(path, item);
         }
         Ok(Flow::Continue)

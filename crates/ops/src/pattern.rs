@@ -11,7 +11,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use super::error::{OpError, Result};
 
 #[derive(Clone, Debug)]
-pub struct PatternSet {
+pub(crate) struct PatternSet {
     names: GlobSet,
     paths: GlobSet,
     empty: bool,

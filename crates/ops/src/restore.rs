@@ -330,7 +330,7 @@ fn plan_tree(
     let mut open: Vec<OpenDir> = Vec::new();
     walk_tree(repo, tree, "", &mut |v| {
         let (snap_path, node) = match v {
-            Visit::Leave { .. } => {
+            Visit::Leave => {
                 if let Some(d) = open.pop() {
                     let keep = d.included || d.any || sel.includes.is_empty();
                     if keep {
@@ -344,7 +344,7 @@ fn plan_tree(
                 }
                 return Ok(Flow::Continue);
             }
-            Visit::Entry { path, item, .. } => (path, item),
+            Visit::Entry { path, item } => (path, item),
         };
         let p = Path::new(snap_path);
         if sel.excludes.matches(p) {

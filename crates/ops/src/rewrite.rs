@@ -190,7 +190,7 @@ fn filter_tree(
         }
     };
     walk_tree(repo, root, "", &mut |v| match v {
-        Visit::Entry { path, item, .. } => {
+        Visit::Entry { path, item } => {
             if excludes.matches(Path::new(path)) {
                 removed += 1;
                 if paths.len() < MAX_LISTED {
@@ -208,7 +208,7 @@ fn filter_tree(
             }
             Ok(Flow::Continue)
         }
-        Visit::Leave { .. } => {
+        Visit::Leave => {
             if let Some((Some(mut dir), nodes)) = frames.pop() {
                 if let Some(id) = save(nodes)? {
                     dir.subtree = Some(id);

@@ -24,7 +24,7 @@ use vault_repo::{Repository, StoredKind};
 
 /// How far ahead of this computer's clock a snapshot may be dated before it is flagged (and
 /// passed over as a backup's parent): more than any clock skew, less than a forger wants.
-pub const FUTURE_TOLERANCE: Duration = Duration::hours(1);
+pub(crate) const FUTURE_TOLERANCE: Duration = Duration::hours(1);
 
 /// What changed since this user last looked that no key holder did.
 #[derive(Clone, Debug, Default, Serialize)]

@@ -156,7 +156,7 @@ fn the_walker_bounds_repeated_trees_and_skips_and_stops() {
                 names.push(path.to_string());
                 Flow::Continue
             }
-            Visit::Leave { .. } => Flow::Continue,
+            Visit::Leave => Flow::Continue,
         })
     })
     .unwrap();

@@ -25,17 +25,17 @@ use super::error::{OpError, Result};
 
 /// Longest path a walk builds, in bytes. Backups go through the kernel, whose paths end
 /// at 4096 bytes (PATH_MAX), so no honest snapshot comes near it.
-pub const MAX_PATH_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_PATH_BYTES: usize = 16 * 1024;
 
 /// Entries a path walk may list again under trees it already expanded, beyond
 /// [`REPEAT_FACTOR`] times the entries it listed for the first time. Honest snapshots
 /// rarely repeat a tree (nodes carry inode numbers and times; a bind mount backed up
 /// twice does); a crafted DAG repeats without end. So what a walk expands stays
 /// proportional to what is stored.
-pub const MAX_REPEATED_ENTRIES: u64 = 100_000;
+pub(crate) const MAX_REPEATED_ENTRIES: u64 = 100_000;
 
 /// See [`MAX_REPEATED_ENTRIES`].
-pub const REPEAT_FACTOR: u64 = 8;
+pub(crate) const REPEAT_FACTOR: u64 = 8;
 
 /// Bounds on what a path walk expands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,22 +60,15 @@ impl Default for WalkLimits {
 
 /// What the visitor of [`walk`] is shown.
 pub enum Visit<'a, I> {
-    /// An entry, with its path (`prefix/…/name`) and depth (1 for the root's entries).
+    /// An entry, with its path (`prefix/…/name`).
     Entry {
         /// The entry's path.
         path: &'a str,
         /// The entry.
         item: &'a I,
-        /// Its depth.
-        depth: usize,
     },
-    /// All entries below the directory at `path` have been visited.
-    Leave {
-        /// The directory's path.
-        path: &'a str,
-        /// Its depth.
-        depth: usize,
-    },
+    /// All entries below the directory entered last have been visited.
+    Leave,
 }
 
 /// What the walk does after a visit.
@@ -138,7 +131,7 @@ pub fn walk<L: Lister>(
             let done = stack.pop();
             if let (Some(done), false) = (done, stack.is_empty()) {
                 path.truncate(done.path_len);
-                if visit(Visit::Leave { path: &path, depth: stack.len() })? == Flow::Stop {
+                if visit(Visit::Leave)? == Flow::Stop {
                     return Ok(());
                 }
             }
@@ -154,8 +147,7 @@ pub fn walk<L: Lister>(
                 limits.max_path_bytes
             )));
         }
-        let depth = stack.len();
-        match visit(Visit::Entry { path: &path, item: &item, depth })? {
+        match visit(Visit::Entry { path: &path, item: &item })? {
             Flow::Stop => return Ok(()),
             Flow::Skip => continue,
             Flow::Continue => {}
@@ -224,7 +216,7 @@ pub fn subtree(n: &Node) -> Option<BlobId> {
 }
 
 /// Walks a snapshot tree from `root` with default limits.
-pub fn walk_tree(
+pub(crate) fn walk_tree(
     repo: &IndexedRepository,
     root: BlobId,
     prefix: &str,
@@ -234,7 +226,7 @@ pub fn walk_tree(
 }
 
 /// A computation over trees for [`fold`].
-pub trait TreeFold {
+pub(crate) trait TreeFold {
     /// The value of one tree.
     type Value: Clone;
     /// Reads a tree, or gives the value of a tree that cannot be read.
@@ -253,7 +245,7 @@ struct FoldFrame<V> {
 
 /// The value of tree `root`, computing each tree's value once: `memo` keeps them across
 /// calls (across the snapshots of one command, say).
-pub fn fold<F: TreeFold>(f: &mut F, root: BlobId, memo: &mut HashMap<BlobId, F::Value>) -> Result<F::Value> {
+pub(crate) fn fold<F: TreeFold>(f: &mut F, root: BlobId, memo: &mut HashMap<BlobId, F::Value>) -> Result<F::Value> {
     if let Some(v) = memo.get(&root) {
         return Ok(v.clone());
     }

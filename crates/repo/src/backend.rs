@@ -359,7 +359,7 @@ impl Backend {
     }
 
     /// A whole object, in the pieces the backend delivered (for packs, see [`ObjectBytes`]).
-    pub fn read_parts(&self, path: &str) -> Result<ObjectBytes, BackendError> {
+    pub(crate) fn read_parts(&self, path: &str) -> Result<ObjectBytes, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let buf = self.read_afresh(path, || self.wait(self.op.read(path)))?;
         self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -372,7 +372,7 @@ impl Backend {
 
     /// Exactly `len` bytes at `offset`, in the pieces the backend delivered. A longer
     /// object is not read past them; a shorter one is an error.
-    pub fn read_range_parts(&self, path: &str, offset: u64, len: u64) -> Result<ObjectBytes, BackendError> {
+    pub(crate) fn read_range_parts(&self, path: &str, offset: u64, len: u64) -> Result<ObjectBytes, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let buf = self.read_afresh(path, || {
             let buf = self.wait(async { self.op.read_with(path).range(offset..offset + len).await })?;
@@ -409,7 +409,7 @@ impl Backend {
     /// content then arrives in place, so a crash can leave it short); S3 sends
     /// `If-None-Match: *`, which some servers ignore. Each checks for the name first.
     /// Whether the create is truly exclusive: [`Backend::creates_exclusively`].
-    pub fn write_new(&self, path: &str, data: Vec<u8>) -> Result<bool, BackendError> {
+    pub(crate) fn write_new(&self, path: &str, data: Vec<u8>) -> Result<bool, BackendError> {
         self.call_hook("write", path)?;
         if self.stat(path)?.is_some() {
             return Ok(false);
@@ -449,7 +449,7 @@ impl Backend {
     /// Whether [`Backend::write_new`] can never replace an object another client wrote
     /// at the same moment. Local disks and SFTP can; an S3 server is asked by writing a
     /// probe object twice (Garage, for one, ignores `If-None-Match`).
-    pub fn creates_exclusively(&self) -> Result<bool, BackendError> {
+    pub(crate) fn creates_exclusively(&self) -> Result<bool, BackendError> {
         if self.local_root.is_some() || self.rename_writes {
             return Ok(true);
         }
@@ -472,7 +472,7 @@ impl Backend {
     /// Names this process's temporary files `tmp/<tag>-<random>` from now on (`None`:
     /// `tmp/<random>`). The tag is the writer's announcement id, so that when it dies,
     /// the next writer on its host can remove what it left.
-    pub fn set_tmp_tag(&self, tag: Option<String>) {
+    pub(crate) fn set_tmp_tag(&self, tag: Option<String>) {
         *self.tmp_tag.lock() = tag;
     }
 
@@ -524,12 +524,12 @@ impl Backend {
     }
 
     /// Whether [`Backend::start_streaming_write`] is available.
-    pub fn can_stream(&self) -> bool {
+    pub(crate) fn can_stream(&self) -> bool {
         self.streams
     }
 
     /// Starts an object that is written piece by piece and named when it is complete.
-    pub fn start_streaming_write(&self) -> Result<StreamingWrite, BackendError> {
+    pub(crate) fn start_streaming_write(&self) -> Result<StreamingWrite, BackendError> {
         let tmp = self.temp_name("tmp")?;
         let writer = self.wait(self.op.writer(&tmp)).map_err(|e| self.write_err(&tmp, e))?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
@@ -578,7 +578,7 @@ impl Backend {
 
 /// An object being written under a temporary name (see [`Backend::start_streaming_write`]).
 /// Dropped unfinished, it removes what it wrote.
-pub struct StreamingWrite {
+pub(crate) struct StreamingWrite {
     backend: Backend,
     tmp: String,
     writer: Option<opendal::Writer>,

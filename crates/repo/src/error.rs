@@ -78,11 +78,6 @@ impl RepoError {
     pub fn invalid(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         RepoError::InvalidOptions { what: what.into(), reason: reason.to_string() }
     }
-
-    /// Whether this is damaged stored data.
-    pub fn is_integrity(&self) -> bool {
-        matches!(self, RepoError::Integrity { .. })
-    }
 }
 
 /// The repository layer's result.

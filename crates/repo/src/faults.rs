@@ -225,7 +225,7 @@ impl Service for FaultService {
 }
 
 #[doc(hidden)]
-pub struct FaultWrapper<R> {
+pub(crate) struct FaultWrapper<R> {
     inner: R,
     state: Arc<FaultState>,
     /// A stream that delivered a short piece: its connection is gone.

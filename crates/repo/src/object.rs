@@ -39,7 +39,7 @@ impl StoredKind {
     /// The largest file of this kind a reader reads (spec §2): far above what vault
     /// writes, so that a storage server's junk under these names is refused unread
     /// instead of filling memory. Packs are bounded by the size the index states.
-    pub const fn max_stored_size(self) -> u64 {
+    pub(crate) const fn max_stored_size(self) -> u64 {
         const MIB: u64 = 1 << 20;
         match self {
             StoredKind::Config | StoredKind::Key => 64 * 1024,

@@ -29,12 +29,12 @@ use vault_format::tree::Tree;
 use vault_format::xorshift::Xorshift64;
 use vault_format::{BlobId, Id, IndexId, PackId};
 
-pub const OPEN_PACKS_PER_KIND: usize = 3;
-pub const UPLOAD_THREADS: usize = 3;
+pub(crate) const OPEN_PACKS_PER_KIND: usize = 3;
+pub(crate) const UPLOAD_THREADS: usize = 3;
 /// Packs per index checkpoint: the first checkpoint comes early, later ones grow to this.
-pub const INDEX_FLUSH_MAX_PACKS: usize = 64;
-pub const INDEX_FLUSH_FIRST_PACKS: usize = 4;
-pub const INDEX_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+pub(crate) const INDEX_FLUSH_MAX_PACKS: usize = 64;
+pub(crate) const INDEX_FLUSH_FIRST_PACKS: usize = 4;
+pub(crate) const INDEX_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct WriterStats {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Creates `dir` (and missing parents) with mode 0700 and checks that it is a real
 /// directory owned by this user that nobody else can write to.
-pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let meta = std::fs::symlink_metadata(dir)?;
     if !meta.file_type().is_dir() {

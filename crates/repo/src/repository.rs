@@ -2,7 +2,6 @@
 //! files and blobs. Where each kind of file lives is [`crate::object`]'s business.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -31,11 +30,11 @@ use vault_format::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
 pub type SnapshotList = Vec<(SnapshotId, Snapshot)>;
 
 /// Every index file with its id, decoded, or the error that kept it from decoding.
-pub type IndexFiles = Vec<(IndexId, Result<IndexFile>)>;
+pub(crate) type IndexFiles = Vec<(IndexId, Result<IndexFile>)>;
 
 /// The index as readers see it: see [`Repository::load_index_views`].
 #[derive(Debug, Default)]
-pub struct IndexViews {
+pub(crate) struct IndexViews {
     /// The union of the live (not superseded) index files.
     pub live: MasterIndex,
     /// Packs listed only by superseded index files.
@@ -263,7 +262,7 @@ impl Repository {
     }
 
     /// Reads a content-addressed file and checks its bytes against its name.
-    pub fn read_file(&self, object: StoredObject) -> Result<Vec<u8>> {
+    pub(crate) fn read_file(&self, object: StoredObject) -> Result<Vec<u8>> {
         self.read_file_upto(object, None)
     }
 
@@ -416,18 +415,22 @@ impl Repository {
     /// list: packs a prune has condemned and not yet deleted. Readers fall back to those
     /// (a writer that loaded the index before the prune may have referenced them, and the
     /// prune keeps such packs); writers never deduplicate against them.
-    pub fn load_index_views(&self) -> Result<IndexViews> {
+    pub(crate) fn load_index_views(&self) -> Result<IndexViews> {
         self.load_index_views_where(|_, _| true)
     }
 
     /// [`Repository::load_index_views`], with only the packs `keep` accepts (called with
     /// whether the pack is live, or only condemned).
-    pub fn load_index_views_where(&self, keep: impl FnMut(&PackId, bool) -> bool) -> Result<IndexViews> {
+    pub(crate) fn load_index_views_where(&self, keep: impl FnMut(&PackId, bool) -> bool) -> Result<IndexViews> {
         self.index_views(self.load_index_files()?, keep)
     }
 
     /// The views of [`Repository::load_index_views_where`] over index files already loaded.
-    pub fn index_views(&self, files: IndexFiles, mut keep: impl FnMut(&PackId, bool) -> bool) -> Result<IndexViews> {
+    pub(crate) fn index_views(
+        &self,
+        files: IndexFiles,
+        mut keep: impl FnMut(&PackId, bool) -> bool,
+    ) -> Result<IndexViews> {
         let superseded = superseded_index_files(&files);
         let mut live = MasterIndex::new();
         let mut problems = Vec::new();
@@ -591,12 +594,6 @@ impl Repository {
         decode(&self.keys, &bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))
     }
 
-    /// Reads and opens one document.
-    pub fn load_document<T: SealedDocument>(&self, object: StoredObject) -> Result<T> {
-        let bytes = self.read_file(object)?;
-        T::decode(&self.keys, &bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))
-    }
-
     /// Every document of `kind`, each opened or with the error that kept it from opening.
     /// A file that vanished between the listing and the read (removed by its writer, or
     /// by a prune) is left out; any other storage failure ends the call.
@@ -734,7 +731,7 @@ impl Repository {
     }
 
     /// Reads and decodes the tree `id` stored at `loc`.
-    pub fn load_tree_at(&self, loc: &BlobLocation, id: &BlobId) -> Result<Tree> {
+    pub(crate) fn load_tree_at(&self, loc: &BlobLocation, id: &BlobId) -> Result<Tree> {
         let raw = self.read_blob_at(loc, id)?;
         Tree::decode(&raw)
             .map_err(|e| RepoError::integrity(Damaged::Blob { kind: BlobKind::Tree, id: *id, pack: None }, e))
@@ -759,9 +756,6 @@ fn is_tmp_name(name: &str) -> bool {
 /// How long `init` waits before reading its config back a second time on storage that
 /// cannot create an object exclusively.
 const INIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// A repository shared between the threads of one operation.
-pub type SharedRepo = Arc<Repository>;
 
 #[cfg(test)]
 #[path = "repository_tests.rs"]

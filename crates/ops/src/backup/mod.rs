@@ -107,7 +107,7 @@ struct Counters {
 /// Directories nested deeper than this below a source are reported and left out. The
 /// kernel refuses paths past 4096 bytes (PATH_MAX) long before, so only a crafted or
 /// runaway tree gets here; the limit keeps the walk's stack bounded.
-pub const MAX_DIR_DEPTH: usize = 4096;
+pub(crate) const MAX_DIR_DEPTH: usize = 4096;
 
 /// Stack of the backup's walker threads: the walk recurses once per directory level, in
 /// parallel (rayon), so a deep tree needs more than the default 2 MiB. Only the pages

@@ -75,7 +75,7 @@ impl DamageFold<'_, '_> {
         let repo = self.repo;
         // A walk error (a limit reached) only ends the listing early: the counts are exact.
         let _ = walk_tree(repo, root, "", &mut |v| {
-            let Visit::Entry { path, item: n, .. } = v else { return Ok(Flow::Continue) };
+            let Visit::Entry { path, item: n } = v else { return Ok(Flow::Continue) };
             let (problem, flow) = match subtree(n) {
                 Some(sub) => match self.bad_trees.get(&sub) {
                     Some(&i) => (Some(i), Flow::Skip),

@@ -60,11 +60,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Small packs of one kind are merged only when there are at least this many: merging
 /// rewrites their data to save requests, which pays only for many of them (and a single
 /// small pack would be rewritten by every prune).
-pub const SMALL_PACKS_TO_MERGE: u64 = 10;
+pub(crate) const SMALL_PACKS_TO_MERGE: u64 = 10;
 
 /// How one pack's blobs are used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct PackUse {
+pub(crate) struct PackUse {
     pub id: PackId,
     #[serde(skip)]
     pub kind: BlobKind,
@@ -76,7 +76,7 @@ pub struct PackUse {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fate {
+pub(crate) enum Fate {
     Keep,
     Repack,
     Delete,
@@ -84,7 +84,7 @@ pub enum Fate {
 
 /// The policy's knobs.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_unused: UnusedLimit,
     /// Most bytes of live blobs to copy; `None`: no limit.
     pub max_repack: Option<u64>,
@@ -98,7 +98,7 @@ pub struct Limits {
 /// small, cached and read by every listing), then small packs when a kind has several,
 /// then partly used packs, most wasteful first, until the unused bytes left are within
 /// `max_unused`; all within `max_repack`.
-pub fn decide(packs: &[PackUse], limits: &Limits) -> Vec<Fate> {
+pub(crate) fn decide(packs: &[PackUse], limits: &Limits) -> Vec<Fate> {
     let mut fates: Vec<Fate> =
         packs.iter().map(|p| if p.used_blobs == 0 { Fate::Delete } else { Fate::Keep }).collect();
     let is_small = |p: &PackUse| p.size < limits.small[p.kind.to_byte() as usize];
