@@ -10,6 +10,7 @@ use common::fault_scenarios::*;
 use common::history_scenarios::*;
 use common::key_scenarios::*;
 use common::prune_scenarios::*;
+use common::restore_scenarios::*;
 use common::scenarios::*;
 
 macro_rules! on_remote_backends {
@@ -45,4 +46,6 @@ on_remote_backends!(
     rollback_is_noticed,
     forgets_beside_readers_are_not_tampering,
     a_future_dated_parent_is_not_adopted,
+    restore_into_a_changed_target,
+    an_interrupted_restore_resumes,
 );

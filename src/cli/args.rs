@@ -542,9 +542,25 @@ pub(crate) struct LsArgs {
 pub(crate) struct RestoreArgs {
     /// SNAPSHOT[:SUBPATH]
     pub snapshot: String,
-    /// Directory to restore into; must be empty or not exist
+    /// Directory to restore into; must be empty or not exist, unless --overwrite is given
     #[arg(short, long, value_name = "DIR")]
     pub target: PathBuf,
+    /// Restore into a directory that holds files already, and what to do with each one
+    /// there: always replace it, replace it only if it differs (size and mtime, then
+    /// content; only differing chunks are written, so an interrupted restore resumes),
+    /// only if the snapshot's is newer, or never
+    #[arg(long, value_name = "WHEN", value_enum)]
+    pub overwrite: Option<OverwriteArg>,
+    /// Remove files and directories the snapshot does not have from the directories
+    /// restored (entries matching --exclude are kept)
+    #[arg(long, conflicts_with = "includes")]
+    pub delete: bool,
+    /// Show what would be restored, replaced and removed, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Read every restored file back and compare it with the snapshot
+    #[arg(long, conflicts_with = "dry_run")]
+    pub verify: bool,
     /// Restore only entries matching this glob (repeatable)
     #[arg(short = 'i', long = "include", value_name = "GLOB")]
     pub includes: Vec<String>,
@@ -570,6 +586,15 @@ pub(crate) struct RestoreArgs {
     pub xattr_exclude: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// `--overwrite` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OverwriteArg {
+    Always,
+    IfChanged,
+    IfNewer,
+    Never,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ pub mod garage;
 pub mod history_scenarios;
 pub mod key_scenarios;
 pub mod prune_scenarios;
+pub mod restore_scenarios;
 pub mod scenarios;
 pub mod sshd;
 

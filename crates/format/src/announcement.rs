@@ -10,10 +10,13 @@ use super::file::{ANNOUNCEMENT, FileKind, SealedDocument};
 /// Who is writing, and how its host can tell that it has died.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Announcement {
+    /// Record format version (1).
     pub version: u32,
     /// RFC 3339, UTC, when the writer started (the writer's clock: informational only).
     pub time: String,
+    /// Host the writer runs on.
     pub hostname: String,
+    /// Process id of the writer on that host.
     pub pid: u32,
     /// `/proc/sys/kernel/random/boot_id` of the writer's host ("" when unknown): a
     /// different boot id on the same host means the writer died in an earlier boot.

@@ -20,8 +20,13 @@ pub(crate) const CODEC_ZSTD: u8 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// Stored as is.
     Off,
-    Zstd { level: i32 },
+    /// zstd at the given level, kept only when it shrinks the payload.
+    Zstd {
+        /// zstd compression level.
+        level: i32,
+    },
 }
 
 impl Default for Compression {
@@ -35,11 +40,13 @@ impl Default for Compression {
 #[serde(rename_all = "lowercase")]
 pub enum Padding {
     #[default]
+    /// Exact lengths.
     None,
     /// Padmé (Nikitin et al., 2019): at most 12 % overhead, leaks O(log log n) bits of length.
     Padme,
 }
 
+/// The Padmé length a payload of `len` bytes is padded up to.
 pub fn padme_len(len: u64) -> u64 {
     if len < 2 {
         return len;
@@ -51,6 +58,7 @@ pub fn padme_len(len: u64) -> u64 {
     (len + mask) & !mask
 }
 
+/// The envelope of `raw` (codec byte, length, payload, padding) before sealing.
 pub fn encode(raw: &[u8], compression: Compression, padding: Padding) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + 12);
     encode_into(&mut out, raw, compression, padding);

@@ -8,10 +8,13 @@ use super::file::{self, FileKind, SealedDocument};
 use super::id::PackId;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What one `check --read-data` run verified, so that prune can trust those packs.
 pub struct CheckRecord {
+    /// Record format version (1).
     pub version: u32,
     /// RFC 3339, UTC, when the run finished.
     pub time: String,
+    /// Host that ran the check.
     pub hostname: String,
     /// Packs read in full and found intact by this run.
     pub packs: Vec<PackId>,

@@ -11,9 +11,13 @@ use super::crypto::SecretKey;
 use super::error::{FormatError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// FastCDC chunk size bounds, in bytes; fixed per repository by its config.
 pub struct ChunkerParams {
+    /// No chunk is shorter, except a file's last.
     pub min_size: u32,
+    /// Target average chunk size.
     pub avg_size: u32,
+    /// No chunk is longer.
     pub max_size: u32,
 }
 
@@ -40,6 +44,7 @@ impl ChunkerParams {
     }
 }
 
+/// A content-defined chunker whose gear table is derived from the repository key, so cut points do not reveal content to someone without the key.
 pub struct Chunker {
     params: ChunkerParams,
     gear: Box<[u64; 256]>,
@@ -49,6 +54,7 @@ pub struct Chunker {
 }
 
 impl Chunker {
+    /// A chunker with the gear table keyed by `key`; fails on invalid `params`.
     pub fn new(key: &SecretKey, params: ChunkerParams) -> Result<Self> {
         params.validate()?;
         let gear = Box::new(gear_table(key));
@@ -60,6 +66,7 @@ impl Chunker {
         Ok(Chunker { params, gear, gear_ls, mask_s, mask_l })
     }
 
+    /// The size bounds this chunker cuts with.
     pub fn params(&self) -> ChunkerParams {
         self.params
     }
@@ -93,6 +100,7 @@ impl Chunker {
         out
     }
 
+    /// Cuts everything `reader` yields into chunks.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<'_, R> {
         self.stream_sized(reader, u64::MAX)
     }

@@ -13,9 +13,11 @@ use super::id::{Id, IndexId, PackId, SnapshotId};
 /// Packs and index files one prune run decided to delete.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condemnation {
+    /// Record format version (1).
     pub version: u32,
     /// RFC 3339, UTC (informational).
     pub time: String,
+    /// Host the prune ran on.
     pub hostname: String,
     /// The snapshots whose trees decided what is live. Snapshots stored later are walked
     /// again before anything is deleted.
@@ -43,9 +45,11 @@ impl SealedDocument for Condemnation {
 /// listing its packs was already stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitRecord {
+    /// Record format version (1).
     pub version: u32,
     /// RFC 3339, UTC (informational).
     pub time: String,
+    /// Host the prune ran on.
     pub hostname: String,
     /// The condemnation's id (its file name).
     pub condemnation: Id,

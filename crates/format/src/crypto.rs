@@ -15,14 +15,18 @@ use super::FORMAT_VERSION;
 use super::error::{FormatError, Result};
 use super::id::BlobId;
 
+/// Length of every symmetric key, in bytes.
 pub const KEY_LEN: usize = 32;
 pub(crate) const NONCE_LEN: usize = 24;
 pub(crate) const TAG_LEN: usize = 16;
 /// Bytes a sealed object adds to its plaintext.
 pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
+/// BLAKE3 derive-key context of the encryption subkey.
 pub const CONTEXT_ENCRYPTION: &str = "vault repository v1 2026-11 encryption key";
+/// BLAKE3 derive-key context of the blob id subkey.
 pub const CONTEXT_BLOB_ID: &str = "vault repository v1 2026-11 blob id key";
+/// BLAKE3 derive-key context of the chunker's gear-table subkey.
 pub const CONTEXT_CHUNKER: &str = "vault repository v1 2026-11 chunker gear key";
 
 /// 32 secret bytes that are wiped on drop and never printed.
@@ -30,6 +34,7 @@ pub const CONTEXT_CHUNKER: &str = "vault repository v1 2026-11 chunker gear key"
 pub struct SecretKey([u8; KEY_LEN]);
 
 impl SecretKey {
+    /// Takes ownership of key bytes; they are zeroized when the key drops.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         SecretKey(bytes)
     }
@@ -41,6 +46,7 @@ impl SecretKey {
         Ok(SecretKey(k))
     }
 
+    /// The raw key bytes, for the few places that must hash or wrap them.
     pub fn expose(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
@@ -57,17 +63,29 @@ impl fmt::Debug for SecretKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ObjectKind {
+    /// A key file's wrapped master key.
     KeyFile = 1,
+    /// The repository config.
     Config = 2,
+    /// An index file.
     Index = 3,
+    /// A snapshot.
     Snapshot = 4,
+    /// A pack's header.
     PackHeader = 5,
+    /// A data blob (file content).
     DataBlob = 6,
+    /// A tree blob (a directory listing).
     TreeBlob = 7,
+    /// A check record.
     CheckRecord = 8,
+    /// A writer's announcement.
     Announcement = 9,
+    /// A prune's condemnation.
     Condemnation = 10,
+    /// A prune's wait record.
     WaitRecord = 11,
+    /// A forget's tombstone.
     Tombstone = 12,
 }
 
@@ -87,6 +105,7 @@ impl fmt::Debug for Keys {
 }
 
 impl Keys {
+    /// Derives the subkeys from the master key.
     pub fn from_master(master: SecretKey) -> Self {
         let derive = |ctx: &str| SecretKey(blake3::derive_key(ctx, master.expose()));
         Keys {
@@ -97,10 +116,12 @@ impl Keys {
         }
     }
 
+    /// The master key (wrapped into key files).
     pub fn master(&self) -> &SecretKey {
         &self.master
     }
 
+    /// The subkey the chunker's gear table comes from.
     pub fn chunker_key(&self) -> &SecretKey {
         &self.chunker
     }
@@ -111,6 +132,7 @@ impl Keys {
         BlobId(super::Id(*blake3::keyed_hash(self.blob_id.expose(), plaintext).as_bytes()))
     }
 
+    /// Encrypts `plaintext` with a fresh random nonce, bound to `kind` and, for blobs, to the blob's id.
     pub fn seal(&self, kind: ObjectKind, blob: Option<&BlobId>, plaintext: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce)?;
@@ -135,6 +157,7 @@ impl Keys {
         Ok(buf)
     }
 
+    /// Decrypts what [`Keys::seal`] sealed with the same `kind` and `blob`; any change is an authentication error.
     pub fn open(&self, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[u8]) -> Result<Vec<u8>> {
         open(&self.encryption, kind, blob, sealed)
     }
@@ -152,6 +175,7 @@ impl Keys {
     }
 }
 
+/// The associated data every seal binds: `vault`, the format version, the object kind and, for blobs, the blob id.
 pub fn associated_data(kind: ObjectKind, blob: Option<&BlobId>) -> Vec<u8> {
     let mut ad = Vec::with_capacity(7 + 32);
     ad.extend_from_slice(b"vault");
@@ -190,6 +214,7 @@ fn seal_in_place(key: &SecretKey, buf: &mut Vec<u8>, kind: ObjectKind, blob: Opt
     buf.extend_from_slice(&tag);
 }
 
+/// Opens `nonce || ciphertext || tag` with `key` directly (used with the key-file wrapping key).
 pub fn open(key: &SecretKey, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[u8]) -> Result<Vec<u8>> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(FormatError::Truncated("sealed object"));

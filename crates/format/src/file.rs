@@ -24,14 +24,21 @@ pub(crate) const MAGIC_TOMBSTONE: &[u8; 4] = b"VLTf";
 pub(crate) const MAX_FILE_PLAINTEXT: usize = 512 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug)]
+/// What tells one kind of sealed file from another: its magic, its AEAD object kind and its name in errors.
 pub struct FileKind {
+    /// The four bytes a file of this kind starts with.
     pub magic: &'static [u8; 4],
+    /// The object kind its seal is bound to.
     pub object: ObjectKind,
+    /// Its name in messages.
     pub name: &'static str,
 }
 
+/// The repository config.
 pub const CONFIG: FileKind = FileKind { magic: MAGIC_CONFIG, object: ObjectKind::Config, name: "config" };
+/// An index file.
 pub const INDEX: FileKind = FileKind { magic: MAGIC_INDEX, object: ObjectKind::Index, name: "index" };
+/// A snapshot.
 pub const SNAPSHOT: FileKind = FileKind { magic: MAGIC_SNAPSHOT, object: ObjectKind::Snapshot, name: "snapshot" };
 pub(crate) const CHECK_RECORD: FileKind =
     FileKind { magic: MAGIC_CHECK, object: ObjectKind::CheckRecord, name: "check record" };
@@ -71,6 +78,7 @@ pub trait SealedDocument: serde::Serialize + serde::de::DeserializeOwned {
     }
 }
 
+/// A sealed file of `kind`: header, then `plaintext` compressed and sealed.
 pub fn seal(
     keys: &Keys,
     kind: FileKind,
@@ -82,6 +90,7 @@ pub fn seal(
     Ok(frame(kind, &sealed))
 }
 
+/// [`seal`] with a given nonce, for golden vectors.
 pub fn seal_with_nonce(
     keys: &Keys,
     kind: FileKind,
@@ -101,6 +110,7 @@ fn frame(kind: FileKind, sealed: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Checks the header of a sealed file of `kind`, then opens and decompresses it.
 pub fn open(keys: &Keys, kind: FileKind, bytes: &[u8]) -> Result<Vec<u8>> {
     check_header(kind.magic, kind.name, bytes)?;
     let env = keys.open(kind.object, None, &bytes[5..])?;

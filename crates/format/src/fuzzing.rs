@@ -23,11 +23,13 @@ pub fn fuzz_keys() -> Keys {
     Keys::from_master(SecretKey::from_bytes([0x42; 32]))
 }
 
+/// Fuzz target: a pack's header parser.
 pub fn pack_header(data: &[u8]) {
     let _ = pack::decode_header_plain(data, data.len() as u64);
     let _ = pack::parse_pack(&fuzz_keys(), data);
 }
 
+/// Fuzz target: index file decoding.
 pub fn index(data: &[u8]) {
     if let Ok(i) = IndexFile::decode_plain(data) {
         // Whatever decodes must re-encode to the same bytes (the format is canonical).
@@ -36,17 +38,20 @@ pub fn index(data: &[u8]) {
     let _ = IndexFile::decode(&fuzz_keys(), data);
 }
 
+/// Fuzz target: tree decoding.
 pub fn tree(data: &[u8]) {
     if let Ok(t) = Tree::decode(data) {
         assert_eq!(t.encode(), data, "tree decode/encode is not a round trip");
     }
 }
 
+/// Fuzz target: snapshot decoding.
 pub fn snapshot(data: &[u8]) {
     let _ = serde_json::from_slice::<Snapshot>(data);
     let _ = Snapshot::decode(&fuzz_keys(), data);
 }
 
+/// Fuzz target: key-file parsing and unwrapping.
 pub fn key_file(data: &[u8]) {
     if let Ok(k) = KeyFile::from_json(data) {
         // Unwrapping runs Argon2 with the file's parameters; validation must bound them
@@ -57,6 +62,7 @@ pub fn key_file(data: &[u8]) {
     }
 }
 
+/// Fuzz target: config decoding.
 pub fn config(data: &[u8]) {
     if let Ok(c) = serde_json::from_slice::<Config>(data) {
         let _ = c.validate();

@@ -27,6 +27,7 @@ impl Id {
         Id(*h.finalize().as_bytes())
     }
 
+    /// All 64 hex digits.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -36,6 +37,7 @@ impl Id {
         hex::encode(&self.0[..4])
     }
 
+    /// An id from exactly 32 bytes; `None` for any other length.
     pub fn from_slice(bytes: &[u8]) -> Option<Id> {
         bytes.try_into().ok().map(Id)
     }
@@ -83,7 +85,9 @@ macro_rules! typed_id {
         pub struct $name(pub Id);
 
         impl $name {
+            /// All 64 hex digits.
             pub fn to_hex(&self) -> String { self.0.to_hex() }
+            /// The first 8 hex digits, for display.
             pub fn short(&self) -> String { self.0.short() }
         }
         impl fmt::Display for $name {

@@ -16,26 +16,34 @@ use super::id::{BlobId, IndexId, PackId};
 use super::pack::{BlobKind, PackEntry};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One index file: where the blobs of some packs lie.
 pub struct IndexFile {
     /// Index files whose content this one replaces (written by repair and prune).
     pub supersedes: Vec<IndexId>,
+    /// The packs this file indexes.
     pub packs: Vec<IndexPack>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// One pack's entry in an index file.
 pub struct IndexPack {
+    /// The pack.
     pub id: PackId,
+    /// Whether the pack holds data or tree blobs.
     pub kind: BlobKind,
     /// Stored size of the pack file in bytes.
     pub size: u64,
+    /// Its blobs, as its header lists them.
     pub blobs: Vec<PackEntry>,
 }
 
 impl IndexFile {
+    /// Blobs in all packs of this file.
     pub fn blob_count(&self) -> usize {
         self.packs.iter().map(|p| p.blobs.len()).sum()
     }
 
+    /// The plaintext encoding (before sealing).
     pub fn encode_plain(&self) -> Vec<u8> {
         let mut w = Writer { buf: Vec::with_capacity(64 + self.blob_count() * 42) };
         w.u8(FORMAT_VERSION);
@@ -59,6 +67,7 @@ impl IndexFile {
         w.finish()
     }
 
+    /// Decodes and validates a plaintext encoding.
     pub fn decode_plain(plain: &[u8]) -> Result<IndexFile> {
         let mut r = Reader::new(plain, "index");
         let v = r.u8()?;
@@ -94,10 +103,12 @@ impl IndexFile {
         Ok(IndexFile { supersedes, packs })
     }
 
+    /// The sealed index file.
     pub fn encode(&self, keys: &Keys) -> Result<Vec<u8>, getrandom::Error> {
         file::seal(keys, file::INDEX, &self.encode_plain(), Compression::Off)
     }
 
+    /// Opens and decodes a sealed index file.
     pub fn decode(keys: &Keys, bytes: &[u8]) -> Result<IndexFile> {
         Self::decode_plain(&file::open(keys, file::INDEX, bytes)?)
     }

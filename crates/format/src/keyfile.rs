@@ -8,10 +8,13 @@ use super::crypto::{self, KEY_LEN, Keys, NONCE_LEN, ObjectKind, SecretKey};
 use super::error::{FormatError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Argon2id cost parameters.
 pub struct KdfParams {
     /// Argon2id memory in KiB.
     pub memory_kib: u32,
+    /// Argon2id passes.
     pub iterations: u32,
+    /// Argon2id lanes.
     pub parallelism: u32,
 }
 
@@ -34,11 +37,14 @@ impl KdfParams {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The key derivation a key file's password goes through.
 pub struct Kdf {
+    /// Always `argon2id`.
     pub algorithm: String,
     /// Argon2 version number (19 = 0x13).
     pub version: u32,
     #[serde(flatten)]
+    /// Its cost.
     pub params: KdfParams,
     /// 32 random bytes, hex.
     pub salt: String,
@@ -46,17 +52,23 @@ pub struct Kdf {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A key file: the master key wrapped with a key derived from one password.
 pub struct KeyFile {
+    /// Key-file format version (1).
     pub version: u32,
     /// RFC 3339 creation time; informational.
     pub created: String,
+    /// Host label (informational; orders which key files are tried first).
     pub host: String,
+    /// User label (informational).
     pub username: String,
+    /// How the wrapping key is derived from the password.
     pub kdf: Kdf,
     /// hex(nonce || ciphertext || tag) of the 32-byte master key, kind `KeyFile`.
     pub wrapped_key: String,
 }
 
+/// Length of the Argon2id salt, in bytes.
 pub const SALT_LEN: usize = 32;
 
 pub(crate) fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Result<SecretKey> {
@@ -74,11 +86,14 @@ pub(crate) fn derive_kek(password: &[u8], salt: &[u8], params: KdfParams) -> Res
 /// What can go wrong when unwrapping: the password not matching is not a format error.
 #[derive(Debug)]
 pub enum Unwrap {
+    /// The password does not open this key file.
     WrongPassword,
+    /// The key file is malformed.
     Invalid(FormatError),
 }
 
 impl KeyFile {
+    /// Wraps `keys`' master key under `password` with a fresh salt.
     pub fn wrap(
         master: &SecretKey,
         password: &[u8],
@@ -99,6 +114,7 @@ impl KeyFile {
         })
     }
 
+    /// Checks the fields a crafted key file could abuse (algorithm, cost, lengths).
     pub fn validate(&self) -> Result<()> {
         if self.version != 1 {
             return Err(FormatError::UnsupportedVersion { what: "key file", version: u64::from(self.version) });
@@ -112,6 +128,7 @@ impl KeyFile {
         self.kdf.params.validate()
     }
 
+    /// Derives the wrapping key from `password` and opens the master key.
     pub fn unwrap_master(&self, password: &[u8]) -> Result<Keys, Unwrap> {
         self.validate().map_err(Unwrap::Invalid)?;
         let salt = hex::decode(&self.kdf.salt)
@@ -131,12 +148,14 @@ impl KeyFile {
         Ok(Keys::from_master(SecretKey::from_bytes(bytes)))
     }
 
+    /// The stored JSON.
     pub fn to_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).expect("key file serialises");
         v.push(b'\n');
         v
     }
 
+    /// Parses and validates stored JSON.
     pub fn from_json(bytes: &[u8]) -> Result<KeyFile> {
         serde_json::from_slice(bytes).map_err(|e| FormatError::invalid("key file", e.to_string()))
     }
@@ -145,8 +164,11 @@ impl KeyFile {
 /// Informational fields of a new key file.
 #[derive(Clone, Debug, Default)]
 pub struct KeyMeta {
+    /// RFC 3339 creation time.
     pub created: String,
+    /// Host label.
     pub host: String,
+    /// User label.
     pub username: String,
 }
 

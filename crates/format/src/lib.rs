@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! Layer 1: the pure on-disk format. No I/O, no clock, no logging.
 //!
 //! Everything here is specified normatively in `repo-format/SPEC.md`; a change to a byte
@@ -11,6 +12,7 @@ pub(crate) mod codec;
 pub mod condemnation;
 pub mod config;
 pub mod crypto;
+/// The format layer's error.
 pub mod error;
 pub mod file;
 pub mod fuzzing;

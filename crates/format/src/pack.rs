@@ -16,6 +16,7 @@ use super::error::{FormatError, Result};
 use super::file::{MAGIC_PACK, check_header};
 use super::id::BlobId;
 
+/// Bytes before a pack's first blob (magic and version).
 pub const PACK_PREFIX_LEN: usize = 5;
 /// Largest blob plaintext accepted (a directory with millions of entries stays below it).
 pub(crate) const MAX_BLOB_LEN: u32 = 1 << 30;
@@ -23,12 +24,16 @@ const ENTRY_MIN_LEN: usize = 32 + 1 + 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// Which of the two kinds a blob is; packs hold one kind only.
 pub enum BlobKind {
+    /// File content.
     Data,
+    /// A directory listing.
     Tree,
 }
 
 impl BlobKind {
+    /// The object kind its seal is bound to.
     pub fn object_kind(self) -> ObjectKind {
         match self {
             BlobKind::Data => ObjectKind::DataBlob,
@@ -36,6 +41,7 @@ impl BlobKind {
         }
     }
 
+    /// Its byte in index files and pack headers.
     pub fn to_byte(self) -> u8 {
         match self {
             BlobKind::Data => 0,
@@ -63,7 +69,9 @@ impl BlobKind {
 /// One blob's place inside a pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackEntry {
+    /// The blob.
     pub id: BlobId,
+    /// Offset of its sealed bytes in the pack file.
     pub offset: u32,
     /// Sealed length in the pack.
     pub length: u32,
@@ -71,6 +79,7 @@ pub struct PackEntry {
     pub raw_length: u32,
 }
 
+/// Seals `raw` as a blob of `kind` named `id`.
 pub fn seal_blob(
     keys: &Keys,
     kind: BlobKind,
@@ -95,6 +104,7 @@ pub fn open_blob(keys: &Keys, kind: BlobKind, id: &BlobId, sealed: &[u8], raw_le
     Ok(raw)
 }
 
+/// Builds one pack in memory: sealed blobs, then the sealed header listing them.
 pub struct PackBuilder {
     kind: BlobKind,
     buf: Vec<u8>,
@@ -102,6 +112,7 @@ pub struct PackBuilder {
 }
 
 impl PackBuilder {
+    /// An empty pack of `kind` with room for `capacity` bytes.
     pub fn new(kind: BlobKind, capacity: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity);
         buf.extend_from_slice(MAGIC_PACK);
@@ -109,18 +120,22 @@ impl PackBuilder {
         PackBuilder { kind, buf, entries: Vec::new() }
     }
 
+    /// The kind of blob this pack holds.
     pub fn kind(&self) -> BlobKind {
         self.kind
     }
 
+    /// Bytes so far, without the header.
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
+    /// Whether no blob was added.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Appends a sealed blob.
     pub fn add(&mut self, id: BlobId, sealed: &[u8], raw_length: u32) {
         self.entries.push(PackEntry { id, offset: self.buf.len() as u32, length: sealed.len() as u32, raw_length });
         self.buf.extend_from_slice(sealed);
@@ -130,11 +145,13 @@ impl PackBuilder {
         header_plaintext(self.kind, &self.entries)
     }
 
+    /// The complete pack file and its entries.
     pub fn finish(self, keys: &Keys) -> Result<(Vec<u8>, Vec<PackEntry>), getrandom::Error> {
         let sealed = keys.seal(ObjectKind::PackHeader, None, &self.header_plaintext())?;
         Ok(self.append_header(&sealed))
     }
 
+    /// [`PackBuilder::finish`] with a given header nonce, for golden vectors.
     pub fn finish_with_nonce(self, keys: &Keys, nonce: &[u8; 24]) -> (Vec<u8>, Vec<PackEntry>) {
         let sealed = keys.seal_with_nonce(nonce, ObjectKind::PackHeader, None, &self.header_plaintext());
         self.append_header(&sealed)

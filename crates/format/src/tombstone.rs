@@ -9,10 +9,13 @@ use super::file::{FileKind, SealedDocument, TOMBSTONE};
 use super::id::SnapshotId;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A forget's record of the snapshots it removed, so readers can tell deletion from rollback.
 pub struct Tombstone {
+    /// Record format version (1).
     pub version: u32,
     /// RFC 3339, UTC (informational).
     pub time: String,
+    /// Host the forget ran on.
     pub hostname: String,
     /// What removed them: `forget`, `tag`, `rewrite`.
     pub command: String,

@@ -22,13 +22,21 @@ use super::id::BlobId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// The type of a file-system entry.
 pub enum NodeKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
+    /// A named pipe.
     Fifo,
+    /// A character device.
     CharDev,
+    /// A block device.
     BlockDev,
+    /// A Unix socket (restored as a socket node).
     Socket,
 }
 
@@ -60,8 +68,11 @@ impl NodeKind {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A file time: seconds and nanoseconds since the Unix epoch.
 pub struct Timestamp {
+    /// Seconds (negative before 1970).
     pub sec: i64,
+    /// Nanoseconds, below 10^9.
     pub nsec: u32,
 }
 
@@ -69,11 +80,22 @@ pub struct Timestamp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ContentItem {
-    Data { id: BlobId, length: u32 },
-    Hole { length: u64 },
+    /// A stretch of bytes stored as a data blob.
+    Data {
+        /// The data blob.
+        id: BlobId,
+        /// Its length in bytes.
+        length: u32,
+    },
+    /// A stretch of zero bytes stored as a hole.
+    Hole {
+        /// Its length in bytes.
+        length: u64,
+    },
 }
 
 impl ContentItem {
+    /// Bytes this item contributes to the file.
     pub fn len(&self) -> u64 {
         match self {
             ContentItem::Data { length, .. } => u64::from(*length),
@@ -81,36 +103,55 @@ impl ContentItem {
         }
     }
 
+    /// Whether it contributes none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// One entry of a directory with its metadata.
 pub struct Node {
+    /// The file name (bytes, as the file system gave them).
     pub name: Vec<u8>,
+    /// Its type.
     pub kind: NodeKind,
     /// Permission bits including setuid, setgid and sticky (the low 12 bits of st_mode).
     pub mode: u32,
+    /// Owner uid.
     pub uid: u32,
+    /// Owner gid.
     pub gid: u32,
+    /// Owner user name, if the source host knew it.
     pub user: Vec<u8>,
+    /// Owner group name, if the source host knew it.
     pub group: Vec<u8>,
+    /// Modification time.
     pub mtime: Timestamp,
+    /// Status change time.
     pub ctime: Timestamp,
+    /// Inode number on the source (for hard links and change detection).
     pub inode: u64,
+    /// Device number of the source file system.
     pub device: u64,
+    /// Hard link count.
     pub links: u64,
+    /// File size in bytes (the sum of `content`).
     pub size: u64,
+    /// Device number for character and block devices.
     pub rdev: u64,
+    /// Symlink target.
     pub target: Vec<u8>,
+    /// The tree of a directory.
     pub subtree: Option<BlobId>,
+    /// A file's content, in order.
     pub content: Vec<ContentItem>,
     /// Sorted by name.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Node {
+    /// An entry with this name and kind and every other field empty.
     pub fn new(name: Vec<u8>, kind: NodeKind) -> Node {
         Node {
             name,
@@ -146,13 +187,16 @@ impl Node {
             && self.inode == earlier.inode
     }
 
+    /// The name as UTF-8, with invalid bytes replaced.
     pub fn name_lossy(&self) -> String {
         String::from_utf8_lossy(&self.name).into_owned()
     }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A directory listing: nodes sorted by name, names unique.
 pub struct Tree {
+    /// The entries.
     pub nodes: Vec<Node>,
 }
 
@@ -168,10 +212,12 @@ impl Tree {
         }
     }
 
+    /// The node named `name`.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 
+    /// The blob plaintext of this tree.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer { buf: Vec::with_capacity(16 + self.nodes.len() * 96) };
         w.u8(FORMAT_VERSION);

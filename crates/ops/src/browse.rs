@@ -28,27 +28,46 @@ use vault_repo::{IndexedRepository, MasterIndex, Repository};
 pub(crate) const ROOT: u64 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The type of a mounted entry.
 pub enum EntryType {
+    /// A directory.
     Dir,
+    /// A regular file.
     File,
+    /// A symbolic link.
     Symlink,
+    /// A named pipe.
     Fifo,
+    /// A character device.
     CharDev,
+    /// A block device.
     BlockDev,
+    /// A Unix socket.
     Socket,
 }
 
 #[derive(Clone, Debug)]
+/// The attributes of a mounted entry.
 pub struct Attr {
+    /// Inode number within the mount.
     pub ino: u64,
+    /// Its type.
     pub kind: EntryType,
+    /// Size in bytes.
     pub size: u64,
+    /// Permission bits.
     pub mode: u32,
+    /// Owner uid.
     pub uid: u32,
+    /// Owner gid.
     pub gid: u32,
+    /// Modification time.
     pub mtime: Timestamp,
+    /// Status change time.
     pub ctime: Timestamp,
+    /// Link count.
     pub nlink: u32,
+    /// Device number of a device node.
     pub rdev: u64,
 }
 
@@ -127,6 +146,7 @@ impl BlobCache {
     }
 }
 
+/// The read-only file system `vault mount` shows: snapshots by id, host and tag, their trees loaded on demand, file content read through a bounded blob cache.
 pub struct Browser {
     repo: Arc<Repository>,
     state: RwLock<State>,
@@ -139,6 +159,7 @@ fn snapshot_dir_name(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 impl Browser {
+    /// A browser over `repo`, caching up to `cache_bytes` of blobs and looking for new snapshots every `refresh_every`.
     pub fn new(repo: Arc<Repository>, cache_bytes: usize, refresh_every: Duration) -> Result<Browser> {
         let root = Entry::new(Kind::Virtual, Timestamp::default());
         let b = Browser {
@@ -375,11 +396,13 @@ impl Browser {
         self.ensure_children(ino)
     }
 
+    /// The attributes of inode `ino`, if it exists.
     pub fn attr(&self, ino: u64) -> Option<Attr> {
         let st = self.state.read();
         st.entries.get(Self::entry_idx(ino)).map(|e| Self::attr_of(ino, e))
     }
 
+    /// The entry `name` in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Option<Attr>> {
         if parent == 0 {
             return Ok(None);
@@ -414,6 +437,7 @@ impl Browser {
         ))
     }
 
+    /// The target of symlink `ino`.
     pub fn readlink(&self, ino: u64) -> Option<Vec<u8>> {
         let st = self.state.read();
         match &st.entries.get(Self::entry_idx(ino))?.kind {
@@ -423,6 +447,7 @@ impl Browser {
         }
     }
 
+    /// The extended attributes of `ino`, as name and value.
     pub fn xattrs(&self, ino: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
         let st = self.state.read();
         match st.entries.get(Self::entry_idx(ino)).map(|e| &e.kind) {
@@ -445,6 +470,7 @@ impl Browser {
         }
     }
 
+    /// Up to `size` bytes of file `ino` from `offset`; `None` if `ino` is not a file.
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Option<Vec<u8>>> {
         let (node, offsets, index) = {
             let mut st = self.state.write();

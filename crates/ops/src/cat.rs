@@ -38,6 +38,7 @@ struct NodeView<'a> {
     xattrs: Vec<(String, String)>,
 }
 
+/// A node as JSON (`cat tree`).
 pub fn node_json(n: &Node) -> Value {
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let v = NodeView {
@@ -64,10 +65,12 @@ pub fn node_json(n: &Node) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// A tree as JSON.
 pub fn tree_json(t: &Tree) -> Value {
     json!({ "nodes": t.nodes.iter().map(node_json).collect::<Vec<_>>() })
 }
 
+/// An index file as JSON.
 pub fn index_json(i: &IndexFile) -> Value {
     json!({
         "supersedes": i.supersedes,
@@ -80,6 +83,7 @@ pub fn index_json(i: &IndexFile) -> Value {
     })
 }
 
+/// The repository's config as JSON.
 pub fn config_json(repo: &Repository) -> Result<Value> {
     Ok(serde_json::to_value(repo.config()).unwrap_or(Value::Null))
 }

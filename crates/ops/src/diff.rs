@@ -18,8 +18,11 @@ use super::walk::{Flow, Lister, Visit, WalkLimits, walk};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+/// How an entry differs between two snapshots.
 pub enum Change {
+    /// Only in the second.
     Added,
+    /// Only in the first.
     Removed,
     /// Content differs.
     Modified,
@@ -30,29 +33,46 @@ pub enum Change {
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// One changed entry.
 pub struct DiffEntry {
+    /// How it changed.
     pub change: Change,
+    /// Its path.
     pub path: String,
     #[serde(rename = "type")]
+    /// Its type (in the second snapshot, if there).
     pub kind: NodeKind,
+    /// Size in the first snapshot.
     pub old_size: Option<u64>,
+    /// Size in the second snapshot.
     pub new_size: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
+/// Counts of a diff.
 pub struct DiffSummary {
+    /// Entries added.
     pub added: u64,
+    /// Entries removed.
     pub removed: u64,
+    /// Files with other content.
     pub modified: u64,
+    /// Entries with other metadata only.
     pub metadata: u64,
+    /// Entries that changed type.
     pub type_changed: u64,
+    /// Bytes of added files.
     pub bytes_added: u64,
+    /// Bytes of removed files.
     pub bytes_removed: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
+/// What `diff` found.
 pub struct DiffReport {
+    /// Changed entries, in path order.
     pub changes: Vec<DiffEntry>,
+    /// Their counts.
     pub summary: DiffSummary,
 }
 

@@ -70,8 +70,11 @@ impl Read for ContentReader<'_> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The archive format `dump` writes a directory as.
 pub enum Archive {
+    /// POSIX tar.
     Tar,
+    /// Zip.
     Zip,
 }
 

@@ -17,30 +17,42 @@ use vault_format::{BlobId, SnapshotId};
 use vault_repo::IndexedRepository;
 
 #[derive(Clone, Debug, Default)]
+/// What `find` looks for.
 pub struct FindOptions {
+    /// Name or path patterns; an entry matching any one is found.
     pub patterns: Vec<String>,
     /// Only below this path (inside the snapshot).
     pub path: Option<String>,
     /// Only entries modified after / before these times.
     pub newer: Option<DateTime<Utc>>,
+    /// See `newer`.
     pub older: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// One snapshot's version of a found path.
 pub struct Version {
+    /// The snapshot's id.
     pub snapshot: String,
+    /// The snapshot's time.
     pub snapshot_time: String,
     #[serde(rename = "type")]
+    /// The entry's type.
     pub kind: NodeKind,
+    /// Its size.
     pub size: u64,
+    /// Its modification time.
     pub mtime: String,
     /// Whether content or metadata differ from the previous version listed.
     pub changed: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// A found path with its versions across snapshots.
 pub struct Found {
+    /// The path.
     pub path: String,
+    /// Its versions, oldest snapshot first.
     pub versions: Vec<Version>,
 }
 

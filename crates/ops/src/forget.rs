@@ -30,9 +30,13 @@ use vault_repo::{Repository, StoredKind, StoredObject};
 /// A span of calendar time: `1y6m`, `7d`, `36h`, `2w`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Span {
+    /// Years.
     pub years: u32,
+    /// Months.
     pub months: u32,
+    /// Days.
     pub days: u32,
+    /// Hours.
     pub hours: u32,
 }
 
@@ -98,14 +102,20 @@ impl fmt::Display for Span {
 /// Calendar periods of the bucket rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Period {
+    /// Calendar hours.
     Hourly,
+    /// Calendar days.
     Daily,
+    /// ISO weeks.
     Weekly,
+    /// Calendar months.
     Monthly,
+    /// Calendar years.
     Yearly,
 }
 
 impl Period {
+    /// Every period, shortest first.
     pub const ALL: [Period; 5] = [Period::Hourly, Period::Daily, Period::Weekly, Period::Monthly, Period::Yearly];
 
     fn name(self) -> &'static str {
@@ -134,9 +144,11 @@ impl Period {
 /// What to keep. The default keeps nothing (and is refused by [`plan`]).
 #[derive(Clone, Debug, Default)]
 pub struct KeepPolicy {
+    /// Keep the newest N snapshots.
     pub last: u32,
     /// Newest of each of the last N periods with snapshots, by [`Period::ALL`] order.
     pub periods: [u32; 5],
+    /// Keep every snapshot within this span of the group's newest.
     pub within: Option<Span>,
     /// Newest of each period within the span, by [`Period::ALL`] order.
     pub within_periods: [Option<Span>; 5],
@@ -158,8 +170,11 @@ impl KeepPolicy {
 /// Which snapshot fields make a group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupBy {
+    /// By host.
     pub host: bool,
+    /// By source paths.
     pub paths: bool,
+    /// By tags.
     pub tags: bool,
 }
 
@@ -190,31 +205,40 @@ impl FromStr for GroupBy {
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct GroupKey {
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The group's host, when grouped by host.
     pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The group's paths, when grouped by paths.
     pub paths: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The group's tags, when grouped by tags.
     pub tags: Option<Vec<String>>,
 }
 
 /// A snapshot the policy keeps, and why.
 #[derive(Clone, Debug, Serialize)]
 pub struct Kept {
+    /// The snapshot.
     pub id: SnapshotId,
+    /// Its time.
     pub time: String,
+    /// The rules that keep it.
     pub reasons: Vec<String>,
 }
 
 /// A snapshot the policy removes.
 #[derive(Clone, Debug, Serialize)]
 pub struct Removed {
+    /// The snapshot.
     pub id: SnapshotId,
+    /// Its time.
     pub time: String,
 }
 
 /// The decision for one group.
 #[derive(Clone, Debug, Serialize)]
 pub struct GroupPlan {
+    /// The group.
     pub group: GroupKey,
     /// Newest first.
     pub keep: Vec<Kept>,

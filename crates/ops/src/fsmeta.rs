@@ -119,7 +119,9 @@ pub(crate) struct ApplyOptions<'a> {
 /// privileges like setuid does); those only when an include names them.
 #[derive(Clone, Debug, Default)]
 pub struct XattrFilter {
+    /// Patterns of attribute names to restore (empty: all).
     pub includes: Vec<String>,
+    /// Patterns of attribute names never to restore.
     pub excludes: Vec<String>,
 }
 

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! Layer 3: operations. They return data and report progress through [`Progress`]; they
 //! never print. Depends on `repo` and `format`.
 

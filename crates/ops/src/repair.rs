@@ -31,15 +31,21 @@ const PACKS_PER_INDEX_FILE: usize = 4096;
 const BLOBS_PER_INDEX_FILE: usize = 1 << 20;
 
 #[derive(Clone, Debug, Default, Serialize)]
+/// What `repair index` did.
 pub struct RepairIndexReport {
+    /// Packs read and indexed.
     pub packs_indexed: usize,
+    /// Blobs they hold.
     pub blobs_indexed: usize,
+    /// New index files stored.
     pub index_files_written: usize,
+    /// Old index files they supersede.
     pub index_files_superseded: usize,
     /// Packs whose header could not be read; their blobs are no longer indexed.
     pub unreadable_packs: Vec<String>,
     /// Intact blobs copied out of damaged packs (with `read_data`).
     pub blobs_salvaged: usize,
+    /// Blobs of damaged packs that could not be saved.
     pub blobs_lost: usize,
 }
 
@@ -54,6 +60,7 @@ enum PackState {
     Unreadable(String),
 }
 
+/// Rebuilds the index from the packs stored: every pack's header is read (with `read_data`, every blob too), and new index files supersede the old ones.
 pub fn repair_index(repo: Arc<Repository>, read_data: bool, progress: &dyn Progress) -> Result<RepairIndexReport> {
     // A writer: its index lists packs that a prune may have condemned meanwhile.
     let _announced = vault_repo::announce(&repo, "repair index")?;
@@ -160,8 +167,11 @@ fn inspect_whole(repo: &Repository, p: &StoredPack) -> Result<PackState, RepoErr
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// One snapshot `repair snapshots` looked at.
 pub struct RepairedSnapshot {
+    /// The damaged snapshot.
     pub original: SnapshotId,
+    /// Its repaired replacement (`None` in a dry run).
     pub repaired: Option<SnapshotId>,
     /// Files dropped because their data is lost (the first 100).
     pub dropped: Vec<String>,
@@ -174,8 +184,11 @@ pub struct RepairedSnapshot {
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
+/// What `repair snapshots` did.
 pub struct RepairSnapshotsReport {
+    /// Snapshots repaired.
     pub snapshots: Vec<RepairedSnapshot>,
+    /// Snapshots found intact.
     pub unchanged: usize,
 }
 

@@ -26,13 +26,16 @@ use vault_repo::{IndexedRepository, PackWriter};
 /// How tags change.
 #[derive(Clone, Debug, Default)]
 pub struct TagChange {
+    /// Tags to add.
     pub add: Vec<String>,
+    /// Tags to remove.
     pub remove: Vec<String>,
     /// Replace all tags with these (`None`: keep, then add and remove).
     pub set: Option<Vec<String>>,
 }
 
 impl TagChange {
+    /// Whether it changes nothing.
     pub fn is_empty(&self) -> bool {
         self.add.is_empty() && self.remove.is_empty() && self.set.is_none()
     }
@@ -54,6 +57,7 @@ impl TagChange {
 /// One snapshot replaced by a new one.
 #[derive(Clone, Debug, Serialize)]
 pub struct Replaced {
+    /// The snapshot replaced.
     pub original: SnapshotId,
     /// `None` in a dry run.
     pub new: Option<SnapshotId>,
@@ -66,6 +70,7 @@ pub struct Replaced {
 /// What tag or rewrite did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RewriteReport {
+    /// Snapshots replaced.
     pub replaced: Vec<Replaced>,
     /// Snapshots that needed no change.
     pub unchanged: u64,
@@ -106,6 +111,7 @@ pub struct RewriteOptions {
     pub excludes: Vec<String>,
     /// Remove the original snapshots (else they stay stored, hidden from listings).
     pub forget: bool,
+    /// Report what would change, store nothing.
     pub dry_run: bool,
 }
 

@@ -9,14 +9,18 @@ use vault_repo::Repository;
 use vault_repo::repository::SnapshotList;
 
 #[derive(Clone, Debug, Default)]
+/// Which snapshots a command looks at (`--host`, `--tag`, `--path`).
 pub struct SnapshotFilter {
+    /// Any of these hosts (empty: any host).
     pub hosts: Vec<String>,
     /// A snapshot matches when it has every tag of any one entry (`--tag a,b --tag c`).
     pub tags: Vec<Vec<String>>,
+    /// Snapshots whose source paths include all of these (empty: any).
     pub paths: Vec<String>,
 }
 
 impl SnapshotFilter {
+    /// Whether `s` passes the filter.
     pub fn matches(&self, s: &Snapshot) -> bool {
         (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
             && (self.tags.is_empty() || self.tags.iter().any(|set| set.iter().all(|t| s.tags.contains(t))))
@@ -24,10 +28,12 @@ impl SnapshotFilter {
     }
 }
 
+/// A snapshot's time; one that does not parse counts as the epoch.
 pub fn time_of(s: &Snapshot) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&s.time).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
 }
 
+/// The newest of `snaps`.
 pub fn newest(snaps: impl Iterator<Item = (SnapshotId, Snapshot)>) -> Option<(SnapshotId, Snapshot)> {
     snaps.max_by(|a, b| time_of(&a.1).cmp(&time_of(&b.1)).then(a.0.cmp(&b.0)))
 }

@@ -16,11 +16,14 @@ pub struct VirtualDir {
     pub meta_path: Option<PathBuf>,
     /// When set, the real directory's entries are part of this directory too.
     pub contents: Option<PathBuf>,
+    /// Entries named on the command line below this directory.
     pub children: BTreeMap<OsString, VirtualNode>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
+/// One entry of the virtual root a backup of several sources starts from.
 pub enum VirtualNode {
+    /// A directory on the way to a source.
     Dir(VirtualDir),
     /// A source given on the command line: archived from the real file system.
     Source(PathBuf),

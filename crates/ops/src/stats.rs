@@ -15,14 +15,19 @@ use vault_repo::IndexedRepository;
 use super::walk::{TreeFold, fold};
 
 #[derive(Clone, Debug, Default, Serialize)]
+/// What `stats` counts over the chosen snapshots.
 pub struct Stats {
+    /// Snapshots counted.
     pub snapshots: usize,
     /// Bytes a full restore of every chosen snapshot would write.
     pub restore_size: u64,
+    /// Files in all of them (a file in two snapshots counts twice).
     pub files: u64,
+    /// Directories in all of them.
     pub dirs: u64,
     /// Distinct data (plaintext) the chosen snapshots need.
     pub unique_data_size: u64,
+    /// Distinct data blobs they need.
     pub unique_blobs: u64,
     /// Bytes stored for that data (after compression and encryption), trees included.
     pub stored_size: u64,

@@ -20,6 +20,7 @@ use super::location::{BackendOptions, KnownHosts, Location};
 use super::object_bytes::ObjectBytes;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What kind of storage failure a [`BackendError`] is; decides the exit code and whether retrying can help.
 pub enum BackendErrorKind {
     /// The object (or the repository's root) does not exist.
     NotFound,
@@ -37,34 +38,55 @@ pub enum BackendErrorKind {
 
 #[derive(Clone, Debug, Error)]
 #[error("{backend}: cannot {op} {path}: {message}")]
+/// A failed storage request, naming the backend, the operation and the object.
 pub struct BackendError {
+    /// The backend's name (`local`, `sftp`, `s3`, `memory`).
     pub backend: String,
+    /// The operation (`read`, `write`, `list` …).
     pub op: &'static str,
+    /// The object's path in the repository.
     pub path: String,
+    /// What kind of failure.
     pub kind: BackendErrorKind,
+    /// The storage's own message, cleaned of library noise.
     pub message: String,
 }
 
 /// Requests and bytes that crossed the storage boundary.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Read requests.
     pub reads: AtomicU64,
+    /// Write requests.
     pub writes: AtomicU64,
+    /// List requests.
     pub lists: AtomicU64,
+    /// Stat requests.
     pub stats: AtomicU64,
+    /// Delete requests.
     pub deletes: AtomicU64,
+    /// Bytes written.
     pub bytes_up: AtomicU64,
+    /// Bytes read.
     pub bytes_down: AtomicU64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+/// A snapshot of [`Counters`], for reports and `--json`.
 pub struct RequestStats {
+    /// Read requests.
     pub reads: u64,
+    /// Write requests.
     pub writes: u64,
+    /// List requests.
     pub lists: u64,
+    /// Stat requests.
     pub stats: u64,
+    /// Delete requests.
     pub deletes: u64,
+    /// Bytes written.
     pub bytes_up: u64,
+    /// Bytes read.
     pub bytes_down: u64,
     /// Storage faults injected for a test (`VAULT_DEBUG_FAULTS`); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,11 +96,14 @@ pub struct RequestStats {
 /// One listed object: its path relative to the repository root and its size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListEntry {
+    /// Its path in the repository.
     pub path: String,
+    /// Its size as the storage reports it.
     pub size: u64,
 }
 
 #[derive(Clone)]
+/// The repository's storage: local disk, SFTP, S3 or memory through OpenDAL, with timeouts, retries, atomic writes and request counters.
 pub struct Backend {
     op: Operator,
     rt: Arc<tokio::runtime::Runtime>,
@@ -115,11 +140,14 @@ impl fmt::Debug for Backend {
 /// Whether opening may create the repository's root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
+    /// The root must exist already.
     Existing,
+    /// Create the root (for `init`).
     Create,
 }
 
 impl Backend {
+    /// Opens the storage at `location`.
     pub fn open(location: &Location, options: &BackendOptions, mode: OpenMode) -> Result<Backend, BackendError> {
         let name = location.to_string();
         let fail = |op: &'static str, e: String| BackendError {
@@ -322,10 +350,12 @@ impl Backend {
         }
     }
 
+    /// The backend's name in messages.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Requests made so far.
     pub fn stats(&self) -> RequestStats {
         let c = &self.counters;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -366,6 +396,7 @@ impl Backend {
         Ok(ObjectBytes::new(buf))
     }
 
+    /// Reads `len` bytes of `path` from `offset`; fewer bytes than asked for is an error.
     pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, BackendError> {
         Ok(self.read_range_parts(path, offset, len)?.to_bytes())
     }
@@ -569,6 +600,7 @@ impl Backend {
         Ok(out)
     }
 
+    /// Deletes `path`.
     pub fn delete(&self, path: &str) -> Result<(), BackendError> {
         self.call_hook("delete", path)?;
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);

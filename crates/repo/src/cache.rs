@@ -14,6 +14,7 @@ use super::private_dir::ensure_private_dir;
 use vault_format::Id;
 
 #[derive(Debug)]
+/// The cache directory of one repository (see the module documentation).
 pub struct Cache {
     root: PathBuf,
 }
@@ -48,6 +49,7 @@ impl Cache {
         Ok(Cache { root })
     }
 
+    /// The cache directory of this repository.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -84,6 +86,7 @@ impl Cache {
         })();
     }
 
+    /// A byte range of a cached file, if it is cached and long enough.
     pub fn read_range(&self, dir: &str, id: &Id, offset: u64, len: u64) -> Option<Vec<u8>> {
         let f = File::open(self.path(dir, id)).ok()?;
         let mut buf = vec![0u8; len as usize];
@@ -91,10 +94,12 @@ impl Cache {
         Some(buf)
     }
 
+    /// Whether a file is cached.
     pub fn contains(&self, dir: &str, id: &Id) -> bool {
         self.path(dir, id).exists()
     }
 
+    /// Drops a cached file (best effort).
     pub fn remove(&self, dir: &str, id: &Id) {
         let _ = std::fs::remove_file(self.path(dir, id));
     }

@@ -28,6 +28,7 @@ pub fn injected_total() -> u64 {
 pub struct FaultSpec {
     /// Faults per million requests.
     pub per_million: u32,
+    /// Seed of the generator, so a run can be repeated.
     pub seed: u64,
 }
 

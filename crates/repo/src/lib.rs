@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! Layer 2: the repository. Storage access (through OpenDAL), keys, config, the in-memory
 //! index and the pack writer. Depends only on `format`.
 

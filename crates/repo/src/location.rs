@@ -5,13 +5,28 @@ use std::fmt;
 use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a repository lives, as given on the command line.
 pub enum Location {
     /// A directory on a local file system.
     Local(PathBuf),
     /// `sftp://[user@]host[:port]/path`
-    Sftp { user: Option<String>, host: String, port: u16, path: String },
+    Sftp {
+        /// User to log in as (else the current user).
+        user: Option<String>,
+        /// Server host name or address.
+        host: String,
+        /// Server port.
+        port: u16,
+        /// Repository path on the server.
+        path: String,
+    },
     /// `s3://bucket[/prefix]`
-    S3 { bucket: String, prefix: String },
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket (may be empty).
+        prefix: String,
+    },
     /// Process memory (tests only); the name keeps distinct repositories apart in output.
     Memory(String),
 }
@@ -24,6 +39,7 @@ pub struct LocationError {
 }
 
 impl Location {
+    /// Parses a path, `sftp://…`, `s3://…` or `memory:…` location.
     pub fn parse(s: &str) -> Result<Location, LocationError> {
         let err = |reason: &str| LocationError { input: s.to_string(), reason: reason.to_string() };
         if s.is_empty() {
@@ -109,20 +125,30 @@ impl fmt::Display for Location {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KnownHosts {
     #[default]
+    /// Refuse unknown and changed host keys.
     Strict,
+    /// Accept and remember an unknown host key; refuse a changed one.
     AcceptNew,
+    /// Accept any host key (tests only: anyone on the path can pose as the server).
     Accept,
 }
 
 /// Backend settings from `-o key=value` options, falling back to the environment.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct BackendOptions {
+    /// S3 endpoint URL (`-o s3.endpoint=`, else `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`).
     pub s3_endpoint: Option<String>,
+    /// S3 region (`-o s3.region=`, else `AWS_DEFAULT_REGION` or `AWS_REGION`).
     pub s3_region: Option<String>,
+    /// S3 access key id (`AWS_ACCESS_KEY_ID`).
     pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (`AWS_SECRET_ACCESS_KEY`); never printed.
     pub s3_secret_access_key: Option<String>,
+    /// S3 session token (`AWS_SESSION_TOKEN`); never printed.
     pub s3_session_token: Option<String>,
+    /// SSH private key file for SFTP (`-o sftp.key=`).
     pub sftp_key: Option<PathBuf>,
+    /// How SFTP checks the server's host key (`-o sftp.known-hosts=`).
     pub sftp_known_hosts: KnownHosts,
     /// Per-request timeout in seconds (default 15); with retries, an unreachable server
     /// fails in well under a minute.

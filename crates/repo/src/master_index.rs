@@ -40,11 +40,17 @@ struct Entry {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where one blob lies.
 pub struct BlobLocation {
+    /// The pack holding it.
     pub pack: PackId,
+    /// Its kind.
     pub kind: BlobKind,
+    /// Offset of its sealed bytes in the pack.
     pub offset: u32,
+    /// Length of its sealed bytes.
     pub length: u32,
+    /// Its plaintext length.
     pub raw_length: u32,
 }
 
@@ -191,6 +197,7 @@ pub struct MasterIndex {
 }
 
 impl MasterIndex {
+    /// An empty index.
     pub fn new() -> Self {
         Self::default()
     }
@@ -207,6 +214,7 @@ impl MasterIndex {
         sorted.map(|i| self.pack_order[i]).or_else(|| self.pack_pending.get(id).copied())
     }
 
+    /// Adds one pack and its blobs.
     pub fn add_pack(&mut self, id: PackId, kind: BlobKind, size: u64, blobs: &[PackEntry]) {
         let pos = match self.pack_position(&id) {
             Some(pos) => pos,
@@ -235,6 +243,7 @@ impl MasterIndex {
         }
     }
 
+    /// Adds every pack of an index file.
     pub fn add_file(&mut self, file: &IndexFile) {
         for p in &file.packs {
             self.add_pack(p.id, p.kind, p.size, &p.blobs);
@@ -261,6 +270,7 @@ impl MasterIndex {
         self.pack_order.sort_unstable_by(|&a, &b| packs[a as usize].id.cmp(&packs[b as usize].id));
     }
 
+    /// Where the blob `id` of `kind` lies, if it is indexed.
     pub fn get(&self, kind: BlobKind, id: &BlobId) -> Option<BlobLocation> {
         self.table(kind).get(&key(id)).map(|e| {
             let p = &self.packs[e.pack as usize];
@@ -268,14 +278,17 @@ impl MasterIndex {
         })
     }
 
+    /// Whether the blob `id` of `kind` is indexed.
     pub fn contains(&self, kind: BlobKind, id: &BlobId) -> bool {
         self.table(kind).get(&key(id)).is_some()
     }
 
+    /// Blobs indexed.
     pub fn blob_count(&self) -> usize {
         self.data.len() + self.tree.len()
     }
 
+    /// Every pack indexed.
     pub fn packs(&self) -> &[PackInfo] {
         &self.packs
     }
@@ -296,6 +309,7 @@ impl MasterIndex {
         self.pack_position(id).map(|p| self.packs[p as usize])
     }
 
+    /// Whether the pack `id` is indexed.
     pub fn has_pack(&self, id: &PackId) -> bool {
         self.pack_position(id).is_some()
     }

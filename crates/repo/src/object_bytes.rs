@@ -12,6 +12,7 @@ use bytes::Bytes;
 use vault_format::Id;
 
 #[derive(Clone, Default)]
+/// A stored object's bytes as the backend delivered them, possibly in several pieces (not copied into one buffer).
 pub struct ObjectBytes(opendal::Buffer);
 
 impl ObjectBytes {
@@ -19,10 +20,12 @@ impl ObjectBytes {
         ObjectBytes(buf)
     }
 
+    /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -37,13 +37,17 @@ pub(crate) const INDEX_FLUSH_FIRST_PACKS: usize = 4;
 pub(crate) const INDEX_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+/// What a [`PackWriter`] stored.
 pub struct WriterStats {
+    /// Blobs stored (not deduplicated away).
     pub blobs_added: u64,
     /// Plaintext bytes of new blobs.
     pub bytes_added: u64,
     /// Bytes written to packs (sealed blobs and headers).
     pub stored_bytes_added: u64,
+    /// Pack files written.
     pub packs_written: u64,
+    /// Index files written.
     pub index_files_written: u64,
 }
 
@@ -157,6 +161,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock()
 }
 
+/// Packs new blobs: deduplicates against the index and the blobs of this run, seals and batches them into packs, uploads packs on background threads and writes index files for them.
 pub struct PackWriter {
     shared: Arc<Shared>,
     /// For new data blobs; the repository's default unless a command overrides it.
@@ -166,6 +171,7 @@ pub struct PackWriter {
 }
 
 impl PackWriter {
+    /// A writer adding to `repo`, deduplicating against `index`.
     pub fn new(repo: Arc<Repository>, index: Arc<MasterIndex>) -> Result<PackWriter> {
         Self::build(repo, index, true)
     }
@@ -217,6 +223,7 @@ impl PackWriter {
         self
     }
 
+    /// The repository written to.
     pub fn repo(&self) -> &Arc<Repository> {
         &self.shared.repo
     }
@@ -334,6 +341,7 @@ impl PackWriter {
         }
     }
 
+    /// What was stored so far.
     pub fn stats(&self) -> WriterStats {
         let s = &self.shared;
         WriterStats {

@@ -80,9 +80,13 @@ const TREE_PACK_CACHE_DIR: &str = "tree";
 /// Choices made once, when a repository is created.
 #[derive(Clone, Debug, Default)]
 pub struct InitOptions {
+    /// Argon2id cost of the first key file.
     pub kdf: KdfParams,
+    /// Chunk size bounds.
     pub chunker: ChunkerParams,
+    /// How blobs are compressed.
     pub compression: Compression,
+    /// How sealed blobs are padded.
     pub padding: Padding,
 }
 

@@ -5,11 +5,11 @@ use serde_json::json;
 
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
-use crate::cli::args::{GlobalArgs, RestoreArgs};
+use crate::cli::args::{GlobalArgs, OverwriteArg, RestoreArgs};
 use crate::cli::output::print_json;
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::fsmeta::XattrFilter;
-use vault_ops::restore::{RestoreOptions, restore};
+use vault_ops::restore::{Overwrite, RestoreOptions, restore};
 use vault_ops::select;
 
 pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
@@ -29,6 +29,15 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
         no_special: a.no_special,
         no_setuid: a.no_setuid,
         xattrs: XattrFilter { includes: a.xattr_include.clone(), excludes: a.xattr_exclude.clone() },
+        overwrite: a.overwrite.map(|o| match o {
+            OverwriteArg::Always => Overwrite::Always,
+            OverwriteArg::IfChanged => Overwrite::IfChanged,
+            OverwriteArg::IfNewer => Overwrite::IfNewer,
+            OverwriteArg::Never => Overwrite::Never,
+        }),
+        delete: a.delete,
+        dry_run: a.dry_run,
+        verify: a.verify,
     };
     let started = Instant::now();
     let progress = BarProgress::new(!g.quiet && !g.json, "restored");
@@ -42,12 +51,16 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
             "message_type": "summary",
             "snapshot_id": id,
             "files": r.files, "dirs": r.dirs, "other": r.other, "hard_links": r.hard_links,
-            "bytes": r.bytes, "duration_seconds": secs, "errors": r.problems,
+            "bytes": r.bytes, "files_updated": r.files_updated, "unchanged": r.unchanged,
+            "bytes_unchanged": r.bytes_unchanged, "deleted": r.deleted, "verified": r.verified,
+            "dry_run": r.dry_run, "duration_seconds": secs, "errors": r.problems,
+            "requests": repo.repo().backend().stats(),
             "privileged": r.privileged,
         }))?;
     } else if !g.quiet {
         println!(
-            "restored snapshot {} to {}: {} files, {} dirs, {} other, {} in {secs:.2}s",
+            "{} snapshot {} to {}: {} files, {} dirs, {} other, {} in {secs:.2}s",
+            if r.dry_run { "would restore" } else { "restored" },
             id.short(),
             a.target.display(),
             r.files,
@@ -55,6 +68,18 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
             r.other + r.hard_links,
             bytes(r.bytes)
         );
+        if a.overwrite.is_some() || a.delete {
+            println!(
+                "{} files updated in place, {} entries unchanged ({}), {} entries removed",
+                r.files_updated,
+                r.unchanged,
+                bytes(r.bytes_unchanged),
+                r.deleted
+            );
+        }
+        if a.verify {
+            println!("{} files read back and verified", r.verified);
+        }
         let p = &r.privileged;
         let made: Vec<String> = [
             (p.devices, "device nodes"),

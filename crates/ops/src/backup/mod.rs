@@ -35,20 +35,30 @@ use vault_repo::{IndexedRepository, PackWriter, RepoError, WriterStats};
 use walk::archive_virtual;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// Which snapshot a backup compares files against, to skip reading unchanged ones.
 pub enum ParentChoice {
     /// The newest snapshot of the same host and the same paths.
     Auto,
+    /// None: read every file.
     None,
+    /// This snapshot.
     Snapshot(SnapshotId),
 }
 
 #[derive(Clone, Debug)]
+/// What to back up and how.
 pub struct BackupOptions {
+    /// Files and directories to back up.
     pub sources: Vec<PathBuf>,
+    /// Host name recorded in the snapshot.
     pub host: String,
+    /// Tags recorded in the snapshot.
     pub tags: Vec<String>,
+    /// Patterns of entries to leave out.
     pub excludes: Vec<String>,
+    /// Do not cross into other file systems below a source.
     pub one_file_system: bool,
+    /// Which snapshot unchanged files are taken from.
     pub parent: ParentChoice,
     /// Count files and bytes beside the backup, for a progress bar with an ETA.
     pub scan_totals: bool,
@@ -63,33 +73,45 @@ pub struct BackupOptions {
 /// A directory the backup leaves out, and why.
 #[derive(Clone, Debug, Serialize)]
 pub struct LeaveOut {
+    /// The entry left out.
     pub path: PathBuf,
+    /// Why.
     pub reason: String,
 }
 
 /// A source entry that could not be backed up. The backup goes on without it.
 #[derive(Clone, Debug, Serialize)]
 pub struct SourceProblem {
+    /// The entry.
     pub path: PathBuf,
+    /// What went wrong.
     pub message: String,
     /// The entry is in the snapshot nevertheless (as read), not left out.
     pub stored: bool,
 }
 
 #[derive(Debug)]
+/// What a backup stored and what it could not read.
 pub struct BackupReport {
+    /// The new snapshot.
     pub snapshot_id: SnapshotId,
+    /// Its content.
     pub snapshot: Snapshot,
+    /// The snapshot unchanged files were taken from.
     pub parent: Option<SnapshotId>,
+    /// Entries that could not be read (the snapshot holds the rest).
     pub problems: Vec<SourceProblem>,
     /// Directories of [`BackupOptions::leave_out`] found below the sources and left out.
     pub left_out: Vec<LeaveOut>,
     /// Damaged index files that were skipped (their blobs were stored again if needed).
     pub index_problems: Vec<String>,
+    /// What the pack writer stored.
     pub writer: WriterStats,
     /// Blobs stored again because a prune condemned their packs during the backup.
     pub recopied: u64,
+    /// Storage requests made.
     pub requests: RequestStats,
+    /// Wall-clock time.
     pub duration: Duration,
 }
 

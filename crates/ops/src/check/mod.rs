@@ -41,10 +41,13 @@ use vault_repo::{
 /// Which packs `--read-data` reads.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Subset {
+    /// Every pack.
     All,
     /// Deterministic part `n` (1-based) of `m`.
     Part {
+        /// Which part.
         n: u64,
+        /// Of how many.
         m: u64,
     },
     /// A random share of the packs.
@@ -53,84 +56,126 @@ pub enum Subset {
     Bytes(u64),
     /// The packs verified longest ago (never-verified first), within a budget.
     Rotate {
+        /// Stop after reading this many bytes.
         max_bytes: Option<u64>,
+        /// Stop after this long.
         max_duration: Option<Duration>,
     },
 }
 
 #[derive(Clone, Debug, Default)]
+/// What `check` verifies.
 pub struct CheckOptions {
     /// `None`: structure only.
     pub read_data: Option<Subset>,
     /// Threads that download and verify packs at once.
     pub read_threads: usize,
+    /// Host recorded in the check record.
     pub hostname: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+/// The kinds of damage `check` reports (the `kind` field of `--json`).
 pub enum ProblemKind {
+    /// A key file does not parse.
     KeyFile,
+    /// An index file does not open or decode.
     IndexFile,
+    /// A snapshot does not open or decode.
     Snapshot,
+    /// An indexed pack is not stored.
     PackMissing,
+    /// A pack's stored size differs from the index.
     PackSize,
+    /// A pack's header or blobs do not authenticate.
     PackDamaged,
+    /// A pack's header lists other blobs than the index.
     PackHeaderMismatch,
+    /// A snapshot needs a tree no index lists.
     TreeMissing,
+    /// A tree does not open or decode.
     TreeDamaged,
+    /// A file needs a data blob no index lists.
     DataMissing,
     /// A file's content list gives a data blob another length than the index.
     ContentLength,
+    /// A blob read with `--read-data` does not open or hash to its id.
     BlobDamaged,
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// One piece of damage.
 pub struct Problem {
+    /// What kind.
     pub kind: ProblemKind,
     /// The damaged or missing object, as a repository path or blob id.
     pub object: String,
+    /// What is wrong.
     pub message: String,
     /// Short ids of the snapshots that cannot be fully restored because of it.
     pub snapshots: Vec<String>,
     /// Affected paths, as `<short id>:<path>` (at most 100 listed).
     pub paths: Vec<String>,
+    /// Affected paths in all, listed or not.
     pub paths_total: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// Something `check` found that is not damage (leftover temporary files, for example).
 pub struct Info {
+    /// What kind (the `kind` field of `--json`).
     pub kind: &'static str,
+    /// The object it is about.
     pub object: String,
+    /// What was found.
     pub message: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
+/// How much of the repository `check --read-data` runs have verified.
 pub struct Coverage {
+    /// Packs in the repository.
     pub packs_total: usize,
+    /// Packs verified by this or an earlier run.
     pub packs_verified: usize,
+    /// Bytes in all packs.
     pub bytes_total: u64,
+    /// Bytes in verified packs.
     pub bytes_verified: u64,
     /// When every pack has been verified: how many check runs and days that took.
     pub all_verified_within_runs: Option<usize>,
+    /// See `all_verified_within_runs`.
     pub all_verified_within_days: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
+/// What `check` found.
 pub struct CheckReport {
+    /// Damage; empty when the repository is intact.
     pub problems: Vec<Problem>,
+    /// Findings that are not damage.
     pub info: Vec<Info>,
+    /// Snapshots checked.
     pub snapshots: usize,
+    /// Snapshots left out because a rewrite or repair replaced them.
     pub replaced_snapshots: usize,
+    /// Distinct trees read.
     pub trees: usize,
+    /// Blobs indexed.
     pub blobs: usize,
+    /// Packs indexed.
     pub packs: usize,
+    /// Packs read with `--read-data`.
     pub packs_read: usize,
+    /// Bytes read with `--read-data`.
     pub bytes_read: u64,
     /// Packs read in full and found intact by this run.
     pub verified_packs: Vec<PackId>,
+    /// Wall-clock time.
     pub duration_seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Verification coverage, with `--read-data`.
     pub coverage: Option<Coverage>,
     /// Files in `tmp/`: left by writers that were interrupted, or being written now.
     pub tmp_files: usize,

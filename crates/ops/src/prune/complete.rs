@@ -34,21 +34,28 @@ use crate::progress::Progress;
 /// A condemnation carried out.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Completed {
+    /// The condemnation completed.
     pub condemnation: Id,
+    /// Packs deleted.
     pub packs_deleted: u64,
+    /// Their bytes.
     pub bytes_deleted: u64,
+    /// Index files deleted.
     pub index_files_deleted: u64,
     /// Condemned packs a newer snapshot references, kept and indexed again.
     pub packs_rescued: u64,
     /// Condemned packs kept because a live index lists them again (another writer's).
     pub packs_relisted: u64,
+    /// Leftover temporary files deleted.
     pub tmp_files_deleted: u64,
+    /// Check records deleted (they named only deleted packs).
     pub check_records_deleted: u64,
 }
 
 /// A condemnation that waits for writers.
 #[derive(Clone, Debug, Serialize)]
 pub struct Waiting {
+    /// The condemnation waiting.
     pub condemnation: Id,
     /// The writers, described (command, host, pid, start).
     pub writers: Vec<String>,

@@ -44,7 +44,9 @@ const BLOBS_PER_INDEX_FILE: usize = 1 << 20;
 /// What to do.
 #[derive(Clone, Debug, Default)]
 pub struct PruneOptions {
+    /// How much unused data a pack may hold before it is repacked.
     pub max_unused: UnusedLimit,
+    /// Repack at most this many bytes in one run.
     pub max_repack: Option<u64>,
     /// Decide and report, write and delete nothing.
     pub dry_run: bool,
@@ -53,7 +55,9 @@ pub struct PruneOptions {
 /// Pack counts by fate.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PackCounts {
+    /// Packs kept as they are.
     pub kept: u64,
+    /// Packs whose used blobs are copied to new packs.
     pub repacked: u64,
     /// Indexed packs no snapshot uses.
     pub unused: u64,
@@ -89,10 +93,15 @@ pub struct ByteCounts {
 /// What a prune run did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PruneReport {
+    /// Nothing was changed.
     pub dry_run: bool,
+    /// Snapshots whose blobs were kept.
     pub snapshots: usize,
+    /// Distinct trees read.
     pub trees_read: u64,
+    /// Packs by fate.
     pub packs: PackCounts,
+    /// Bytes by fate.
     pub bytes: ByteCounts,
     /// Snapshot files removed that a tombstone already named (an interrupted forget).
     pub forgotten_files_removed: u64,

@@ -9,9 +9,11 @@ use vault_format::pack::BlobKind;
 /// How much unused data may stay behind.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnusedLimit {
+    /// Bytes.
     Bytes(u64),
     /// Percent of the data still used after the prune.
     Percent(f64),
+    /// Any amount (never repack for unused space).
     Unlimited,
 }
 

@@ -1,0 +1,574 @@
+//! `restore`: recreate a snapshot (or part of it) in a directory.
+//!
+//! The tree is walked once into a plan; directories and special files are created first,
+//! regular files are then written in parallel, hard links are made, and directory
+//! metadata is applied last, deepest first, so that writing into a directory does not
+//! change its restored mtime. Every blob is verified against its id after decryption; a
+//! file whose data fails is reported and the rest of the restore goes on.
+//!
+//! Into a target that holds files already (`overwrite`), each file is decided first
+//! (`existing.rs`), so that only the data still missing is fetched: rerun with
+//! `IfChanged`, an interrupted restore redoes only what it had not finished.
+
+mod blob_source;
+mod existing;
+mod plan;
+mod write;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::OpenOptions;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::error::{OpError, Result};
+use super::fsmeta::{ApplyOptions, XattrFilter, apply_metadata, is_privileged_xattr};
+use super::ls::{Located, locate};
+use super::pattern::PatternSet;
+use super::progress::Progress;
+use blob_source::BlobSource;
+pub use existing::Overwrite;
+use existing::{FileAction, decide_file, existing, keep_other, remove_entry, verify_file};
+use plan::{Plan, Selector, plan_leaf, plan_tree};
+use vault_format::BlobId;
+use vault_format::tree::{Node, NodeKind};
+use vault_repo::IndexedRepository;
+use write::{WriteError, create_special, write_file};
+
+#[derive(Clone, Debug, Default)]
+/// What to restore where.
+pub struct RestoreOptions {
+    /// Directory to restore into.
+    pub target: PathBuf,
+    /// Path inside the snapshot to restore (`/` or empty for everything).
+    pub subpath: String,
+    /// Patterns of entries to restore (empty: all).
+    pub includes: Vec<String>,
+    /// Patterns of entries to leave out.
+    pub excludes: Vec<String>,
+    /// Restore uid/gid (needs root).
+    pub ownership: bool,
+    /// Restore into a target that another user owns or can write to (or whose path runs
+    /// through such a directory without the sticky bit): they could swap directories
+    /// for links while the restore runs.
+    pub insecure_target: bool,
+    /// Do not create device nodes, FIFOs and sockets.
+    pub no_special: bool,
+    /// Clear setuid and setgid bits of files.
+    pub no_setuid: bool,
+    /// Which extended attributes to set.
+    pub xattrs: XattrFilter,
+    /// What to do with entries the target holds already; `None`: the target must be
+    /// empty or new.
+    pub overwrite: Option<Overwrite>,
+    /// Remove entries the snapshot does not have from the directories restored (never
+    /// entries that an exclude pattern matches).
+    pub delete: bool,
+    /// Decide and count, change nothing.
+    pub dry_run: bool,
+    /// Read every file back after writing it and compare it with the snapshot.
+    pub verify: bool,
+}
+
+/// Objects a restore made that give privileges: named in its summary, so that a root
+/// restore of someone else's snapshot does not plant them unnoticed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Privileged {
+    /// Character and block devices created.
+    pub devices: u64,
+    /// Files restored with the setuid or setgid bit.
+    pub setuid_files: u64,
+    /// Files given `security.capability`.
+    pub capabilities: u64,
+    /// Entries given `trusted.*` attributes.
+    pub trusted_xattrs: u64,
+    /// Devices, FIFOs and sockets not created (`no_special`).
+    pub special_skipped: u64,
+    /// Privileged attributes left out (not included by the xattr filter).
+    pub xattrs_skipped: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+/// An entry that could not be restored.
+pub struct RestoreProblem {
+    /// Its path below the target.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+/// What a restore wrote.
+pub struct RestoreReport {
+    /// Files written (created, replaced or updated).
+    pub files: u64,
+    /// Of those, files updated in place: only the chunks that differed were written.
+    pub files_updated: u64,
+    /// Files and other entries the target held already and that were left as they were.
+    pub unchanged: u64,
+    /// Entries removed from the target (`delete`, and entries replaced by another type).
+    pub deleted: u64,
+    /// Files written or kept that were read back and found equal to the snapshot
+    /// (`verify`).
+    pub verified: u64,
+    /// Nothing was changed (`dry_run`): the counts say what a restore would do.
+    pub dry_run: bool,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks, devices, FIFOs and sockets created.
+    pub other: u64,
+    /// Hard links made.
+    pub hard_links: u64,
+    /// File bytes written.
+    pub bytes: u64,
+    /// File bytes the target held already.
+    pub bytes_unchanged: u64,
+    /// Entries that could not be restored.
+    pub problems: Vec<RestoreProblem>,
+    /// Problems that are damaged repository data (as opposed to, say, a failed chown).
+    pub integrity_errors: u64,
+    /// Files whose data the storage failed to deliver (not damage: a rerun may succeed).
+    pub storage_errors: u64,
+    /// What it made that gives privileges, and what it left out.
+    pub privileged: Privileged,
+}
+
+/// Restores the snapshot tree `tree` (named `snapshot_label` in errors) as `opts` say.
+pub fn restore(
+    repo: &IndexedRepository,
+    tree: BlobId,
+    snapshot_label: &str,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let created = prepare_target(&opts.target, opts)?;
+    let result = restore_into(repo, tree, snapshot_label, opts, progress);
+    if result.is_err() && created {
+        // A restore that failed as a whole leaves no empty target behind (a target that
+        // holds something stays).
+        let _ = std::fs::remove_dir(&opts.target);
+    }
+    result
+}
+
+/// What a restore problem is about, for the exit code.
+#[derive(Clone, Copy)]
+enum ProblemClass {
+    Damage,
+    Storage,
+    Local,
+}
+
+fn restore_into(
+    repo: &IndexedRepository,
+    tree: BlobId,
+    snapshot_label: &str,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let target = &opts.target;
+    let sel = Selector { includes: PatternSet::new(&opts.includes)?, excludes: PatternSet::new(&opts.excludes)? };
+    if opts.delete && !sel.includes.is_empty() {
+        return Err(OpError::Usage("--delete cannot be combined with --include".into()));
+    }
+    let mut plan = Plan::new();
+    let mut seen_inodes: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    match locate(repo, tree, &opts.subpath, snapshot_label)? {
+        Located::Dir { tree, .. } => plan_tree(repo, tree, target, &sel, &mut plan, &mut seen_inodes)?,
+        Located::File(node) => {
+            let name = OsStr::from_bytes(&node.name).to_owned();
+            let snap_path = format!("/{}", node.name_lossy());
+            if sel.selected(&snap_path, false) {
+                plan_leaf(target.join(name), node, &mut plan, &mut seen_inodes);
+            }
+        }
+    }
+    let mut privileged = Privileged::default();
+    if opts.no_special {
+        privileged.special_skipped = plan.special.iter().filter(|(_, n)| n.kind != NodeKind::Symlink).count() as u64;
+        plan.special.retain(|(_, n)| n.kind == NodeKind::Symlink);
+    }
+    count_privileged(&plan, opts, &mut privileged);
+
+    let report = Mutex::new(RestoreReport { dry_run: opts.dry_run, ..RestoreReport::default() });
+    let problem = |path: &Path, message: String, class: ProblemClass| {
+        progress.warn(path, &message);
+        let mut r = report.lock();
+        match class {
+            ProblemClass::Damage => r.integrity_errors += 1,
+            ProblemClass::Storage => r.storage_errors += 1,
+            ProblemClass::Local => {}
+        }
+        r.problems.push(RestoreProblem { path: path.to_path_buf(), message });
+    };
+    let apply = ApplyOptions { ownership: opts.ownership, clear_setuid: opts.no_setuid, xattrs: &opts.xattrs };
+    let overwrite = opts.overwrite;
+    let dry = opts.dry_run;
+
+    // Every directory is this user's alone (0700) until all it holds is in place; then
+    // the snapshot's modes are applied deepest first. So no other user can swap a
+    // directory on the way for a link while paths below it are worked on.
+    let mut dirs_made = 0u64;
+    for (path, _) in &plan.dirs {
+        match make_dir(path, overwrite, dry) {
+            Ok(DirOutcome { created, replaced }) => {
+                dirs_made += u64::from(created);
+                report.lock().deleted += u64::from(replaced);
+            }
+            Err(e) => problem(path, e, ProblemClass::Local),
+        }
+    }
+
+    // Each file is decided before any data is fetched, so that only the data still
+    // missing is read from the repository.
+    let decided: Vec<(PathBuf, Node, FileAction)> = std::mem::take(&mut plan.files)
+        .into_par_iter()
+        .filter_map(|(path, node)| match decide_file(repo, &path, &node, overwrite) {
+            Ok(action) => Some((path, node, action)),
+            Err(e) => {
+                problem(&path, format!("cannot compare with the file there: {e}"), ProblemClass::Local);
+                None
+            }
+        })
+        .collect();
+    let mut jobs: Vec<(PathBuf, Node, FileAction, Vec<write::Piece>)> = decided
+        .into_iter()
+        .map(|(path, node, action)| {
+            let needed = action.needed(&node);
+            (path, node, action, needed)
+        })
+        .collect();
+    progress.set_totals(jobs.len() as u64, jobs.iter().map(|(_, n, _, _)| n.size).sum());
+    let mut unique = HashSet::new();
+    let source = BlobSource::new(
+        repo,
+        jobs.iter().flat_map(|(_, _, _, needed)| needed.iter().map(|(_, id, _)| *id)).filter(|id| unique.insert(*id)),
+    );
+    jobs.sort_by_cached_key(|(_, _, _, needed)| source.first_location(needed));
+
+    for (path, node) in &plan.special {
+        match existing(path) {
+            Ok(Some(m)) if keep_other(path, &m, node, overwrite) => {
+                report.lock().unchanged += 1;
+                continue;
+            }
+            Ok(Some(m)) if !dry => {
+                if let Err(e) = remove_entry(path, &m) {
+                    problem(path, format!("cannot remove what is there: {e}"), ProblemClass::Local);
+                    continue;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                problem(path, format!("cannot look at what is there: {e}"), ProblemClass::Local);
+                continue;
+            }
+        }
+        report.lock().other += 1;
+        if dry {
+            continue;
+        }
+        if let Err(e) = create_special(path, node) {
+            problem(path, format!("cannot create {:?}: {e}", node.kind), ProblemClass::Local);
+            continue;
+        }
+        for p in apply_metadata(path, node, apply) {
+            problem(path, p, ProblemClass::Local);
+        }
+    }
+
+    jobs.par_iter().for_each(|(path, node, action, needed)| {
+        let written: u64 = needed.iter().map(|(_, _, len)| len).sum();
+        let result = restore_file(&source, path, node, action, needed, dry, progress);
+        progress.add_bytes(node.size.saturating_sub(written));
+        progress.add_files(1);
+        match result {
+            Ok(()) => {
+                {
+                    let mut r = report.lock();
+                    match action {
+                        FileAction::Keep { .. } => {
+                            r.unchanged += 1;
+                            r.bytes_unchanged += node.size;
+                        }
+                        FileAction::Update { .. } => {
+                            r.files += 1;
+                            r.files_updated += 1;
+                            r.bytes += written;
+                            r.bytes_unchanged += node.size.saturating_sub(written);
+                        }
+                        FileAction::Replace | FileAction::Create => {
+                            r.files += 1;
+                            r.bytes += written;
+                            r.deleted += u64::from(*action == FileAction::Replace);
+                        }
+                    }
+                }
+                if dry || *action == (FileAction::Keep { metadata: false }) {
+                    return;
+                }
+                for p in apply_metadata(path, node, apply) {
+                    problem(path, p, ProblemClass::Local);
+                }
+                if opts.verify {
+                    match verify_file(repo, path, node) {
+                        Ok(()) => report.lock().verified += 1,
+                        Err(m) => problem(path, m, ProblemClass::Local),
+                    }
+                }
+            }
+            Err(WriteError::Integrity(m)) => problem(path, m, ProblemClass::Damage),
+            Err(WriteError::Storage(m)) => problem(path, m, ProblemClass::Storage),
+            Err(WriteError::Io(m)) => problem(path, m, ProblemClass::Local),
+        }
+    });
+    for (path, first) in &plan.links {
+        match link(path, first, overwrite, dry) {
+            Ok(LinkOutcome::Unchanged) => report.lock().unchanged += 1,
+            Ok(LinkOutcome::Linked) => report.lock().hard_links += 1,
+            Err(e) => problem(path, e, ProblemClass::Local),
+        }
+    }
+    if opts.delete {
+        for listing in &plan.listings {
+            match delete_extra(listing, &sel, dry) {
+                Ok(n) => report.lock().deleted += n,
+                Err((path, e)) => problem(&path, e, ProblemClass::Local),
+            }
+        }
+    }
+    if !dry {
+        for (path, node) in plan.dirs.iter().rev() {
+            for p in apply_metadata(path, node, apply) {
+                problem(path, p, ProblemClass::Local);
+            }
+        }
+    }
+    let mut r = report.into_inner();
+    r.dirs = dirs_made;
+    r.privileged = privileged;
+    Ok(r)
+}
+
+/// Writes (or, in a dry run, does not write) one decided file.
+fn restore_file(
+    source: &BlobSource<'_>,
+    path: &Path,
+    node: &Node,
+    action: &FileAction,
+    needed: &[write::Piece],
+    dry: bool,
+    progress: &dyn Progress,
+) -> Result<(), WriteError> {
+    if dry {
+        return Ok(());
+    }
+    match action {
+        FileAction::Keep { .. } => Ok(()),
+        FileAction::Create => write_file(source, path, node, needed, false, progress),
+        FileAction::Replace => {
+            if let Ok(Some(m)) = existing(path) {
+                remove_entry(path, &m).map_err(|e| WriteError::Io(format!("cannot remove what is there: {e}")))?;
+            }
+            write_file(source, path, node, needed, false, progress)
+        }
+        FileAction::Update { .. } => write_file(source, path, node, needed, true, progress),
+    }
+}
+
+struct DirOutcome {
+    created: bool,
+    /// Something else was there and was removed.
+    replaced: bool,
+}
+
+/// Creates the directory `path` (0700 until its metadata is applied), or takes the one
+/// there.
+fn make_dir(path: &Path, overwrite: Option<Overwrite>, dry: bool) -> Result<DirOutcome, String> {
+    let found = existing(path).map_err(|e| format!("cannot look at what is there: {e}"))?;
+    let mut replaced = false;
+    if let Some(m) = found {
+        if m.file_type().is_dir() {
+            if !dry {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| format!("cannot take the directory there: {e}"))?;
+            }
+            return Ok(DirOutcome { created: false, replaced: false });
+        }
+        if overwrite == Some(Overwrite::Never) {
+            return Err("is not a directory in the target; kept (--overwrite never)".into());
+        }
+        if !dry {
+            remove_entry(path, &m).map_err(|e| format!("cannot remove what is there: {e}"))?;
+        }
+        replaced = true;
+    }
+    if !dry {
+        std::fs::DirBuilder::new().mode(0o700).create(path).map_err(|e| format!("cannot create directory: {e}"))?;
+    }
+    Ok(DirOutcome { created: true, replaced })
+}
+
+enum LinkOutcome {
+    Unchanged,
+    Linked,
+}
+
+/// Makes `path` a hard link to `first`.
+fn link(path: &Path, first: &Path, overwrite: Option<Overwrite>, dry: bool) -> Result<LinkOutcome, String> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(m) = existing(path).map_err(|e| format!("cannot look at what is there: {e}"))? {
+        let same = std::fs::symlink_metadata(first).is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
+        if same || overwrite == Some(Overwrite::Never) {
+            return Ok(LinkOutcome::Unchanged);
+        }
+        if !dry {
+            remove_entry(path, &m).map_err(|e| format!("cannot remove what is there: {e}"))?;
+        }
+    }
+    if !dry {
+        std::fs::hard_link(first, path).map_err(|e| format!("cannot create hard link to {}: {e}", first.display()))?;
+    }
+    Ok(LinkOutcome::Linked)
+}
+
+/// Removes the entries of a restored directory that the snapshot does not have, except
+/// those an exclude pattern matches. Returns how many it removed.
+fn delete_extra(listing: &plan::Listing, sel: &Selector, dry: bool) -> Result<u64, (PathBuf, String)> {
+    let rd = match std::fs::read_dir(&listing.dest) {
+        Ok(rd) => rd,
+        // In a dry run the directory may not exist yet.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err((listing.dest.clone(), format!("cannot list for --delete: {e}"))),
+    };
+    let mut removed = 0;
+    for entry in rd {
+        let entry = entry.map_err(|e| (listing.dest.clone(), format!("cannot list for --delete: {e}")))?;
+        let name = entry.file_name();
+        if listing.names.contains(&name) {
+            continue;
+        }
+        let snap_path = format!("{}/{}", listing.snap_path, name.to_string_lossy());
+        if sel.excludes.matches(Path::new(&snap_path)) {
+            continue;
+        }
+        let path = entry.path();
+        if !dry {
+            let m = std::fs::symlink_metadata(&path).map_err(|e| (path.clone(), format!("cannot remove: {e}")))?;
+            remove_entry(&path, &m).map_err(|e| (path.clone(), format!("cannot remove: {e}")))?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+fn count_privileged(plan: &Plan, opts: &RestoreOptions, p: &mut Privileged) {
+    let nodes = plan.dirs.iter().chain(&plan.files).chain(&plan.special).map(|(_, n)| n);
+    for n in nodes {
+        if matches!(n.kind, NodeKind::CharDev | NodeKind::BlockDev) {
+            p.devices += 1;
+        }
+        if n.kind == NodeKind::File && n.mode & 0o6000 != 0 && !opts.no_setuid {
+            p.setuid_files += 1;
+        }
+        for (k, _) in &n.xattrs {
+            let set = opts.xattrs.allows(k);
+            if k == b"security.capability" && set {
+                p.capabilities += 1;
+            } else if k.starts_with(b"trusted.") && set {
+                p.trusted_xattrs += 1;
+            } else if !set && is_privileged_xattr(k) {
+                p.xattrs_skipped += 1;
+            }
+        }
+    }
+}
+
+/// Whether other users could swap the target, or anything on the path to it, during the
+/// restore: a directory on the path that another user (other than root) owns, or that
+/// others may write to without the sticky bit; the target itself writable by others.
+fn insecure_path(target: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let abs = std::path::absolute(target).ok()?;
+    let mut dir = Some(abs.as_path());
+    let mut is_target = true;
+    while let Some(d) = dir {
+        // A link planted by another user (in /tmp, say) would lead the restore elsewhere.
+        if let Ok(l) = std::fs::symlink_metadata(d)
+            && l.file_type().is_symlink()
+            && l.uid() != me
+            && l.uid() != 0
+        {
+            return Some(format!("{} is a symbolic link of user {}", d.display(), l.uid()));
+        }
+        if let Ok(m) = std::fs::metadata(d) {
+            let mode = m.mode();
+            if m.uid() != me && m.uid() != 0 {
+                return Some(format!("{} belongs to user {}", d.display(), m.uid()));
+            }
+            let writable = mode & 0o022 != 0;
+            if writable && (is_target || mode & 0o1000 == 0) {
+                return Some(format!("{} can be written by other users", d.display()));
+            }
+        }
+        is_target = false;
+        dir = d.parent();
+    }
+    None
+}
+
+/// Checks the target and creates it if needed (not in a dry run); `true` when it was
+/// created.
+fn prepare_target(target: &Path, opts: &RestoreOptions) -> Result<bool> {
+    let err = |reason: String| OpError::Target { path: target.to_path_buf(), reason };
+    if !opts.insecure_target
+        && let Some(why) = insecure_path(target)
+    {
+        return Err(err(format!(
+            "{why}: they could redirect the restore while it runs; choose another target or pass --insecure-target"
+        )));
+    }
+    let created = match std::fs::read_dir(target) {
+        Ok(mut rd) => {
+            if opts.overwrite.is_none() && rd.next().is_some() {
+                return Err(err("is not empty; restore into an empty or new directory, or choose what happens \
+                     to the files there with --overwrite always|if-changed|if-newer|never"
+                    .into()));
+            }
+            false
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.dry_run => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(target)
+                .map_err(|e| err(format!("cannot create: {e}")))?;
+            true
+        }
+        Err(e) => return Err(err(e.to_string())),
+    };
+    if opts.dry_run {
+        return Ok(false);
+    }
+    // Prove it is writable before doing any work: a new file of a random name, never
+    // through a link.
+    let mut tag = [0u8; 8];
+    getrandom::fill(&mut tag).map_err(|e| err(e.to_string()))?;
+    let probe = target.join(format!(".vault-restore-probe-{}", hex::encode(tag)));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| err(format!("not writable: {e}")))?;
+    Ok(created)
+}

@@ -1,0 +1,135 @@
+//! Writing one file: its data blobs fetched, verified and written at their offsets.
+
+use std::ffi::OsStr;
+use std::fs::OpenOptions;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use nix::sys::stat::{Mode, SFlag, mknod};
+use rayon::prelude::*;
+
+use super::super::progress::Progress;
+use super::blob_source::BlobSource;
+use vault_format::BlobId;
+use vault_format::tree::{ContentItem, Node, NodeKind};
+use vault_repo::RepoError;
+
+/// One stretch of a file's data: its offset, its blob and its length.
+pub(super) type Piece = (u64, BlobId, u64);
+
+/// Every data stretch of `node`, in order.
+pub(super) fn pieces(node: &Node) -> Vec<Piece> {
+    let mut offset = 0u64;
+    let mut pieces = Vec::with_capacity(node.content.len());
+    for item in &node.content {
+        if let ContentItem::Data { id, length } = item {
+            pieces.push((offset, *id, u64::from(*length)));
+        }
+        offset += item.len();
+    }
+    pieces
+}
+
+pub(super) enum WriteError {
+    Integrity(String),
+    /// The storage failed to deliver data (an error of the backend, not damage).
+    Storage(String),
+    Io(String),
+}
+
+pub(super) fn create_special(path: &Path, node: &Node) -> std::io::Result<()> {
+    let perm = Mode::from_bits_truncate(node.mode & 0o777);
+    let nix_err = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+    match node.kind {
+        NodeKind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), path),
+        NodeKind::Fifo => nix::unistd::mkfifo(path, perm).map_err(nix_err),
+        NodeKind::CharDev => mknod(path, SFlag::S_IFCHR, perm, node.rdev as libc::dev_t).map_err(nix_err),
+        NodeKind::BlockDev => mknod(path, SFlag::S_IFBLK, perm, node.rdev as libc::dev_t).map_err(nix_err),
+        // A socket cannot be meaningfully recreated; an inode of the same type keeps `ls` right.
+        NodeKind::Socket => mknod(path, SFlag::S_IFSOCK, perm, 0).map_err(nix_err),
+        NodeKind::File | NodeKind::Dir => Ok(()),
+    }
+}
+
+/// Writes `pieces` of `node`'s data to `path`, a new file or (`in_place`) the existing
+/// one whose other stretches already hold the right bytes, and sets its length.
+pub(super) fn write_file(
+    source: &BlobSource<'_>,
+    path: &Path,
+    node: &Node,
+    pieces: &[Piece],
+    in_place: bool,
+    progress: &dyn Progress,
+) -> Result<(), WriteError> {
+    let io = |what: &str, e: std::io::Error| WriteError::Io(format!("{what}: {e}"));
+    let f = if in_place {
+        let f = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| io("cannot open file", e))?;
+        // Written in place only while it is still the single-link regular file that was
+        // compared: a link elsewhere would carry the change out of the target.
+        let m = f.metadata().map_err(|e| io("cannot stat file", e))?;
+        if !m.file_type().is_file() || m.nlink() != 1 {
+            return Err(WriteError::Io("changed while being restored".into()));
+        }
+        f
+    } else {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| io("cannot create file", e))?
+    };
+    // A large file's blobs are fetched, verified and written in parallel (pwrite to
+    // distinct offsets of one descriptor).
+    // A piece that failed: its message, and whether the storage (not damage) failed.
+    let write_piece = |&(offset, id, length): &Piece| -> Result<Option<(String, bool)>, WriteError> {
+        let r = match source.read(&id) {
+            Ok(data) => {
+                // A blob of another length than the content list says would shift or
+                // overlap the pieces after it.
+                let len = u32::try_from(length).unwrap_or(u32::MAX);
+                if let Err(e) = vault_repo::indexed::check_item_length(&id, &data, len, None) {
+                    return Err(WriteError::Integrity(format!("bytes {offset}..{}: {e}", offset + length)));
+                }
+                f.write_all_at(&data, offset).map_err(|e| io("cannot write", e))?;
+                None
+            }
+            Err(e) => {
+                let storage =
+                    matches!(&e, RepoError::Backend(b) if b.kind != vault_repo::backend::BackendErrorKind::NotFound);
+                Some((format!("bytes {offset}..{}: {e}", offset + length), storage))
+            }
+        };
+        progress.add_bytes(length);
+        Ok(r)
+    };
+    let results: Vec<Result<Option<(String, bool)>, WriteError>> = if pieces.len() > 2 {
+        pieces.par_iter().map(write_piece).collect()
+    } else {
+        pieces.iter().map(write_piece).collect()
+    };
+    let mut damaged = Vec::new();
+    let mut unread = Vec::new();
+    for r in results {
+        match r? {
+            Some((m, true)) => unread.push(m),
+            Some((m, false)) => damaged.push(m),
+            None => {}
+        }
+    }
+    // Holes (and damaged ranges) stay unallocated: extending the length creates them.
+    f.set_len(node.size).map_err(|e| io("cannot set length", e))?;
+    if !damaged.is_empty() {
+        return Err(WriteError::Integrity(format!("data could not be restored, {}", damaged.join("; "))));
+    }
+    if !unread.is_empty() {
+        return Err(WriteError::Storage(format!("data could not be read from storage, {}", unread.join("; "))));
+    }
+    Ok(())
+}
