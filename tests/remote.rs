@@ -8,6 +8,7 @@ use common::Kind;
 use common::crash_scenarios::*;
 use common::fault_scenarios::*;
 use common::history_scenarios::*;
+use common::input_scenarios::*;
 use common::key_scenarios::*;
 use common::prune_scenarios::*;
 use common::restore_scenarios::*;
@@ -48,4 +49,6 @@ on_remote_backends!(
     a_future_dated_parent_is_not_adopted,
     restore_into_a_changed_target,
     an_interrupted_restore_resumes,
+    streams_are_backed_up,
+    an_interrupted_backup_resumes,
 );

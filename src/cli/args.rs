@@ -490,12 +490,57 @@ pub(crate) struct FilterArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BackupArgs {
-    /// Files and directories to back up
-    #[arg(required = true, value_name = "PATH")]
+    /// Files and directories to back up (with --stdin-from-command: the command and its
+    /// arguments, after `--`)
+    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "files_from", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
-    /// Tag the snapshot (repeatable)
-    #[arg(long = "tag", value_name = "TAG")]
+    /// Tag the snapshot (repeatable, or comma-separated: `--tag a,b` gives two tags)
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
     pub tags: Vec<String>,
+    /// Read the paths to back up from FILE, one per line (empty lines and lines starting
+    /// with # are skipped; repeatable; `-` is standard input)
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Read the paths to back up from FILE, separated by NUL bytes (as `find -print0`
+    /// writes them; repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
+    /// Back up standard input as one file (see --stdin-filename)
+    #[arg(long, conflicts_with_all = ["files_from", "files_from_raw", "stdin_from_command"])]
+    pub stdin: bool,
+    /// Back up the output of the command given as PATH arguments (after `--`); the backup
+    /// fails, storing no snapshot, if the command fails
+    #[arg(long, conflicts_with_all = ["files_from", "files_from_raw"])]
+    pub stdin_from_command: bool,
+    /// Name of the file --stdin and --stdin-from-command store
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub stdin_filename: String,
+    /// What a source that does not exist does: warn (back up the rest, exit 3) or fail
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "warn")]
+    pub missing_source: MissingSourceArg,
+    /// Like --exclude, but matching regardless of case (repeatable)
+    #[arg(long = "iexclude", value_name = "GLOB")]
+    pub iexcludes: Vec<String>,
+    /// Leave out directories holding a file of this name; with :HEADER, only when the
+    /// file starts with HEADER (repeatable)
+    #[arg(long, value_name = "NAME[:HEADER]")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out directories tagged as caches (a CACHEDIR.TAG file with its signature)
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out files larger than SIZE (500K, 2G, …)
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<String>,
+    /// Store no snapshot when nothing changed since the parent snapshot
+    #[arg(long)]
+    pub skip_if_unchanged: bool,
+    /// Read and count everything, store nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// List every file with how it compared with the parent snapshot (new, changed,
+    /// unchanged) and its size
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Host name recorded in the snapshot (default: this machine's)
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
@@ -523,6 +568,16 @@ pub(crate) struct BackupArgs {
 pub(crate) struct SnapshotsArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// Only the N newest snapshots of each group (grouped by host and paths unless
+    /// --group-by says otherwise)
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// List the snapshots in groups sharing these fields: host, paths, tags (comma-separated)
+    #[arg(long, value_name = "FIELDS")]
+    pub group_by: Option<String>,
+    /// Fewer columns: id, time, host and tags
+    #[arg(short, long)]
+    pub compact: bool,
 }
 
 #[derive(Debug, Args)]
@@ -586,6 +641,13 @@ pub(crate) struct RestoreArgs {
     pub xattr_exclude: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// `--missing-source` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MissingSourceArg {
+    Warn,
+    Fail,
 }
 
 /// `--overwrite` values.

@@ -20,7 +20,8 @@ pub(crate) enum ExitCode {
     /// The command ran, but the repository lost snapshots or tombstones this user saw
     /// before, without a forget: rollback or deletion by the storage.
     Tampering = 15,
-    // 130 (interrupted) is the shell's report of SIGINT, which vault leaves at its default.
+    /// Stopped by SIGINT or SIGTERM (a backup keeps and indexes what it stored first).
+    Interrupted = 130,
 }
 
 impl ExitCode {

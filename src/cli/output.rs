@@ -21,7 +21,7 @@ pub(crate) fn print_json_pretty(v: &impl serde::Serialize) -> anyhow::Result<()>
 }
 
 pub(crate) fn local_time(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
+    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %:z").to_string()
 }
 
 /// `drwxr-xr-x`-style mode string.

@@ -14,6 +14,8 @@ pub(crate) struct BarProgress {
     files: AtomicU64,
     total_files: AtomicU64,
     verb: &'static str,
+    /// `backup -v`: a line per file on stdout (`Some(true)`: as JSON).
+    listing: Option<bool>,
 }
 
 impl BarProgress {
@@ -28,7 +30,13 @@ impl BarProgress {
             b.enable_steady_tick(Duration::from_millis(250));
             b
         });
-        BarProgress { bar, files: AtomicU64::new(0), total_files: AtomicU64::new(0), verb }
+        BarProgress { bar, files: AtomicU64::new(0), total_files: AtomicU64::new(0), verb, listing: None }
+    }
+
+    /// Also lists every file done on stdout, as text or (`json`) as JSON lines.
+    pub(crate) fn with_listing(mut self, json: bool) -> Self {
+        self.listing = Some(json);
+        self
     }
 
     pub(crate) fn is_visible(&self) -> bool {
@@ -83,6 +91,22 @@ impl Progress for BarProgress {
                 b.set_length(b.position());
             }
         }
+    }
+
+    fn file_done(&self, path: &Path, status: vault_ops::FileStatus, size: u64) {
+        let Some(json) = self.listing else { return };
+        let line = if json {
+            serde_json::json!({
+                "message_type": "verbose_status",
+                "action": status.name(),
+                "item": path.to_string_lossy(),
+                "size": size,
+            })
+            .to_string()
+        } else {
+            super::output::printable(&format!("{:<9} {} ({})", status.name(), path.display(), bytes(size))).into_owned()
+        };
+        self.suspend(|| println!("{line}"));
     }
 
     fn warn(&self, path: &Path, message: &str) {

@@ -5,6 +5,7 @@ pub mod crash_scenarios;
 pub mod fault_scenarios;
 pub mod garage;
 pub mod history_scenarios;
+pub mod input_scenarios;
 pub mod key_scenarios;
 pub mod prune_scenarios;
 pub mod restore_scenarios;

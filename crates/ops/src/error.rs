@@ -71,6 +71,9 @@ pub enum OpError {
     /// Prune will not delete anything: what it would judge from is damaged or missing.
     #[error("prune refused: {0}")]
     PruneRefused(String),
+    /// The operation was asked to stop (SIGINT, SIGTERM); what it stored is kept.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 pub type Result<T, E = OpError> = std::result::Result<T, E>;

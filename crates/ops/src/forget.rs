@@ -246,7 +246,8 @@ pub struct GroupPlan {
     pub remove: Vec<Removed>,
 }
 
-fn key_of(s: &Snapshot, by: GroupBy) -> GroupKey {
+/// The group of `s` when grouped `by` these fields.
+pub fn key_of(s: &Snapshot, by: GroupBy) -> GroupKey {
     let mut tags = s.tags.clone();
     tags.sort();
     tags.dedup();

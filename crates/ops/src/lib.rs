@@ -30,4 +30,4 @@ pub(crate) mod walk;
 mod tests;
 
 pub use error::OpError;
-pub use progress::{NoProgress, Progress};
+pub use progress::{FileStatus, NoProgress, Progress};

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use super::error::{OpError, Result};
 
@@ -19,6 +19,15 @@ pub(crate) struct PatternSet {
 
 impl PatternSet {
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<PatternSet> {
+        Self::build(patterns, false)
+    }
+
+    /// Patterns that match regardless of case (`--iexclude`).
+    pub fn new_case_insensitive<S: AsRef<str>>(patterns: &[S]) -> Result<PatternSet> {
+        Self::build(patterns, true)
+    }
+
+    fn build<S: AsRef<str>>(patterns: &[S], case_insensitive: bool) -> Result<PatternSet> {
         let mut names = GlobSetBuilder::new();
         let mut paths = GlobSetBuilder::new();
         for p in patterns {
@@ -27,7 +36,7 @@ impl PatternSet {
                 continue;
             }
             let bad = |e: globset::Error| OpError::Pattern { pattern: p.to_string(), reason: e.kind().to_string() };
-            let glob = |s: &str| Glob::new(s).map_err(bad);
+            let glob = |s: &str| GlobBuilder::new(s).case_insensitive(case_insensitive).build().map_err(bad);
             if p.contains('/') {
                 let anchored = if p.starts_with('/') { p.to_string() } else { format!("**/{p}") };
                 paths.add(glob(&anchored)?);

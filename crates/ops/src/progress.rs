@@ -12,6 +12,31 @@ pub trait Progress: Send + Sync {
     fn add_bytes(&self, _n: u64) {}
     /// A problem that does not stop the operation (an unreadable file, a damaged blob).
     fn warn(&self, _path: &Path, _message: &str) {}
+    /// A file a backup is done with: how it compared with the parent snapshot, and its
+    /// size (for `backup -v`).
+    fn file_done(&self, _path: &Path, _status: FileStatus, _size: u64) {}
+}
+
+/// How a backed-up file compared with the parent snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Not in the parent.
+    New,
+    /// In the parent, but changed: read again.
+    Changed,
+    /// As in the parent: not read.
+    Unchanged,
+}
+
+impl FileStatus {
+    /// Its name in listings.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileStatus::New => "new",
+            FileStatus::Changed => "changed",
+            FileStatus::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// Reports nothing.

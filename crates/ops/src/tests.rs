@@ -11,7 +11,7 @@ use vault_format::tree::{Node, NodeKind, Tree};
 use vault_repo::backend::OpenMode;
 use vault_repo::{Backend, IndexedRepository, InitOptions, Location, Repository, StoredObject};
 
-use crate::backup::{BackupOptions, ParentChoice, backup};
+use crate::backup::{BackupOptions, backup};
 use crate::check::{CheckOptions, ProblemKind, Subset, check};
 use crate::error::OpError;
 use crate::ls::list;
@@ -34,17 +34,7 @@ fn source(dir: &Path) {
 }
 
 pub(crate) fn backup_opts(src: &Path) -> BackupOptions {
-    BackupOptions {
-        sources: vec![src.to_path_buf()],
-        host: "test".into(),
-        tags: Vec::new(),
-        excludes: Vec::new(),
-        one_file_system: false,
-        parent: ParentChoice::Auto,
-        scan_totals: false,
-        compression: None,
-        leave_out: Vec::new(),
-    }
+    BackupOptions { sources: vec![src.to_path_buf()], host: "test".into(), ..BackupOptions::default() }
 }
 
 fn same_files(a: &Path, b: &Path) {
@@ -65,7 +55,7 @@ fn backup_restore_check_damage_repair() {
     // A second backup of unchanged files reads nothing and stores nothing new.
     let handle = IndexedRepository::load(repo.clone()).unwrap();
     let second = backup(&handle, &backup_opts(&src), &NoProgress).unwrap();
-    assert_eq!(second.parent, Some(first.snapshot_id));
+    assert_eq!(second.parent, first.snapshot_id);
     let summary = second.snapshot.summary.clone().unwrap();
     assert_eq!((summary.files_unchanged, summary.bytes_read), (3, 0));
     // Only directory trees may be new: the snapshot holds the source's ancestors (/tmp …)

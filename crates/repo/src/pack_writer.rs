@@ -168,6 +168,8 @@ pub struct PackWriter {
     compression: Compression,
     tx: Option<Sender<Upload>>,
     uploaders: Vec<JoinHandle<()>>,
+    /// Seal and count new blobs, store nothing (`backup --dry-run`).
+    dry_run: bool,
 }
 
 impl PackWriter {
@@ -214,12 +216,19 @@ impl PackWriter {
             })
             .collect::<Result<Vec<_>>>()?;
         let compression = shared.repo.config().compression;
-        Ok(PackWriter { shared, compression, tx: Some(tx), uploaders })
+        Ok(PackWriter { shared, compression, tx: Some(tx), uploaders, dry_run: false })
     }
 
     /// Compresses new data blobs this way instead of the repository's default.
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// A writer that deduplicates, seals and counts like this one but stores nothing:
+    /// its stats say what a real run would add.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
         self
     }
 
@@ -281,6 +290,9 @@ impl PackWriter {
         self.shared.blobs_added.fetch_add(1, Ordering::Relaxed);
         self.shared.bytes_added.fetch_add(u64::from(raw_length), Ordering::Relaxed);
         self.shared.stored_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        if self.dry_run {
+            return Ok(());
+        }
         let target = match kind {
             BlobKind::Data => cfg.data_pack_size,
             BlobKind::Tree => cfg.tree_pack_size,

@@ -6,51 +6,115 @@ use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, SnapshotsArgs};
 use crate::cli::output::{local_time, print_json, table};
 use crate::cli::progress::bytes;
+use vault_format::SnapshotId;
+use vault_format::snapshot::Snapshot;
+use vault_ops::OpError;
+use vault_ops::forget::{GroupBy, GroupKey, key_of};
 use vault_ops::rollback::is_future;
 use vault_ops::select::{list, time_of};
 
 pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
+    let by: Option<GroupBy> = match &a.group_by {
+        Some(f) => Some(f.parse().map_err(|e: String| OpError::Usage(format!("--group-by: {e}")))?),
+        None => None,
+    };
+    if a.latest == Some(0) {
+        return Err(OpError::Usage("--latest: expected 1 or more".into()).into());
+    }
     let repo = open_repo(g)?;
     let (snaps, bad) = list(&repo, &filter(&a.filter))?;
     for b in &bad {
         eprintln!("warning: skipped a damaged snapshot: {b}");
     }
+    // Groups in the order of their newest snapshot; snapshots oldest first within each.
+    let grouping = by.unwrap_or_default();
+    let mut groups: Vec<(GroupKey, Vec<(SnapshotId, Snapshot)>)> = Vec::new();
+    for (id, s) in snaps {
+        let key = if by.is_some() || a.latest.is_some() { key_of(&s, grouping) } else { GroupKey::default() };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push((id, s)),
+            None => groups.push((key, vec![(id, s)])),
+        }
+    }
+    if let Some(n) = a.latest {
+        for (_, v) in &mut groups {
+            let drop = v.len().saturating_sub(n);
+            v.drain(..drop);
+        }
+    }
     let now = chrono::Utc::now();
+    let to_json = |id: &SnapshotId, s: &Snapshot| {
+        let mut o = serde_json::to_value(s).unwrap_or_default();
+        if let Some(m) = o.as_object_mut() {
+            m.insert("id".into(), json!(id));
+            m.insert("short_id".into(), json!(id.short()));
+            m.insert("future".into(), json!(is_future(s, now)));
+        }
+        o
+    };
     if g.json {
-        let v: Vec<_> = snaps
-            .iter()
-            .map(|(id, s)| {
-                let mut o = serde_json::to_value(s).unwrap_or_default();
-                if let Some(m) = o.as_object_mut() {
-                    m.insert("id".into(), json!(id));
-                    m.insert("short_id".into(), json!(id.short()));
-                    m.insert("future".into(), json!(is_future(s, now)));
-                }
-                o
-            })
-            .collect();
-        print_json(&v)?;
+        if by.is_some() {
+            let v: Vec<_> = groups
+                .iter()
+                .map(|(k, v)| json!({"group_key": k, "snapshots": v.iter().map(|(id, s)| to_json(id, s)).collect::<Vec<_>>()}))
+                .collect();
+            print_json(&v)?;
+        } else {
+            let v: Vec<_> = groups.iter().flat_map(|(_, v)| v.iter().map(|(id, s)| to_json(id, s))).collect();
+            print_json(&v)?;
+        }
         return Ok(ExitCode::Ok);
     }
+    let mut total = 0;
+    for (i, (key, v)) in groups.iter().enumerate() {
+        if by.is_some() {
+            if i > 0 {
+                println!();
+            }
+            println!("{}", describe(key));
+        }
+        total += v.len();
+        print!("{}", render(v, a.compact, now));
+    }
+    println!("{total} snapshots");
+    Ok(ExitCode::Ok)
+}
+
+fn describe(k: &GroupKey) -> String {
+    let mut parts = Vec::new();
+    if let Some(h) = &k.host {
+        parts.push(format!("host {h}"));
+    }
+    if let Some(p) = &k.paths {
+        parts.push(format!("paths [{}]", p.join(", ")));
+    }
+    if let Some(t) = &k.tags {
+        parts.push(format!("tags [{}]", t.join(", ")));
+    }
+    crate::cli::output::printable(&format!("group: {}", parts.join(", "))).into_owned()
+}
+
+fn render(snaps: &[(SnapshotId, Snapshot)], compact: bool, now: chrono::DateTime<chrono::Utc>) -> String {
     let rows: Vec<Vec<String>> = snaps
         .iter()
         .map(|(id, s)| {
-            vec![
-                id.short(),
+            let time = if is_future(s, now) {
                 // A date ahead of the clock is suspicious (see `vault check`).
-                if is_future(s, now) {
-                    format!("{} (future!)", local_time(time_of(s)))
-                } else {
-                    local_time(time_of(s))
-                },
-                s.hostname.clone(),
-                s.tags.join(","),
-                s.summary.as_ref().map(|x| bytes(x.total_bytes)).unwrap_or_default(),
-                s.paths.join(", "),
-            ]
+                format!("{} (future!)", local_time(time_of(s)))
+            } else {
+                local_time(time_of(s))
+            };
+            let mut row = vec![id.short(), time, s.hostname.clone(), s.tags.join(",")];
+            if !compact {
+                row.push(s.summary.as_ref().map(|x| bytes(x.total_bytes)).unwrap_or_default());
+                row.push(s.paths.join(", "));
+            }
+            row
         })
         .collect();
-    print!("{}", table(&["ID", "Time", "Host", "Tags", "Size", "Paths"], &rows));
-    println!("{} snapshots", snaps.len());
-    Ok(ExitCode::Ok)
+    if compact {
+        table(&["ID", "Time", "Host", "Tags"], &rows)
+    } else {
+        table(&["ID", "Time", "Host", "Tags", "Size", "Paths"], &rows)
+    }
 }

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::Ctx;
 use crate::error::Result;
+use crate::progress::FileStatus;
 use vault_format::pack::BlobKind;
 use vault_format::tree::{ContentItem, Node, NodeKind, Timestamp};
 
@@ -31,6 +32,7 @@ pub(super) fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, parent: O
         ctx.counters.total_bytes.fetch_add(node.size, Ordering::Relaxed);
         ctx.progress.add_files(1);
         ctx.progress.add_bytes(node.size);
+        ctx.progress.file_done(path, FileStatus::Unchanged, node.size);
         return Ok(Some(node));
     }
     let (file, opened) = match open_for_reading(path) {
@@ -91,14 +93,15 @@ pub(super) fn archive_file(ctx: &Ctx<'_>, path: &Path, mut node: Node, parent: O
             break;
         }
     }
-    let counter = if parent.is_some_and(|p| p.kind == NodeKind::File) {
-        &ctx.counters.files_changed
+    let (counter, status) = if parent.is_some_and(|p| p.kind == NodeKind::File) {
+        (&ctx.counters.files_changed, FileStatus::Changed)
     } else {
-        &ctx.counters.files_new
+        (&ctx.counters.files_new, FileStatus::New)
     };
     counter.fetch_add(1, Ordering::Relaxed);
     ctx.counters.total_bytes.fetch_add(node.size, Ordering::Relaxed);
     ctx.progress.add_files(1);
+    ctx.progress.file_done(path, status, node.size);
     Ok(Some(node))
 }
 
@@ -215,31 +218,10 @@ fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<F
         if let Err(e) = f.seek(SeekFrom::Start(start)) {
             return Ok(FileRead::Unreadable(e));
         }
-        let mut stream = ctx.chunker.stream_sized(f.take(len), len.min(size));
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut batch_bytes = 0usize;
-        let mut read = 0u64;
-        loop {
-            let chunk = match stream.next_chunk() {
-                Ok(c) => c,
-                Err(e) => return Ok(FileRead::Unreadable(e)),
-            };
-            let done = chunk.is_none();
-            if let Some(c) = chunk {
-                read += c.len() as u64;
-                ctx.counters.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
-                ctx.progress.add_bytes(c.len() as u64);
-                batch_bytes += c.len();
-                batch.push(c);
-            }
-            if done || batch_bytes >= BATCH_BYTES {
-                items.extend(store_batch(ctx, std::mem::take(&mut batch))?);
-                batch_bytes = 0;
-            }
-            if done {
-                break;
-            }
-        }
+        let read = match store_stream(ctx, f.take(len), len.min(size), &mut items)? {
+            Ok(n) => n,
+            Err(e) => return Ok(FileRead::Unreadable(e)),
+        };
         pos = start + read;
         short |= len != u64::MAX && read < len;
     }
@@ -248,6 +230,42 @@ fn read_content(ctx: &Ctx<'_>, file: &File, size: u64, sparse: bool) -> Result<F
         pos = size;
     }
     Ok(FileRead::Stored { content: items, size: pos })
+}
+
+/// Chunks and stores everything `reader` yields (`size_hint` bytes expected), appending
+/// the content items; the bytes read, or the read error that ended it.
+pub(super) fn store_stream(
+    ctx: &Ctx<'_>,
+    reader: impl Read,
+    size_hint: u64,
+    items: &mut Vec<ContentItem>,
+) -> Result<io::Result<u64>> {
+    let mut stream = ctx.chunker.stream_sized(reader, size_hint);
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut read = 0u64;
+    loop {
+        ctx.check_stop()?;
+        let chunk = match stream.next_chunk() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let done = chunk.is_none();
+        if let Some(c) = chunk {
+            read += c.len() as u64;
+            ctx.counters.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
+            ctx.progress.add_bytes(c.len() as u64);
+            batch_bytes += c.len();
+            batch.push(c);
+        }
+        if done || batch_bytes >= BATCH_BYTES {
+            items.extend(store_batch(ctx, std::mem::take(&mut batch))?);
+            batch_bytes = 0;
+        }
+        if done {
+            return Ok(Ok(read));
+        }
+    }
 }
 
 fn store_batch(ctx: &Ctx<'_>, batch: Vec<Vec<u8>>) -> Result<Vec<ContentItem>> {

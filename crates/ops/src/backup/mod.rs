@@ -6,12 +6,15 @@
 //! is hashed, compressed and sealed in parallel. Commit order: packs → index → snapshot.
 
 mod file;
+mod filter;
 mod scan;
+mod stream;
 mod walk;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,24 +23,27 @@ use serde::Serialize;
 
 use super::error::{OpError, Result};
 use super::fsmeta::OwnerNames;
-use super::pattern::PatternSet;
 use super::progress::Progress;
 use super::select;
 use super::source;
+use filter::Filters;
 use scan::scan_totals;
-use vault_format::SnapshotId;
+pub use stream::backup_stream;
 use vault_format::blob::Compression;
 use vault_format::chunker::Chunker;
 use vault_format::snapshot::{Snapshot, SnapshotSummary};
 use vault_format::tree::{Node, NodeKind, Tree};
+use vault_format::{BlobId, SnapshotId};
 use vault_repo::backend::RequestStats;
 use vault_repo::{IndexedRepository, PackWriter, RepoError, WriterStats};
 use walk::archive_virtual;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 /// Which snapshot a backup compares files against, to skip reading unchanged ones.
 pub enum ParentChoice {
-    /// The newest snapshot of the same host and the same paths.
+    /// The newest snapshot of the same host and the same paths (else the newest of the
+    /// same host whose paths include all of these).
+    #[default]
     Auto,
     /// None: read every file.
     None,
@@ -45,7 +51,7 @@ pub enum ParentChoice {
     Snapshot(SnapshotId),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 /// What to back up and how.
 pub struct BackupOptions {
     /// Files and directories to back up.
@@ -56,6 +62,25 @@ pub struct BackupOptions {
     pub tags: Vec<String>,
     /// Patterns of entries to leave out.
     pub excludes: Vec<String>,
+    /// Patterns of entries to leave out, matched regardless of case.
+    pub iexcludes: Vec<String>,
+    /// Leave out directories that hold a file of this name (`NAME`, or `NAME:HEADER`
+    /// when the file must start with HEADER).
+    pub exclude_if_present: Vec<String>,
+    /// Leave out directories tagged as caches (a `CACHEDIR.TAG` with its signature).
+    pub exclude_caches: bool,
+    /// Leave out files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
+    /// What happens when a source does not exist.
+    pub missing_source: MissingSource,
+    /// Store no snapshot when nothing changed since the parent snapshot.
+    pub skip_if_unchanged: bool,
+    /// Read, chunk and count everything, store nothing.
+    pub dry_run: bool,
+    /// Set (by a signal handler) to stop the backup: the packs in flight are finished and
+    /// indexed, so that the next backup does not store their data again, and the backup
+    /// ends with [`OpError::Interrupted`], storing no snapshot.
+    pub stop: Option<Arc<AtomicBool>>,
     /// Do not cross into other file systems below a source.
     pub one_file_system: bool,
     /// Which snapshot unchanged files are taken from.
@@ -68,6 +93,16 @@ pub struct BackupOptions {
     /// and inode, so another path to them is caught too): the repository itself, vault's
     /// cache. A backup that stored its own repository would double it each run.
     pub leave_out: Vec<LeaveOut>,
+}
+
+/// What a backup does about a source that does not exist (an unmounted disk, say).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MissingSource {
+    /// Back up the other sources, report it, and end with exit code 3.
+    #[default]
+    Warn,
+    /// Fail the whole backup.
+    Fail,
 }
 
 /// A directory the backup leaves out, and why.
@@ -93,8 +128,9 @@ pub struct SourceProblem {
 #[derive(Debug)]
 /// What a backup stored and what it could not read.
 pub struct BackupReport {
-    /// The new snapshot.
-    pub snapshot_id: SnapshotId,
+    /// The new snapshot; `None` when none was stored (a dry run, or nothing changed
+    /// with `skip_if_unchanged`).
+    pub snapshot_id: Option<SnapshotId>,
     /// Its content.
     pub snapshot: Snapshot,
     /// The snapshot unchanged files were taken from.
@@ -141,7 +177,7 @@ struct Ctx<'a> {
     writer: PackWriter,
     chunker: Chunker,
     owners: OwnerNames,
-    excludes: PatternSet,
+    filters: Filters,
     one_file_system: bool,
     progress: &'a dyn Progress,
     problems: Mutex<Vec<SourceProblem>>,
@@ -149,9 +185,18 @@ struct Ctx<'a> {
     /// (device, inode) → why, for [`BackupOptions::leave_out`].
     leave_out: HashMap<(u64, u64), String>,
     left_out: Mutex<Vec<LeaveOut>>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Ctx<'_> {
+    /// `Err(Interrupted)` once the backup was asked to stop.
+    fn check_stop(&self) -> Result<()> {
+        match &self.stop {
+            Some(s) if s.load(Ordering::Relaxed) => Err(OpError::Interrupted),
+            _ => Ok(()),
+        }
+    }
+
     /// An entry left out of the snapshot.
     fn problem(&self, path: &Path, message: String) {
         self.progress.warn(path, &message);
@@ -191,19 +236,81 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
     if opts.sources.is_empty() {
         return Err(OpError::Source { path: PathBuf::new(), reason: "no source paths given".into() });
     }
+    // A source that is not there (an unmounted disk) costs its own part of the
+    // snapshot, not the others'.
+    let mut missing = Vec::new();
+    let mut sources = Vec::new();
     for s in &opts.sources {
-        if let Err(e) = std::fs::symlink_metadata(s) {
-            return Err(OpError::Source { path: s.clone(), reason: e.to_string() });
+        match std::fs::symlink_metadata(s) {
+            Ok(_) => sources.push(s.clone()),
+            Err(e) if opts.missing_source == MissingSource::Warn => {
+                let message = format!("source left out: {e}");
+                progress.warn(s, &message);
+                missing.push(SourceProblem { path: s.clone(), message, stored: false });
+            }
+            Err(e) => return Err(OpError::Source { path: s.clone(), reason: e.to_string() }),
         }
     }
-    let excludes = PatternSet::new(&opts.excludes)?;
-    let vroot = source::build(&opts.sources, &cwd)?;
+    if sources.is_empty() {
+        return Err(OpError::Source {
+            path: opts.sources[0].clone(),
+            reason: "no source can be read, so there is nothing to back up".into(),
+        });
+    }
+    let vroot = source::build(&sources, &cwd)?;
     let mut abs_paths: Vec<String> =
-        opts.sources.iter().map(|s| source::absolute(s, &cwd).to_string_lossy().into_owned()).collect();
+        sources.iter().map(|s| source::absolute(s, &cwd).to_string_lossy().into_owned()).collect();
     abs_paths.sort();
     abs_paths.dedup();
 
-    let parent = match &opts.parent {
+    let parent = choose_parent(repo, opts, &abs_paths)?;
+    let parent_root = match &parent {
+        Some((_, s)) => repo.load_tree(&s.tree).ok(),
+        None => None,
+    };
+    let ctx = new_ctx(repo, opts, progress)?;
+    ctx.problems.lock().extend(missing);
+
+    let stop_scan = AtomicBool::new(false);
+    let tree_id = std::thread::scope(|scope| {
+        if opts.scan_totals {
+            let (filters, stop) = (&ctx.filters, &stop_scan);
+            let roots: Vec<PathBuf> = sources.iter().map(|s| source::absolute(s, &cwd)).collect();
+            scope.spawn(move || scan_totals(&roots, filters, opts.one_file_system, progress, stop));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .stack_size(WALK_STACK_BYTES)
+            .thread_name(|i| format!("vault-walk-{i}"))
+            .build()
+            .map_err(|e| RepoError::System { what: "start the backup threads", source: std::io::Error::other(e) })?;
+        let r = pool.install(|| archive_virtual(&ctx, &vroot, parent_root.as_ref()));
+        stop_scan.store(true, Ordering::Relaxed);
+        r
+    });
+    let tree_id = match tree_id {
+        Ok(id) => id,
+        Err(OpError::Interrupted) => return Err(keep_what_is_stored(ctx)),
+        Err(e) => return Err(e),
+    };
+    commit(repo, opts, ctx, Committing { tree_id, paths: abs_paths, parent, started })
+}
+
+/// After an interruption: the packs in flight are finished and indexed, so that the
+/// next backup finds their blobs; the error to end with.
+fn keep_what_is_stored(ctx: Ctx<'_>) -> OpError {
+    match ctx.writer.finish() {
+        Ok(_) => OpError::Interrupted,
+        Err(e) => e.into(),
+    }
+}
+
+/// The snapshot unchanged files are taken from.
+fn choose_parent(
+    repo: &IndexedRepository,
+    opts: &BackupOptions,
+    abs_paths: &[String],
+) -> Result<Option<(SnapshotId, Snapshot)>> {
+    Ok(match &opts.parent {
         ParentChoice::None => None,
         ParentChoice::Snapshot(id) => Some((*id, repo.repo().load_snapshot(id)?)),
         ParentChoice::Auto => {
@@ -211,26 +318,32 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
             // parent) until that date: someone with the key planted it, or a clock ran wild.
             let (snaps, _) = repo.repo().load_all_snapshots()?;
             let now = chrono::Utc::now();
-            select::newest(snaps.into_iter().filter(|(_, s)| {
-                s.hostname == opts.host && s.paths == abs_paths && !crate::rollback::is_future(s, now)
-            }))
+            let candidates: Vec<(SnapshotId, Snapshot)> = snaps
+                .into_iter()
+                .filter(|(_, s)| s.hostname == opts.host && !crate::rollback::is_future(s, now))
+                .collect();
+            let same = candidates.iter().filter(|(_, s)| s.paths == abs_paths).cloned();
+            // A backup of fewer sources than before (one left out, or missing today)
+            // still finds its unchanged files in a snapshot of more.
+            select::newest(same).or_else(|| {
+                select::newest(candidates.into_iter().filter(|(_, s)| abs_paths.iter().all(|p| s.paths.contains(p))))
+            })
         }
-    };
-    let parent_root = match &parent {
-        Some((_, s)) => repo.load_tree(&s.tree).ok(),
-        None => None,
-    };
+    })
+}
 
+fn new_ctx<'a>(repo: &'a IndexedRepository, opts: &BackupOptions, progress: &'a dyn Progress) -> Result<Ctx<'a>> {
     let writer = repo.writer()?;
-    let ctx = Ctx {
+    let writer = match opts.compression {
+        Some(c) => writer.with_compression(c),
+        None => writer,
+    };
+    Ok(Ctx {
         repo,
-        writer: match opts.compression {
-            Some(c) => writer.with_compression(c),
-            None => writer,
-        },
+        writer: if opts.dry_run { writer.dry_run() } else { writer },
         chunker: repo.repo().chunker()?,
         owners: OwnerNames::default(),
-        excludes,
+        filters: Filters::new(opts)?,
         one_file_system: opts.one_file_system,
         progress,
         problems: Mutex::default(),
@@ -244,30 +357,29 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
             })
             .collect(),
         left_out: Mutex::default(),
-    };
+        stop: opts.stop.clone(),
+    })
+}
 
-    let stop_scan = AtomicBool::new(false);
-    let tree_id = std::thread::scope(|scope| {
-        if opts.scan_totals {
-            let (excludes, stop) = (&ctx.excludes, &stop_scan);
-            let roots: Vec<PathBuf> = opts.sources.iter().map(|s| source::absolute(s, &cwd)).collect();
-            scope.spawn(move || scan_totals(&roots, excludes, opts.one_file_system, progress, stop));
-        }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .stack_size(WALK_STACK_BYTES)
-            .thread_name(|i| format!("vault-walk-{i}"))
-            .build()
-            .map_err(|e| RepoError::System { what: "start the backup threads", source: std::io::Error::other(e) })?;
-        let r = pool.install(|| archive_virtual(&ctx, &vroot, parent_root.as_ref()));
-        stop_scan.store(true, Ordering::Relaxed);
-        r
-    })?;
+/// What a finished walk hands to [`commit`].
+struct Committing {
+    tree_id: BlobId,
+    /// The snapshot's source paths.
+    paths: Vec<String>,
+    parent: Option<(SnapshotId, Snapshot)>,
+    started: Instant,
+}
 
+/// Flushes the writer and stores the snapshot (unless a dry run, or nothing changed and
+/// `skip_if_unchanged`).
+fn commit(repo: &IndexedRepository, opts: &BackupOptions, ctx: Ctx<'_>, c: Committing) -> Result<BackupReport> {
+    let Committing { tree_id, paths, parent, started } = c;
     let Ctx { writer, counters, problems, owners, left_out, .. } = ctx;
     let writer_stats = writer.finish()?;
     // A prune may have condemned packs this backup deduplicated against since it loaded
     // the index: such blobs are stored again before the snapshot commits.
-    let recopied = crate::commit::keep_referenced_live(repo.repo(), repo.index(), &[tree_id])?;
+    let recopied =
+        if opts.dry_run { 0 } else { crate::commit::keep_referenced_live(repo.repo(), repo.index(), &[tree_id])? };
     let problems = problems.into_inner();
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let summary = SnapshotSummary {
@@ -289,7 +401,7 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
         version: 1,
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         tree: tree_id,
-        paths: abs_paths,
+        paths,
         hostname: opts.host.clone(),
         username: String::from_utf8_lossy(&owners.user(uid)).into_owned(),
         uid,
@@ -300,7 +412,12 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
         summary: Some(summary),
         original: None,
     };
-    let snapshot_id = repo.repo().save_snapshot(&snapshot)?;
+    let unchanged = parent.as_ref().is_some_and(|(_, p)| p.tree == tree_id && p.paths == snapshot.paths);
+    let snapshot_id = if opts.dry_run || (opts.skip_if_unchanged && unchanged) {
+        None
+    } else {
+        Some(repo.repo().save_snapshot(&snapshot)?)
+    };
     Ok(BackupReport {
         snapshot_id,
         snapshot,

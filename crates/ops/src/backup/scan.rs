@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::pattern::PatternSet;
+use super::filter::Filters;
 use crate::progress::Progress;
 
 /// Counts files and bytes of the sources for the progress bar. Metadata only.
 pub(super) fn scan_totals(
     roots: &[PathBuf],
-    excludes: &PatternSet,
+    filters: &Filters,
     one_fs: bool,
     progress: &dyn Progress,
     stop: &AtomicBool,
@@ -32,6 +32,9 @@ pub(super) fn scan_totals(
         let Ok(m) = std::fs::symlink_metadata(&p) else {
             continue;
         };
+        if filters.excludes_entry(&p, &m) {
+            continue;
+        }
         if m.is_dir() {
             if one_fs && m.dev() != dev {
                 continue;
@@ -39,7 +42,7 @@ pub(super) fn scan_totals(
             if let Ok(rd) = std::fs::read_dir(&p) {
                 for e in rd.flatten() {
                     let child = e.path();
-                    if !excludes.matches(&child) {
+                    if !filters.excludes_path(&child) {
                         stack.push((child, dev));
                     }
                 }

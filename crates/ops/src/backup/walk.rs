@@ -172,7 +172,8 @@ fn archive_entry(
     depth: usize,
     listed_in: Option<Identity>,
 ) -> Result<Option<Node>> {
-    if ctx.excludes.matches(path) {
+    ctx.check_stop()?;
+    if ctx.filters.excludes_path(path) {
         return Ok(None);
     }
     let meta = match std::fs::symlink_metadata(path) {
@@ -182,6 +183,9 @@ fn archive_entry(
             return Ok(None);
         }
     };
+    if ctx.filters.excludes_entry(path, &meta) {
+        return Ok(None);
+    }
     if meta.is_dir() && ctx.leaves_out(path, &meta) {
         return Ok(None);
     }

@@ -59,7 +59,7 @@ pub(crate) fn write_src(src: &Path, files: &[(&str, u64, usize)]) -> Files {
 
 pub(crate) fn snap(repo: &Arc<Repository>, src: &Path) -> SnapshotId {
     let handle = IndexedRepository::load(repo.clone()).unwrap();
-    backup(&handle, &backup_opts(src), &NoProgress).unwrap().snapshot_id
+    backup(&handle, &backup_opts(src), &NoProgress).unwrap().snapshot_id.unwrap()
 }
 
 /// The repository checks clean and every listed snapshot restores to what was backed up.
@@ -232,7 +232,7 @@ fn a_backup_that_loaded_the_old_index_is_waited_for_and_stores_again_what_was_co
     let src = tmp.path().join("src");
     let r = backup(&writer_view, &backup_opts(&src), &NoProgress).unwrap();
     assert!(r.recopied >= 2, "{}", r.recopied);
-    expected.insert(r.snapshot_id, old);
+    expected.insert(r.snapshot_id.unwrap(), old);
     announced.end().unwrap();
     verify(&repo, &expected, false);
     let second = prune(&repo, &TIGHT, &NoProgress).unwrap();
