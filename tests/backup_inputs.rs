@@ -178,3 +178,44 @@ fn dry_runs_store_nothing_and_unchanged_trees_can_be_skipped() {
     let json = env.ok(&["backup", "-v", "--json", "--force", src.to_str().unwrap()]);
     assert!(json.lines().any(|l| l.contains("\"verbose_status\"") && l.contains("\"action\":\"new\"")), "{json}");
 }
+
+#[test]
+fn a_source_is_recorded_where_the_tree_holds_it() {
+    let env = Env::new();
+    env.init();
+    let home = env.path("home");
+    let docs = home.join("docs");
+    std::fs::create_dir_all(docs.join("sub")).unwrap();
+    for i in 0..5 {
+        std::fs::write(docs.join(format!("sub/f{i}")), format!("file {i}")).unwrap();
+    }
+    let run_in = |dir: &std::path::Path, args: &[&str]| {
+        let out = env.cmd().current_dir(dir).args(args).output().unwrap();
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run_in(&home, &["backup", "./docs/"]);
+    let abs = docs.to_str().unwrap();
+    let snaps = snapshots(&env);
+    assert_eq!(snaps[0]["paths"], serde_json::json!([abs]));
+    // The path `snapshots` shows is where ls and restore find it.
+    assert!(env.ok(&["ls", "latest", abs]).contains("sub/f4"));
+    let target = env.path("restored");
+    env.ok(&["restore", &format!("latest:{abs}"), "--target", target.to_str().unwrap()]);
+    assert_eq!(std::fs::read(target.join("sub/f2")).unwrap(), b"file 2");
+    // The same directory named absolutely is the same source: nothing is read again.
+    let again = env.backup_json(&[abs]);
+    assert_eq!(again["parent"], snaps[0]["id"], "{again}");
+    assert_eq!(again["bytes_read"], 0, "{again}");
+    // From inside it, `.` is the same source too, and diff against it finds no change.
+    let dot = run_in(&docs, &["backup", "--json", "."]);
+    let dot: serde_json::Value = serde_json::from_str(dot.lines().last().unwrap()).unwrap();
+    assert_eq!(dot["bytes_read"], 0, "{dot}");
+    let diff = run_in(&docs, &["diff", "--json", "latest", "."]);
+    let summary: serde_json::Value = serde_json::from_str(diff.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["added"], 0, "{diff}");
+    assert_eq!(summary["summary"]["removed"], 0, "{diff}");
+    // --path takes the same forms.
+    let found = run_in(&home, &["snapshots", "--json", "--path", "docs/"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&found).unwrap().as_array().unwrap().len(), 3);
+}

@@ -7,27 +7,28 @@ use common::scenarios::{build_tree, every_file_kind_round_trips};
 use common::*;
 
 #[test]
-fn dot_source_goes_to_root_and_subpaths_restore() {
+fn dot_source_is_stored_at_its_absolute_path_and_subpaths_restore() {
     let env = Env::new();
     let src = env.path("src");
     build_tree(&src);
     env.init();
     let out = env.cmd().current_dir(&src).args(["backup", "."]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    let p = src.to_str().unwrap();
     let ls = env.ok(&["ls", "latest"]);
-    assert!(ls.lines().any(|l| l == "/small.txt"), "{ls}");
-    assert!(ls.lines().any(|l| l == "/dir/sub/text.log"), "{ls}");
+    assert!(ls.lines().any(|l| l == format!("{p}/small.txt")), "{ls}");
+    assert!(ls.lines().any(|l| l == format!("{p}/dir/sub/text.log")), "{ls}");
 
     // SNAPSHOT:SUBPATH restores the directory's contents into the target.
     let out = env.path("sub");
-    env.ok(&["restore", "latest:/dir/sub", "--target", out.to_str().unwrap()]);
+    env.ok(&["restore", &format!("latest:{p}/dir/sub"), "--target", out.to_str().unwrap()]);
     assert_same_tree(&src.join("dir/sub"), &out);
 
-    // Include and exclude.
+    // Include and exclude, below the source's own directory.
     let out = env.path("inc");
     env.ok(&[
         "restore",
-        "latest",
+        &format!("latest:{p}"),
         "--target",
         out.to_str().unwrap(),
         "--include",
@@ -38,7 +39,16 @@ fn dot_source_goes_to_root_and_subpaths_restore() {
     let got: Vec<_> = walk(&out).iter().map(|p| p.strip_prefix(&out).unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(got, vec!["dir", "dir/sub", "dir/sub/deeper", "dir/sub/deeper/copy.bin", "dir/sub/text.log"]);
     let out = env.path("exc");
-    env.ok(&["restore", "latest", "--target", out.to_str().unwrap(), "--exclude", "dir", "--exclude", "sparse"]);
+    env.ok(&[
+        "restore",
+        &format!("latest:{p}"),
+        "--target",
+        out.to_str().unwrap(),
+        "--exclude",
+        "dir",
+        "--exclude",
+        "sparse",
+    ]);
     assert!(!out.join("dir").exists() && !out.join("sparse").exists() && out.join("small.txt").exists());
 }
 

@@ -45,28 +45,17 @@ pub fn absolute(path: &Path, cwd: &Path) -> PathBuf {
     out
 }
 
-/// The components a source occupies inside the snapshot.
+/// The components a source occupies inside the snapshot: those of its absolute path, so
+/// that the paths a snapshot records are where its tree holds them, however the source
+/// was named (`docs`, `./docs/`, `/home/me/docs`).
 pub fn snapshot_components(path: &Path, cwd: &Path) -> Vec<OsString> {
-    if path.is_absolute() {
-        return absolute(path, cwd)
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_os_string()),
-                _ => None,
-            })
-            .collect();
-    }
-    let mut out: Vec<OsString> = Vec::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => out.push(n.to_os_string()),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
+    absolute(path, cwd)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Builds the virtual root from the sources. `sources` must exist (checked by the caller).
@@ -140,8 +129,9 @@ mod tests {
     fn mapping() {
         let cwd = Path::new("/work/x");
         assert_eq!(snapshot_components(Path::new("/home/u/docs"), cwd), vec!["home", "u", "docs"]);
-        assert_eq!(snapshot_components(Path::new("."), cwd), Vec::<OsString>::new());
-        assert_eq!(snapshot_components(Path::new("../y/z"), cwd), vec!["y", "z"]);
+        assert_eq!(snapshot_components(Path::new("."), cwd), vec!["work", "x"]);
+        assert_eq!(snapshot_components(Path::new("../y/z/"), cwd), vec!["work", "y", "z"]);
+        assert_eq!(snapshot_components(Path::new("/"), cwd), Vec::<OsString>::new());
         assert_eq!(absolute(Path::new("../y/./z"), cwd), PathBuf::from("/work/y/z"));
     }
 
@@ -152,9 +142,13 @@ mod tests {
         let VirtualNode::Dir(a) = &root.children[&OsString::from("a")] else { panic!() };
         assert_eq!(a.meta_path.as_deref(), Some(Path::new("/a")));
         assert_eq!(a.children[&OsString::from("b")], VirtualNode::Source("/a/b".into()));
-        assert_eq!(root.children[&OsString::from("d")], VirtualNode::Source("/c/d".into()));
+        let VirtualNode::Dir(c) = &root.children[&OsString::from("c")] else { panic!() };
+        assert_eq!(c.children[&OsString::from("d")], VirtualNode::Source("/c/d".into()));
         assert!(build(&[PathBuf::from("/a"), PathBuf::from("/a/b")], cwd).is_err());
-        let dot = build(&[PathBuf::from(".")], cwd).unwrap();
-        assert_eq!(dot.contents.as_deref(), Some(Path::new("/c")));
+        // `.` and its absolute name are one source, stored where its absolute path says.
+        let dot = build(&[PathBuf::from("."), PathBuf::from("/c")], cwd).unwrap();
+        assert_eq!(dot.children[&OsString::from("c")], VirtualNode::Source("/c".into()));
+        let root_dir = build(&[PathBuf::from("/")], cwd).unwrap();
+        assert_eq!(root_dir.contents.as_deref(), Some(Path::new("/")));
     }
 }

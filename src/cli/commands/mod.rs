@@ -22,6 +22,7 @@ pub(crate) mod snapshots;
 pub(crate) mod stats;
 pub(crate) mod writers;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
@@ -189,7 +190,14 @@ pub(crate) fn filter(f: &FilterArgs) -> SnapshotFilter {
             .iter()
             .map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
             .collect(),
-        paths: f.paths.clone(),
+        // Snapshots record absolute, normalised paths: `--path docs/` means the same.
+        paths: {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+            f.paths
+                .iter()
+                .map(|p| vault_ops::source::absolute(Path::new(p), &cwd).to_string_lossy().into_owned())
+                .collect()
+        },
     }
 }
 
