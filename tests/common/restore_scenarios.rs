@@ -36,17 +36,24 @@ fn restored(target: &Path, src: &Path) -> PathBuf {
     target.join(src.strip_prefix("/").unwrap())
 }
 
-pub fn restore_into_a_changed_target(kind: Kind) {
-    let Some(env) = Env::for_kind(kind) else { return };
+/// A repository with one backup of [`make_source`], restored into `target`: the
+/// environment, the source, the target and where the source lies in it.
+fn backed_up_and_restored(kind: Kind) -> Option<(Env, PathBuf, PathBuf, PathBuf)> {
+    let env = Env::for_kind(kind)?;
     let src = env.path("src");
     make_source(&src);
     env.init();
     env.ok(&["backup", src.to_str().unwrap()]);
     let target = env.path("target");
-    let t = target.to_str().unwrap();
-    env.ok(&["restore", "latest", "--target", t]);
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
     let out = restored(&target, &src);
     assert_same_tree(&src, &out);
+    Some((env, src, target, out))
+}
+
+pub fn restore_into_a_changed_target(kind: Kind) {
+    let Some((env, src, target, out)) = backed_up_and_restored(kind) else { return };
+    let t = target.to_str().unwrap();
 
     // Without --overwrite a target that holds files is refused, naming the option.
     let refused = env.run(&["restore", "latest", "--target", t]);
@@ -134,15 +141,8 @@ pub fn restore_into_a_changed_target(kind: Kind) {
 
 /// Links planted in the target never carry a restore's writes out of it.
 pub fn restore_never_writes_through_links(kind: Kind) {
-    let Some(env) = Env::for_kind(kind) else { return };
-    let src = env.path("src");
-    make_source(&src);
-    env.init();
-    env.ok(&["backup", src.to_str().unwrap()]);
-    let target = env.path("target");
+    let Some((env, src, target, out)) = backed_up_and_restored(kind) else { return };
     let t = target.to_str().unwrap();
-    env.ok(&["restore", "latest", "--target", t]);
-    let out = restored(&target, &src);
     let outside = env.path("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("victim"), b"precious").unwrap();

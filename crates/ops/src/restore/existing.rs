@@ -40,8 +40,9 @@ pub(super) enum FileAction {
     Create,
     /// Something else is there: remove it, then create the file.
     Replace,
-    /// It is there and stays; `metadata`: the snapshot's metadata is applied to it.
-    Keep { metadata: bool },
+    /// It is there and stays; `metadata`: the snapshot's metadata is applied to it;
+    /// `equal`: its content is known to equal the snapshot's (not just kept by choice).
+    Keep { metadata: bool, equal: bool },
     /// It is there with some of the right content: write only `pieces`, then set the
     /// length.
     Update { pieces: Vec<Piece> },
@@ -78,6 +79,27 @@ pub(super) fn existing(path: &Path) -> std::io::Result<Option<Metadata>> {
     }
 }
 
+/// What the restored metadata of a file must be, to tell whether a kept file needs it
+/// applied again.
+#[derive(Clone, Copy)]
+pub(super) struct Wanted {
+    /// Owners are restored (root).
+    pub(super) ownership: bool,
+    /// Setuid and setgid bits are cleared.
+    pub(super) clear_setuid: bool,
+}
+
+impl Wanted {
+    /// Whether `m` already has the metadata restore would give `node` (attributes are
+    /// always applied again when the node has any).
+    fn holds(self, m: &Metadata, node: &Node) -> bool {
+        let mode = if self.clear_setuid { node.mode & !0o6000 } else { node.mode };
+        m.mode() & 0o7777 == mode & 0o7777
+            && (!self.ownership || (m.uid() == node.uid && m.gid() == node.gid))
+            && node.xattrs.is_empty()
+    }
+}
+
 /// Decides what to do with the file `node` at `path`. Reads the existing file (never
 /// the repository) when `IfChanged` has to compare content.
 pub(super) fn decide_file(
@@ -85,16 +107,17 @@ pub(super) fn decide_file(
     path: &Path,
     node: &Node,
     overwrite: Option<Overwrite>,
+    wanted: Wanted,
 ) -> std::io::Result<FileAction> {
     let Some(m) = existing(path)? else { return Ok(FileAction::Create) };
     let Some(overwrite) = overwrite else { return Ok(FileAction::Replace) };
     let is_file = m.file_type().is_file();
     match overwrite {
-        Overwrite::Never => Ok(FileAction::Keep { metadata: false }),
+        Overwrite::Never => Ok(FileAction::Keep { metadata: false, equal: false }),
         Overwrite::Always => Ok(FileAction::Replace),
         Overwrite::IfNewer => {
             if is_file && mtime(&m) >= node_mtime(node) {
-                Ok(FileAction::Keep { metadata: false })
+                Ok(FileAction::Keep { metadata: false, equal: false })
             } else {
                 Ok(FileAction::Replace)
             }
@@ -104,7 +127,7 @@ pub(super) fn decide_file(
                 return Ok(FileAction::Replace);
             }
             if m.len() == node.size && mtime(&m) == node_mtime(node) {
-                return Ok(FileAction::Keep { metadata: true });
+                return Ok(FileAction::Keep { metadata: !wanted.holds(&m, node), equal: true });
             }
             // Holes would need their old bytes checked and zeroed: rare enough (sparse
             // files) to write whole.
@@ -117,7 +140,7 @@ pub(super) fn decide_file(
             };
             let differ = differing_pieces(repo, &f, m.len(), node)?;
             if differ.is_empty() && m.len() == node.size {
-                Ok(FileAction::Keep { metadata: true })
+                Ok(FileAction::Keep { metadata: true, equal: true })
             } else {
                 Ok(FileAction::Update { pieces: differ })
             }

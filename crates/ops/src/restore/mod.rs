@@ -33,7 +33,7 @@ use super::pattern::PatternSet;
 use super::progress::Progress;
 use blob_source::BlobSource;
 pub use existing::Overwrite;
-use existing::{FileAction, decide_file, existing, keep_other, remove_entry, verify_file};
+use existing::{FileAction, Wanted, decide_file, existing, keep_other, remove_entry, verify_file};
 use plan::{Plan, Selector, plan_leaf, plan_tree};
 use vault_format::BlobId;
 use vault_format::tree::{Node, NodeKind};
@@ -209,6 +209,7 @@ fn restore_into(
     let apply = ApplyOptions { ownership: opts.ownership, clear_setuid: opts.no_setuid, xattrs: &opts.xattrs };
     let overwrite = opts.overwrite;
     let dry = opts.dry_run;
+    let wanted = Wanted { ownership: opts.ownership, clear_setuid: opts.no_setuid };
 
     // Every directory is this user's alone (0700) until all it holds is in place; then
     // the snapshot's modes are applied deepest first. So no other user can swap a
@@ -228,7 +229,7 @@ fn restore_into(
     // missing is read from the repository.
     let decided: Vec<(PathBuf, Node, FileAction)> = std::mem::take(&mut plan.files)
         .into_par_iter()
-        .filter_map(|(path, node)| match decide_file(repo, &path, &node, overwrite) {
+        .filter_map(|(path, node)| match decide_file(repo, &path, &node, overwrite, wanted) {
             Ok(action) => Some((path, node, action)),
             Err(e) => {
                 problem(&path, format!("cannot compare with the file there: {e}"), ProblemClass::Local);
@@ -309,13 +310,19 @@ fn restore_into(
                         }
                     }
                 }
-                if dry || *action == (FileAction::Keep { metadata: false }) {
+                if dry {
                     return;
                 }
-                for p in apply_metadata(path, node, apply) {
-                    problem(path, p, ProblemClass::Local);
+                let (metadata, verify) = match action {
+                    FileAction::Keep { metadata, equal } => (*metadata, opts.verify && *equal),
+                    _ => (true, opts.verify),
+                };
+                if metadata {
+                    for p in apply_metadata(path, node, apply) {
+                        problem(path, p, ProblemClass::Local);
+                    }
                 }
-                if opts.verify {
+                if verify {
                     match verify_file(repo, path, node) {
                         Ok(()) => report.lock().verified += 1,
                         Err(m) => problem(path, m, ProblemClass::Local),
