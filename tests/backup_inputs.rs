@@ -219,3 +219,30 @@ fn a_source_is_recorded_where_the_tree_holds_it() {
     let found = run_in(&home, &["snapshots", "--json", "--path", "docs/"]);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&found).unwrap().as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn diff_against_a_directory_leaves_out_what_the_backup_left_out() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("build")).unwrap();
+    std::fs::write(src.join("kept.txt"), b"kept").unwrap();
+    std::fs::write(src.join("scratch.TMP"), b"left out").unwrap();
+    std::fs::write(src.join("build/.nobackup"), b"").unwrap();
+    std::fs::write(src.join("build/out.o"), b"object").unwrap();
+    let s = src.to_str().unwrap();
+    env.ok(&["backup", "--iexclude", "*.tmp", "--exclude-if-present", ".nobackup", s]);
+    let snaps = snapshots(&env);
+    assert_eq!(snaps[0]["filters"]["iexcludes"], serde_json::json!(["*.tmp"]), "{:?}", snaps[0]);
+    // More of what the rules leave out appears: still no difference.
+    std::fs::write(src.join("other.tmp"), b"also left out").unwrap();
+    std::fs::write(src.join("build/more.o"), b"object").unwrap();
+    let out = env.ok(&["diff", "--json", "latest", s]);
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["added"], 0, "{out}");
+    // What the rules do not cover is still found.
+    std::fs::write(src.join("new.txt"), b"new").unwrap();
+    let out = env.ok(&["diff", "--json", "latest", s]);
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["added"], 1, "{out}");
+}

@@ -56,6 +56,7 @@ fn craft(env: &Env) {
         parent: None,
         program_version: "crafted".into(),
         summary: None,
+        filters: None,
         original: None,
     })
     .unwrap();

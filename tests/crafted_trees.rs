@@ -78,6 +78,7 @@ fn craft(env: &Env, shape: Shape) -> StoredObject {
         parent: None,
         program_version: "crafted".into(),
         summary: None,
+        filters: None,
         original: None,
     };
     repo.save_snapshot(&snapshot).unwrap();

@@ -164,6 +164,7 @@ fn snapshot_file() {
         parent: Some(SnapshotId(Id([2u8; 32]))),
         program_version: "vault 0.1.0".into(),
         summary: None,
+        filters: None,
         original: None,
     };
     let bytes = file::seal_with_nonce(&k, file::SNAPSHOT, &s.to_json(), Compression::Off, &nonce(5));

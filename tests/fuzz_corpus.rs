@@ -110,6 +110,7 @@ fn write_seeds() {
         parent: None,
         program_version: "vault".into(),
         summary: None,
+        filters: None,
         original: None,
     };
     write("snapshot", "seed-json", &snap.to_json());

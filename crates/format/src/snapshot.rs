@@ -38,9 +38,40 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Counts of the backup run.
     pub summary: Option<SnapshotSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What the backup left out by rule, so that comparing the snapshot with the live
+    /// directory (`diff SNAP DIR`) can leave out the same.
+    pub filters: Option<SnapshotFilters>,
     /// For a snapshot written by `repair snapshots`: the damaged snapshot it replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<SnapshotId>,
+}
+
+/// The exclusion rules of a backup (see the backup options of the same names).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFilters {
+    /// Glob patterns of entries left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
+    /// Glob patterns of entries left out, matched regardless of case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iexcludes: Vec<String>,
+    /// Marker files (`NAME` or `NAME:HEADER`) whose directories were left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_if_present: Vec<String>,
+    /// Directories tagged as caches were left out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclude_caches: bool,
+    /// Files larger than this many bytes were left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_larger_than: Option<u64>,
+}
+
+impl SnapshotFilters {
+    /// Whether no rule is set.
+    pub fn is_empty(&self) -> bool {
+        *self == SnapshotFilters::default()
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

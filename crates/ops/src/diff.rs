@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::backup::filter::Filters;
 use super::error::Result;
 use super::fsmeta::{OwnerNames, node_from_metadata};
 use vault_format::BlobId;
+use vault_format::snapshot::SnapshotFilters;
 use vault_format::tree::{ContentItem, Node, NodeKind};
 use vault_repo::IndexedRepository;
 
@@ -141,6 +143,9 @@ pub struct Differ<'a> {
     /// Compare live file contents even when metadata matches.
     always_content: bool,
     owners: OwnerNames,
+    /// What the snapshot's backup left out of live directories, and the directory live
+    /// paths are relative to (patterns match absolute paths, as in backup).
+    live_filters: Option<(Filters, PathBuf)>,
 }
 
 struct PairLister<'a, 'b> {
@@ -209,7 +214,15 @@ impl<'a> Differ<'a> {
     /// A differ reading trees through `repo`; `always_content` compares live files'
     /// contents even when their metadata matches.
     pub fn new(repo: &'a IndexedRepository, always_content: bool) -> Self {
-        Differ { repo, always_content, owners: OwnerNames::default() }
+        Differ { repo, always_content, owners: OwnerNames::default(), live_filters: None }
+    }
+
+    /// Leaves out of live directories what a backup with `filters` would have left out
+    /// (`diff SNAP DIR` with the snapshot's recorded filters).
+    pub fn with_live_filters(mut self, filters: &SnapshotFilters) -> Result<Self> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        self.live_filters = Some((Filters::new(filters)?, cwd));
+        Ok(self)
     }
 
     fn nodes(&self, side: &Side) -> Result<Vec<Node>> {
@@ -227,6 +240,11 @@ impl<'a> Differ<'a> {
             for e in rd.flatten() {
                 let p = e.path();
                 if let Ok(m) = std::fs::symlink_metadata(&p) {
+                    if let Some((f, cwd)) = &self.live_filters
+                        && (f.excludes_path(&crate::source::absolute(&p, cwd)) || f.excludes_entry(&p, &m))
+                    {
+                        continue;
+                    }
                     let mut n = node_from_metadata(&e.file_name(), &p, &m, &self.owners);
                     if n.kind == NodeKind::Symlink {
                         n.target =

@@ -428,6 +428,7 @@ mod tests {
             parent: None,
             program_version: String::new(),
             summary: None,
+            filters: None,
             original: None,
         };
         (SnapshotId(Id([n; 32])), s)

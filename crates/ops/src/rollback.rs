@@ -171,6 +171,7 @@ mod tests {
             parent: None,
             program_version: "test".into(),
             summary: None,
+            filters: None,
             original: None,
         }
     }

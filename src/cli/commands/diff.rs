@@ -27,6 +27,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &DiffArgs) -> Result<ExitCode> {
         })
     };
     let differ = Differ::new(&repo, a.content);
+    // Against a live directory, what the snapshot's backup left out is left out here too.
+    let differ = match (&s1.filters, live.is_dir()) {
+        (Some(f), true) => differ.with_live_filters(f)?,
+        _ => differ,
+    };
     let mut report = DiffReport::default();
     let (label, prefix) = if is_dir {
         if !live.is_dir() {

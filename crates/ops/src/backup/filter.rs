@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::super::error::{OpError, Result};
 use super::super::pattern::PatternSet;
-use super::BackupOptions;
+use vault_format::snapshot::SnapshotFilters;
 
 /// The signature a `CACHEDIR.TAG` file starts with (the Cache Directory Tagging
 /// Specification); a file of that name without it marks nothing.
@@ -31,7 +31,8 @@ pub(crate) struct Filters {
 }
 
 impl Filters {
-    pub(crate) fn new(opts: &BackupOptions) -> Result<Filters> {
+    /// The filters of a backup (or the ones a snapshot records).
+    pub(crate) fn new(opts: &SnapshotFilters) -> Result<Filters> {
         let mut markers = Vec::new();
         for spec in &opts.exclude_if_present {
             let (name, header) = match spec.split_once(':') {

@@ -6,7 +6,7 @@
 //! is hashed, compressed and sealed in parallel. Commit order: packs → index → snapshot.
 
 mod file;
-mod filter;
+pub(crate) mod filter;
 mod scan;
 mod stream;
 mod walk;
@@ -31,7 +31,7 @@ use scan::scan_totals;
 pub use stream::backup_stream;
 use vault_format::blob::Compression;
 use vault_format::chunker::Chunker;
-use vault_format::snapshot::{Snapshot, SnapshotSummary};
+use vault_format::snapshot::{Snapshot, SnapshotFilters, SnapshotSummary};
 use vault_format::tree::{Node, NodeKind, Tree};
 use vault_format::{BlobId, SnapshotId};
 use vault_repo::backend::RequestStats;
@@ -304,6 +304,17 @@ fn keep_what_is_stored(ctx: Ctx<'_>) -> OpError {
     }
 }
 
+/// The exclusion rules to record in the snapshot.
+fn recorded_filters(opts: &BackupOptions) -> SnapshotFilters {
+    SnapshotFilters {
+        excludes: opts.excludes.clone(),
+        iexcludes: opts.iexcludes.clone(),
+        exclude_if_present: opts.exclude_if_present.clone(),
+        exclude_caches: opts.exclude_caches,
+        exclude_larger_than: opts.exclude_larger_than,
+    }
+}
+
 /// The snapshot unchanged files are taken from.
 fn choose_parent(
     repo: &IndexedRepository,
@@ -343,7 +354,7 @@ fn new_ctx<'a>(repo: &'a IndexedRepository, opts: &BackupOptions, progress: &'a 
         writer: if opts.dry_run { writer.dry_run() } else { writer },
         chunker: repo.repo().chunker()?,
         owners: OwnerNames::default(),
-        filters: Filters::new(opts)?,
+        filters: Filters::new(&recorded_filters(opts))?,
         one_file_system: opts.one_file_system,
         progress,
         problems: Mutex::default(),
@@ -410,6 +421,7 @@ fn commit(repo: &IndexedRepository, opts: &BackupOptions, ctx: Ctx<'_>, c: Commi
         parent: parent.as_ref().map(|(id, _)| *id),
         program_version: concat!("vault ", env!("CARGO_PKG_VERSION")).to_string(),
         summary: Some(summary),
+        filters: Some(recorded_filters(opts)).filter(|f| !f.is_empty()),
         original: None,
     };
     let unchanged = parent.as_ref().is_some_and(|(_, p)| p.tree == tree_id && p.paths == snapshot.paths);
