@@ -58,6 +58,7 @@ fn main() {
         Command::Snapshots(a) => commands::snapshots::run(g, a),
         Command::Ls(a) => commands::ls::run(g, a),
         Command::Restore(a) => commands::restore::run(g, a),
+        Command::Copy(a) => commands::copy::run(g, a),
         Command::Cat(a) => commands::cat::run(g, a),
         Command::Check(a) => commands::check::run(g, a),
         Command::Repair(a) => commands::repair::run(g, a),

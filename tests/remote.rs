@@ -5,6 +5,7 @@
 mod common;
 
 use common::Kind;
+use common::copy_scenarios::copies_between_repositories;
 use common::crash_scenarios::*;
 use common::fault_scenarios::*;
 use common::history_scenarios::*;
@@ -52,3 +53,13 @@ on_remote_backends!(
     streams_are_backed_up,
     an_interrupted_backup_resumes,
 );
+
+#[test]
+fn copy_local_to_s3() {
+    copies_between_repositories(Kind::Local, Kind::S3);
+}
+
+#[test]
+fn copy_s3_to_sftp() {
+    copies_between_repositories(Kind::S3, Kind::Sftp);
+}

@@ -104,6 +104,8 @@ pub(crate) enum Command {
     Tag(TagArgs),
     /// Write snapshots again without the paths given (e.g. a secret backed up by mistake)
     Rewrite(RewriteArgs),
+    /// Copy snapshots from another repository (--from-repo) into this one
+    Copy(CopyArgs),
     /// Single-core throughput of chunking, hashing, compression and encryption here
     #[command(hide = true)]
     BenchPrimitives,
@@ -639,6 +641,25 @@ pub(crate) struct RestoreArgs {
     /// Do not set extended attributes whose name matches (repeatable)
     #[arg(long, value_name = "GLOB")]
     pub xattr_exclude: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CopyArgs {
+    /// The repository to copy from
+    #[arg(long, env = "VAULT_FROM_REPOSITORY", value_name = "REPO")]
+    pub from_repo: String,
+    /// Read the source repository's password from FILE
+    #[arg(long, env = "VAULT_FROM_PASSWORD_FILE", hide_env_values = true, value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Run CMD (with sh -c) and use its output as the source repository's password
+    #[arg(long, env = "VAULT_FROM_PASSWORD_COMMAND", hide_env_values = true, value_name = "CMD")]
+    pub from_password_command: Option<String>,
+    /// Snapshots to copy: ids, unique prefixes or `latest` (default: every snapshot the
+    /// filters select)
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

@@ -13,17 +13,49 @@ use zeroize::Zeroizing;
 pub(crate) struct PasswordSource {
     pub command: Option<String>,
     pub file: Option<PathBuf>,
-    /// The repository's password, or a new one (`vault key add/passwd`).
-    pub new: bool,
+    pub role: PasswordRole,
+}
+
+/// Which password is asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum PasswordRole {
+    /// The repository's (`-r`).
+    #[default]
+    Repository,
+    /// A new one (`vault key add/passwd`).
+    New,
+    /// The source repository's of `vault copy` (`--from-repo`).
+    From,
 }
 
 impl PasswordSource {
     fn env_var(&self) -> &'static str {
-        if self.new { "VAULT_NEW_PASSWORD" } else { "VAULT_PASSWORD" }
+        match self.role {
+            PasswordRole::Repository => "VAULT_PASSWORD",
+            PasswordRole::New => "VAULT_NEW_PASSWORD",
+            PasswordRole::From => "VAULT_FROM_PASSWORD",
+        }
     }
 
     fn prompt(&self) -> &'static str {
-        if self.new { "enter the new password: " } else { "enter password for repository: " }
+        match self.role {
+            PasswordRole::Repository => "enter password for repository: ",
+            PasswordRole::New => "enter the new password: ",
+            PasswordRole::From => "enter password for the repository to copy from: ",
+        }
+    }
+
+    /// Where this password can be given, for the error when none was.
+    fn sources(&self) -> &'static str {
+        match self.role {
+            PasswordRole::Repository => "VAULT_PASSWORD, VAULT_PASSWORD_FILE, --password-file or --password-command",
+            PasswordRole::New => {
+                "VAULT_NEW_PASSWORD, VAULT_NEW_PASSWORD_FILE, --new-password-file or --new-password-command"
+            }
+            PasswordRole::From => {
+                "VAULT_FROM_PASSWORD, VAULT_FROM_PASSWORD_FILE, --from-password-file or --from-password-command"
+            }
+        }
     }
 }
 
@@ -123,17 +155,14 @@ pub(crate) fn read_password(src: &PasswordSource, confirm: Confirm) -> Result<Ze
         }
         first
     } else {
-        if src.new {
-            bail!(
-                "no new password given: set VAULT_NEW_PASSWORD, VAULT_NEW_PASSWORD_FILE, --new-password-file or --new-password-command (standard input is not a terminal, so vault cannot prompt)"
-            );
-        }
         bail!(
-            "no password given: set VAULT_PASSWORD, VAULT_PASSWORD_FILE, --password-file or --password-command (standard input is not a terminal, so vault cannot prompt)"
+            "no {}password given: set {} (standard input is not a terminal, so vault cannot prompt)",
+            if src.role == PasswordRole::New { "new " } else { "" },
+            src.sources()
         );
     };
     if pw.is_empty() {
-        bail!("the {}password is empty", if src.new { "new " } else { "" });
+        bail!("the {}password is empty", if src.role == PasswordRole::New { "new " } else { "" });
     }
     Ok(pw)
 }

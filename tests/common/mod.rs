@@ -1,6 +1,7 @@
 //! Helpers for integration tests that drive the real `vault` binary.
 #![allow(dead_code)]
 
+pub mod copy_scenarios;
 pub mod crash_scenarios;
 pub mod fault_scenarios;
 pub mod garage;
@@ -141,6 +142,17 @@ impl Env {
     pub fn set_endpoint(&mut self, endpoint: &str) {
         self.options.retain(|o| !o.starts_with("s3.endpoint="));
         self.options.push(format!("s3.endpoint={endpoint}"));
+    }
+
+    /// Adds this environment's backend settings (options and credentials) to a command
+    /// run for another environment (`vault copy` between the two).
+    pub fn add_settings(&self, c: &mut Command) {
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        for o in &self.options {
+            c.arg("-o").arg(o);
+        }
     }
 
     pub fn repo_string(&self) -> &str {

@@ -7,6 +7,7 @@ pub mod browse;
 pub mod cat;
 pub mod check;
 pub(crate) mod commit;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 pub(crate) mod error;

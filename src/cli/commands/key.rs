@@ -7,7 +7,7 @@ use super::{by_prefix, hostname, open_repo_with, username};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, KeyAction, KeyArgs, NewKeyArgs};
 use crate::cli::output::{print_json, table};
-use crate::cli::password::{Confirm, PasswordSource, read_password};
+use crate::cli::password::{Confirm, PasswordRole, PasswordSource, read_password};
 use vault_format::KeyId;
 use vault_format::keyfile::{KdfParams, KeyMeta};
 use vault_ops::OpError;
@@ -81,7 +81,11 @@ fn new_key(
         ))
         .into());
     }
-    let src = PasswordSource { command: n.new_password_command.clone(), file: n.new_password_file.clone(), new: true };
+    let src = PasswordSource {
+        command: n.new_password_command.clone(),
+        file: n.new_password_file.clone(),
+        role: PasswordRole::New,
+    };
     let pw = read_password(&src, Confirm::Twice)?;
     let meta = KeyMeta {
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -6,6 +6,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_index;
 pub(crate) mod cat;
 pub(crate) mod check;
+pub(crate) mod copy;
 pub(crate) mod diff;
 pub(crate) mod dump;
 pub(crate) mod find;
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow};
 
 use super::args::{FilterArgs, GlobalArgs};
-use super::password::{Confirm, PasswordSource, read_password};
+use super::password::{Confirm, PasswordRole, PasswordSource, read_password};
 use vault_ops::select::SnapshotFilter;
 use vault_repo::backend::OpenMode;
 use vault_repo::cache::Cache;
@@ -55,7 +56,11 @@ pub(crate) fn backend_options(g: &GlobalArgs) -> Result<BackendOptions> {
 }
 
 pub(crate) fn password_source(g: &GlobalArgs) -> PasswordSource {
-    PasswordSource { command: g.password_command.clone(), file: g.password_file.clone(), new: false }
+    PasswordSource {
+        command: g.password_command.clone(),
+        file: g.password_file.clone(),
+        role: PasswordRole::Repository,
+    }
 }
 
 pub(crate) fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
@@ -64,7 +69,12 @@ pub(crate) fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
 
 /// Opens the repository, with the local cache when `cache` is set.
 pub(crate) fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Repository>> {
-    let loc = location(g)?;
+    open_repo_at(g, location(g)?, &password_source(g), cache)
+}
+
+/// Opens the repository at `loc` with the password from `pw` (the backend options and
+/// local settings of `g`).
+pub(crate) fn open_repo_at(g: &GlobalArgs, loc: Location, pw: &PasswordSource, cache: bool) -> Result<Arc<Repository>> {
     let backend = match Backend::open(&loc, &backend_options(g)?, OpenMode::Existing) {
         Ok(b) => b,
         Err(e) if e.kind == vault_repo::backend::BackendErrorKind::NotFound => {
@@ -76,7 +86,7 @@ pub(crate) fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Reposito
     if backend.stat(&vault_repo::StoredObject::Config.path())?.is_none() {
         return Err(RepoError::NotFound(loc.to_string()).into());
     }
-    let pw = read_password(&password_source(g), Confirm::Once)?;
+    let pw = read_password(pw, Confirm::Once)?;
     // The key file that opened this location last time is tried first; the state
     // directory is an optimisation, so a failure to use it only costs time.
     let state = vault_repo::state::default_base().and_then(|b| match LocalState::open(&b) {

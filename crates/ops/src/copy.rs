@@ -1,0 +1,272 @@
+//! `copy`: snapshots from one repository into another (an offsite copy without a second
+//! backup of the sources).
+//!
+//! Two repositories have different keys, so their blob ids differ: each file's data is
+//! read from the source and chunked again with the destination's chunker, and every
+//! tree is written anew. What makes a copy cheap is the destination's own history: a
+//! file whose device, inode, size and times match a file of the newest snapshot of the
+//! same host and paths already copied is taken from there without reading it (the rule
+//! backup uses against its parent), and the destination stores only chunks it lacks. A
+//! snapshot already in the destination (same time, host, user, paths and tags) is not
+//! copied again, so an interrupted copy resumes where it stopped.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use serde::Serialize;
+
+use super::error::{OpError, Result};
+use super::progress::Progress;
+use super::select;
+use super::walk::{TreeFold, fold};
+use vault_format::chunker::Chunker;
+use vault_format::pack::BlobKind;
+use vault_format::snapshot::Snapshot;
+use vault_format::tree::{ContentItem, Node, NodeKind, Timestamp, Tree};
+use vault_format::{BlobId, SnapshotId};
+use vault_repo::{IndexedRepository, PackWriter, RepoError, WriterStats};
+
+/// One snapshot copied.
+#[derive(Clone, Debug, Serialize)]
+pub struct Copied {
+    /// The snapshot in the source.
+    pub source: SnapshotId,
+    /// Its copy in the destination.
+    pub copy: SnapshotId,
+}
+
+/// What `copy` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CopyReport {
+    /// Snapshots copied.
+    pub copied: Vec<Copied>,
+    /// Snapshots the destination holds already.
+    pub already_there: Vec<SnapshotId>,
+    /// File bytes read from the source (files not found unchanged in the destination).
+    pub bytes_read: u64,
+    /// What the destination's pack writer stored.
+    pub writer: WriterStats,
+}
+
+/// What tells a snapshot and its copy apart from other snapshots.
+fn identity(s: &Snapshot) -> (String, String, String, Vec<String>, Vec<String>) {
+    let mut tags = s.tags.clone();
+    tags.sort();
+    (s.time.clone(), s.hostname.clone(), s.username.clone(), s.paths.clone(), tags)
+}
+
+/// What tells an unchanged file: its host and the backup rule (device, inode, size,
+/// times).
+type FileKey = (String, u64, u64, u64, Timestamp, Timestamp);
+
+fn file_key(host: &str, n: &Node) -> FileKey {
+    (host.to_string(), n.device, n.inode, n.size, n.mtime, n.ctime)
+}
+
+/// Copies `snaps` (oldest first) from `src` into `dst`. The data and trees of all of
+/// them are stored and indexed first, then the snapshots are saved in order.
+pub fn copy(
+    src: &IndexedRepository,
+    dst: &IndexedRepository,
+    snaps: &[(SnapshotId, Snapshot)],
+    progress: &dyn Progress,
+) -> Result<CopyReport> {
+    let (committed, _) = dst.repo().load_all_snapshots()?;
+    let mut report = CopyReport::default();
+    let writer = dst.writer()?;
+    let chunker = dst.repo().chunker()?;
+    // Source tree → its copy, across the snapshots (unchanged subtrees are copied once).
+    let mut memo: HashMap<BlobId, BlobId> = HashMap::new();
+    let mut known: HashMap<FileKey, Vec<ContentItem>> = HashMap::new();
+    let mut parents_read: Vec<SnapshotId> = Vec::new();
+    let mut pending: Vec<(SnapshotId, Snapshot)> = Vec::new();
+    let mut bytes_read = 0u64;
+    for (id, s) in snaps {
+        let copied_before = committed.iter().map(|(_, d)| d).chain(pending.iter().map(|(_, d)| d));
+        if copied_before.into_iter().any(|d| identity(d) == identity(s)) {
+            report.already_there.push(*id);
+            continue;
+        }
+        // The newest stored copy of the same host and paths: its files need not be read
+        // again.
+        let parent =
+            select::newest(committed.iter().filter(|(_, d)| d.hostname == s.hostname && d.paths == s.paths).cloned());
+        if let Some((pid, p)) = &parent
+            && !parents_read.contains(pid)
+        {
+            known_files(dst, p, &mut known)?;
+            parents_read.push(*pid);
+        }
+        let mut copier = Copier {
+            src,
+            host: &s.hostname,
+            writer: &writer,
+            chunker: &chunker,
+            known: &mut known,
+            bytes_read: 0,
+            progress,
+        };
+        let tree = fold(&mut copier, s.tree, &mut memo)?;
+        bytes_read += copier.bytes_read;
+        pending.push((*id, Snapshot { tree, parent: None, original: None, ..s.clone() }));
+    }
+    report.writer = writer.finish()?;
+    let roots: Vec<BlobId> = pending.iter().map(|(_, s)| s.tree).collect();
+    crate::commit::keep_referenced_live(dst.repo(), dst.index(), &roots)?;
+    let mut saved: Vec<(SnapshotId, Snapshot)> = committed;
+    for (id, mut copy) in pending {
+        copy.parent =
+            select::newest(saved.iter().filter(|(_, d)| d.hostname == copy.hostname && d.paths == copy.paths).cloned())
+                .map(|(p, _)| p);
+        let copy_id = dst.repo().save_snapshot(&copy)?;
+        report.copied.push(Copied { source: id, copy: copy_id });
+        saved.push((copy_id, copy));
+    }
+    report.bytes_read = bytes_read;
+    Ok(report)
+}
+
+/// Adds the content of every file of the stored snapshot `snap` to `known`.
+fn known_files(dst: &IndexedRepository, snap: &Snapshot, known: &mut HashMap<FileKey, Vec<ContentItem>>) -> Result<()> {
+    struct Collect<'a> {
+        dst: &'a IndexedRepository,
+        host: &'a str,
+        known: &'a mut HashMap<FileKey, Vec<ContentItem>>,
+    }
+    impl TreeFold for Collect<'_> {
+        type Value = ();
+        fn open(&mut self, id: &BlobId) -> Result<std::result::Result<Tree, ()>> {
+            Ok(Ok(self.dst.load_tree(id)?))
+        }
+        fn combine(&mut self, _: &BlobId, tree: Tree, _: Vec<Option<()>>) -> Result<()> {
+            for n in tree.nodes.into_iter().filter(|n| n.kind == NodeKind::File) {
+                self.known.insert(file_key(self.host, &n), n.content);
+            }
+            Ok(())
+        }
+    }
+    fold(&mut Collect { dst, host: &snap.hostname, known }, snap.tree, &mut HashMap::new())
+}
+
+struct Copier<'a> {
+    src: &'a IndexedRepository,
+    /// The host of the snapshot being copied.
+    host: &'a str,
+    writer: &'a PackWriter,
+    chunker: &'a Chunker,
+    known: &'a mut HashMap<FileKey, Vec<ContentItem>>,
+    bytes_read: u64,
+    progress: &'a dyn Progress,
+}
+
+impl Copier<'_> {
+    /// `node`'s content in the destination: taken from a known unchanged file whose
+    /// chunks the destination holds, else read from the source and chunked again.
+    fn content(&mut self, node: &Node) -> Result<Vec<ContentItem>> {
+        let key = file_key(self.host, node);
+        if let Some(c) = self.known.get(&key)
+            && c.iter().all(|i| match i {
+                ContentItem::Data { id, .. } => self.writer.has(BlobKind::Data, id),
+                ContentItem::Hole { .. } => true,
+            })
+        {
+            return Ok(c.clone());
+        }
+        let mut out = Vec::new();
+        let mut run: Vec<(BlobId, u32)> = Vec::new();
+        for item in &node.content {
+            match item {
+                ContentItem::Data { id, length } => run.push((*id, *length)),
+                // Holes stay holes; the data between them is chunked run by run.
+                ContentItem::Hole { length } => {
+                    self.chunk_run(std::mem::take(&mut run), &mut out)?;
+                    out.push(ContentItem::Hole { length: *length });
+                }
+            }
+        }
+        self.chunk_run(run, &mut out)?;
+        // A later snapshot's unchanged copy of this file is taken from here.
+        self.known.insert(key, out.clone());
+        Ok(out)
+    }
+
+    fn chunk_run(&mut self, run: Vec<(BlobId, u32)>, out: &mut Vec<ContentItem>) -> Result<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let expected: u64 = run.iter().map(|(_, l)| u64::from(*l)).sum();
+        let mut reader = SourceData { src: self.src, items: run.into_iter(), buf: Vec::new(), pos: 0, error: None };
+        let mut stream = self.chunker.stream_sized(&mut reader, expected);
+        loop {
+            let chunk = match stream.next_chunk() {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    drop(stream);
+                    return Err(match reader.error.take() {
+                        Some(r) => r.into(),
+                        None => OpError::Repo(RepoError::invalid("copy", e)),
+                    });
+                }
+            };
+            self.bytes_read += chunk.len() as u64;
+            self.progress.add_bytes(chunk.len() as u64);
+            let (id, _) = self.writer.save_blob(BlobKind::Data, &chunk)?;
+            out.push(ContentItem::Data { id, length: chunk.len() as u32 });
+        }
+        Ok(())
+    }
+}
+
+impl TreeFold for Copier<'_> {
+    type Value = BlobId;
+
+    fn open(&mut self, id: &BlobId) -> Result<std::result::Result<Tree, BlobId>> {
+        Ok(Ok(self.src.load_tree(id)?))
+    }
+
+    fn combine(&mut self, _: &BlobId, mut tree: Tree, subtrees: Vec<Option<BlobId>>) -> Result<BlobId> {
+        for (n, sub) in tree.nodes.iter_mut().zip(subtrees) {
+            if let Some(t) = sub {
+                n.subtree = Some(t);
+            } else if n.kind == NodeKind::File {
+                n.content = self.content(n)?;
+                self.progress.add_files(1);
+            }
+        }
+        Ok(self.writer.save_tree(tree)?)
+    }
+}
+
+/// The bytes of a run of source data blobs, read blob by blob; a failure is kept (a
+/// storage or integrity error of the source) and reported as an I/O error to the chunker.
+struct SourceData<'a> {
+    src: &'a IndexedRepository,
+    items: std::vec::IntoIter<(BlobId, u32)>,
+    buf: Vec<u8>,
+    pos: usize,
+    error: Option<RepoError>,
+}
+
+impl Read for SourceData<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            let Some((id, length)) = self.items.next() else { return Ok(0) };
+            match self.src.read_data_item(&id, length) {
+                Ok(data) => {
+                    self.buf = data;
+                    self.pos = 0;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    self.error = Some(e);
+                    return Err(std::io::Error::other(message));
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
