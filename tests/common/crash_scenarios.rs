@@ -35,14 +35,27 @@ impl Rng {
 }
 
 fn snapshot_ids(env: &Env) -> Vec<String> {
+    snapshot_times(env).into_iter().map(|(id, _)| id).collect()
+}
+
+/// Every snapshot's id and time.
+fn snapshot_times(env: &Env) -> Vec<(String, String)> {
     let list: serde_json::Value = serde_json::from_str(&env.ok(&["snapshots", "--json"])).unwrap();
-    list.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().to_string(), s["time"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 /// Runs `args`, kills it after `delay`; whether it had ended by itself, and when.
 fn run_and_kill(env: &Env, args: &[&str], delay: Duration) -> (bool, Duration) {
-    let mut child =
-        env.cmd().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    kill_after(env.cmd().args(args), delay)
+}
+
+/// Runs `cmd`, kills it after `delay`; whether it had ended by itself, and when.
+fn kill_after(cmd: &mut std::process::Command, delay: Duration) -> (bool, Duration) {
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let started = Instant::now();
     while started.elapsed() < delay {
         if child.try_wait().unwrap().is_some() {
@@ -61,27 +74,43 @@ pub fn crash_loop(kind: Kind, trials: u32, seed: u64) -> Option<CrashTally> {
     let src = env.path("src");
     make_tree(&src, 4, 4 << 20, seed);
     make_tree(&src.join("small"), 30, 10_000, seed + 100);
-    let mut references: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let record_new = |references: &mut BTreeMap<String, PathBuf>, tag: &str| {
-        for id in snapshot_ids(&env) {
-            if let std::collections::btree_map::Entry::Vacant(slot) = references.entry(id) {
-                let copy = env.path(&format!("ref-{tag}-{}", &slot.key()[..12]));
-                let st = std::process::Command::new("cp").arg("-a").arg(&src).arg(&copy).status().unwrap();
-                assert!(st.success());
-                slot.insert(copy);
+    // A second repository that `copy` brings snapshots from: each of its snapshots' trees
+    // as it was, by snapshot time (a copy keeps its source's time).
+    let side = Env::new();
+    side.init();
+    let side_src = side.path("side");
+    make_tree(&side_src, 3, 1 << 20, seed + 7);
+    let mut side_refs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    // Snapshot id → the tree it must restore to, and the source path it holds.
+    let mut references: BTreeMap<String, (PathBuf, PathBuf)> = BTreeMap::new();
+    // A snapshot copied from the side repository restores to the side tree of its time;
+    // any other new one to the source as it is now (its backup just ran).
+    let record_new =
+        |references: &mut BTreeMap<String, (PathBuf, PathBuf)>, side_refs: &BTreeMap<String, PathBuf>, tag: &str| {
+            for (id, time) in snapshot_times(&env) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = references.entry(id) {
+                    if let Some(r) = side_refs.get(&time) {
+                        slot.insert((r.clone(), side_src.clone()));
+                        continue;
+                    }
+                    let copy = env.path(&format!("ref-{tag}-{}", &slot.key()[..12]));
+                    let st = std::process::Command::new("cp").arg("-a").arg(&src).arg(&copy).status().unwrap();
+                    assert!(st.success());
+                    slot.insert((copy, src.clone()));
+                }
             }
-        }
-    };
+        };
     env.ok(&["backup", "-q", src.to_str().unwrap()]);
-    record_new(&mut references, "start");
+    record_new(&mut references, &side_refs, "start");
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut tally = CrashTally::default();
-    // Milliseconds each kind of command (backup, prune, repair) last took, to kill within.
-    let mut runtime = [1500u64, 1500, 1500];
+    // Milliseconds each kind of command (backup, prune, repair, copy) last took, to kill
+    // within.
+    let mut runtime = [1500u64, 1500, 1500, 1500];
     for trial in 0..trials {
         tally.trials += 1;
         // A moment within the command's run: how long the last one of its kind ran.
-        let kind_of_trial = (trial % 3) as usize;
+        let kind_of_trial = (trial % 4) as usize;
         let delay = Duration::from_millis(rng.next() % runtime[kind_of_trial].max(20));
         let (ended, took) = match kind_of_trial {
             0 => {
@@ -89,7 +118,30 @@ pub fn crash_loop(kind: Kind, trials: u32, seed: u64) -> Option<CrashTally> {
                     .unwrap();
                 std::fs::write(src.join("small/changing"), noise(5_000, seed + 2000 + trial as u64)).unwrap();
                 let ended = run_and_kill(&env, &["backup", "-q", src.to_str().unwrap()], delay);
-                record_new(&mut references, &trial.to_string());
+                record_new(&mut references, &side_refs, &trial.to_string());
+                ended
+            }
+            3 => {
+                std::fs::write(side_src.join(format!("side{trial:03}")), noise(2 << 20, seed + 3000 + trial as u64))
+                    .unwrap();
+                side.ok(&["backup", "-q", side_src.to_str().unwrap()]);
+                for (id, time) in snapshot_times(&side) {
+                    side_refs.entry(time).or_insert_with(|| {
+                        let copy = side.path(&format!("side-ref-{}", &id[..12]));
+                        let st = std::process::Command::new("cp").arg("-a").arg(&side_src).arg(&copy).status().unwrap();
+                        assert!(st.success());
+                        copy
+                    });
+                }
+                let mut copy = env.cmd();
+                copy.env("VAULT_FROM_PASSWORD", super::PASSWORD).args([
+                    "copy",
+                    "-q",
+                    "--from-repo",
+                    side.repo_string(),
+                ]);
+                let ended = kill_after(&mut copy, delay);
+                record_new(&mut references, &side_refs, &trial.to_string());
                 ended
             }
             1 => {
@@ -120,10 +172,10 @@ pub fn crash_loop(kind: Kind, trials: u32, seed: u64) -> Option<CrashTally> {
         let listed = snapshot_ids(&env);
         references.retain(|id, _| listed.contains(id));
         assert_eq!(references.len(), listed.len(), "trial {trial}: a snapshot nobody wrote: {listed:?}");
-        for (id, reference) in &references {
+        for (id, (reference, source)) in &references {
             let target = env.path(&format!("restore-{trial}-{}", &id[..12]));
             env.ok(&["restore", "-q", id, "--target", target.to_str().unwrap()]);
-            assert_same_tree(reference, &target.join(src.strip_prefix("/").unwrap()));
+            assert_same_tree(reference, &target.join(source.strip_prefix("/").unwrap()));
             std::fs::remove_dir_all(&target).unwrap();
         }
     }
