@@ -238,6 +238,10 @@ class Vault(Tool):
     def restore_again(self, target):
         return sh([VAULT, "-r", self.repo, "restore", "-q", "latest", "--target", target, "--overwrite", "if-changed"], self.env)
 
+    def copy_to(self, dest):
+        sh([VAULT, "-r", dest, "init", "-q"], self.env)
+        return sh([VAULT, "-r", dest, "copy", "-q", "--from-repo", self.repo], {**self.env, "VAULT_FROM_PASSWORD": PASSWORD})
+
     def check(self):
         return sh([VAULT, "-r", self.repo, "check", "-q", "--read-data"], self.env)
 
@@ -259,6 +263,12 @@ class Restic(Tool):
 
     def check(self):
         return sh(["restic", "-q", "-r", self.repo, "check", "--read-data"], self.env)
+
+    def copy_to(self, dest):
+        # Same chunker parameters, so restic's copy moves blobs without re-chunking.
+        env = {**self.env, "RESTIC_FROM_PASSWORD": PASSWORD}
+        sh(["restic", "-q", "-r", dest, "init", "--from-repo", self.repo, "--copy-chunker-params"], env)
+        return sh(["restic", "-q", "-r", dest, "copy", "--from-repo", self.repo], env)
 
     def forget_prune(self, keep):
         return [sh(["restic", "-q", "-r", self.repo, "forget", "--keep-last", str(keep), "--prune"], self.env)]
@@ -384,6 +394,19 @@ def main():
             shutil.rmtree(target, ignore_errors=True)
             return r
 
+        # Copying every snapshot into a second, new repository (an offsite copy): only
+        # tools with a copy command take part.
+        def copy(t):
+            if not hasattr(t, "copy_to"):
+                return None
+            dest = os.path.join(base, f"copy-{t.name}")
+            shutil.rmtree(dest, ignore_errors=True)
+            r = t.copy_to(dest)
+            results.append({"workload": wl, "step": "copy-size", "tool": t.name, "seconds": 0, "rss_kib": 0, "bytes": dir_bytes(dest), "source_bytes": src_bytes})
+            shutil.rmtree(dest, ignore_errors=True)
+            return r
+
+        step("copy", copy)
         subprocess.run(["sync"])
         step("restore", restore)
         step("re-restore", restore_again)
@@ -422,9 +445,9 @@ def report(results, load, prims=None):
                 r = f"{v[key] / ref:7.2f}" if ref else "       "
                 print(f"{'':<15} {label:<11} {r}  " + "  ".join(f"{x[key] * scale:8.1f}{unit}" for x in [v] + [tools[p] for p in peers if p in tools]))
             continue
-        if st == "repo-size":
+        if st in ("repo-size", "copy-size"):
             vals = {t: x["bytes"] for t, x in tools.items()}
-            best = min((vals[p] for p in peers), default=0)
+            best = min((vals[p] for p in peers if p in vals), default=0)
             ratio = vals["vault"] / best if best else float("nan")
             cells = [f"{vals['vault'] / 1e6:8.1f}MB"] + [f"{vals[p] / 1e6:8.1f}MB" if p in vals else "-" for p in peers]
         else:

@@ -13,6 +13,9 @@
 use std::collections::HashMap;
 use std::io::Read;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::error::{OpError, Result};
@@ -103,11 +106,11 @@ pub fn copy(
             writer: &writer,
             chunker: &chunker,
             known: &mut known,
-            bytes_read: 0,
+            bytes_read: AtomicU64::new(0),
             progress,
         };
         let tree = fold(&mut copier, s.tree, &mut memo)?;
-        bytes_read += copier.bytes_read;
+        bytes_read += copier.bytes_read.into_inner();
         pending.push((*id, Snapshot { tree, parent: None, original: None, ..s.clone() }));
     }
     report.writer = writer.finish()?;
@@ -155,22 +158,25 @@ struct Copier<'a> {
     writer: &'a PackWriter,
     chunker: &'a Chunker,
     known: &'a mut HashMap<FileKey, Vec<ContentItem>>,
-    bytes_read: u64,
+    bytes_read: AtomicU64,
     progress: &'a dyn Progress,
 }
 
+/// Chunks gathered before they are sealed and stored in parallel.
+const BATCH_BYTES: usize = 16 << 20;
+
 impl Copier<'_> {
     /// `node`'s content in the destination: taken from a known unchanged file whose
-    /// chunks the destination holds, else read from the source and chunked again.
-    fn content(&mut self, node: &Node) -> Result<Vec<ContentItem>> {
-        let key = file_key(self.host, node);
-        if let Some(c) = self.known.get(&key)
+    /// chunks the destination holds (`None`), else read from the source and chunked
+    /// again (`Some`).
+    fn content(&self, node: &Node) -> Result<Option<Vec<ContentItem>>> {
+        if let Some(c) = self.known.get(&file_key(self.host, node))
             && c.iter().all(|i| match i {
                 ContentItem::Data { id, .. } => self.writer.has(BlobKind::Data, id),
                 ContentItem::Hole { .. } => true,
             })
         {
-            return Ok(c.clone());
+            return Ok(None);
         }
         let mut out = Vec::new();
         let mut run: Vec<(BlobId, u32)> = Vec::new();
@@ -185,22 +191,21 @@ impl Copier<'_> {
             }
         }
         self.chunk_run(run, &mut out)?;
-        // A later snapshot's unchanged copy of this file is taken from here.
-        self.known.insert(key, out.clone());
-        Ok(out)
+        Ok(Some(out))
     }
 
-    fn chunk_run(&mut self, run: Vec<(BlobId, u32)>, out: &mut Vec<ContentItem>) -> Result<()> {
+    fn chunk_run(&self, run: Vec<(BlobId, u32)>, out: &mut Vec<ContentItem>) -> Result<()> {
         if run.is_empty() {
             return Ok(());
         }
         let expected: u64 = run.iter().map(|(_, l)| u64::from(*l)).sum();
         let mut reader = SourceData { src: self.src, items: run.into_iter(), buf: Vec::new(), pos: 0, error: None };
         let mut stream = self.chunker.stream_sized(&mut reader, expected);
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut batch_bytes = 0;
         loop {
             let chunk = match stream.next_chunk() {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
+                Ok(c) => c,
                 Err(e) => {
                     drop(stream);
                     return Err(match reader.error.take() {
@@ -209,12 +214,32 @@ impl Copier<'_> {
                     });
                 }
             };
-            self.bytes_read += chunk.len() as u64;
-            self.progress.add_bytes(chunk.len() as u64);
-            let (id, _) = self.writer.save_blob(BlobKind::Data, &chunk)?;
-            out.push(ContentItem::Data { id, length: chunk.len() as u32 });
+            let done = chunk.is_none();
+            if let Some(c) = chunk {
+                self.bytes_read.fetch_add(c.len() as u64, Ordering::Relaxed);
+                self.progress.add_bytes(c.len() as u64);
+                batch_bytes += c.len();
+                batch.push(c);
+            }
+            // Sealing (compression, encryption) is the costly part: a batch at a time,
+            // in parallel.
+            if done || batch_bytes >= BATCH_BYTES {
+                let ids = std::mem::take(&mut batch)
+                    .par_iter()
+                    .map(|c| {
+                        Ok(ContentItem::Data {
+                            id: self.writer.save_blob(BlobKind::Data, c)?.0,
+                            length: c.len() as u32,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                out.extend(ids);
+                batch_bytes = 0;
+            }
+            if done {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 }
 
@@ -226,12 +251,39 @@ impl TreeFold for Copier<'_> {
     }
 
     fn combine(&mut self, _: &BlobId, mut tree: Tree, subtrees: Vec<Option<BlobId>>) -> Result<BlobId> {
-        for (n, sub) in tree.nodes.iter_mut().zip(subtrees) {
+        for (n, sub) in tree.nodes.iter_mut().zip(&subtrees) {
             if let Some(t) = sub {
-                n.subtree = Some(t);
-            } else if n.kind == NodeKind::File {
-                n.content = self.content(n)?;
-                self.progress.add_files(1);
+                n.subtree = Some(*t);
+            }
+        }
+        // The files of a directory are copied in parallel.
+        let this = &*self;
+        let contents = tree
+            .nodes
+            .par_iter()
+            .zip(subtrees.par_iter())
+            .map(|(n, sub)| match sub {
+                None if n.kind == NodeKind::File => {
+                    let c = this.content(n);
+                    this.progress.add_files(1);
+                    c
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (n, c) in tree.nodes.iter_mut().zip(contents) {
+            match c {
+                // A later snapshot's unchanged copy of this file is taken from here.
+                Some(c) => {
+                    self.known.insert(file_key(self.host, n), c.clone());
+                    n.content = c;
+                }
+                None if n.kind == NodeKind::File && n.subtree.is_none() => {
+                    if let Some(c) = self.known.get(&file_key(self.host, n)) {
+                        n.content = c.clone();
+                    }
+                }
+                None => {}
             }
         }
         Ok(self.writer.save_tree(tree)?)

@@ -80,6 +80,9 @@ pub(crate) fn run(g: &GlobalArgs, a: &CopyArgs) -> Result<ExitCode> {
         if !r.already_there.is_empty() {
             println!("{} snapshots are in the destination already", r.already_there.len());
         }
+        if r.bytes_read > 0 {
+            println!("the repositories have different keys: file data was read from the source and chunked again");
+        }
         println!(
             "read {} of file data from the source; stored {} new ({} after compression)",
             bytes(r.bytes_read),
