@@ -247,8 +247,20 @@ impl Repository {
             // A freshly written file goes to the cache too, so the next run needs no download.
             c.put(kind.dir(), &id, &bytes);
         }
-        self.backend.write(&StoredObject::new(kind, id).path(), bytes)?;
-        Ok(id)
+        let path = StoredObject::new(kind, id).path();
+        let len = bytes.len() as u64;
+        match self.backend.write(&path, bytes) {
+            Ok(()) => Ok(id),
+            // The write may have taken effect although its answer was lost (the server
+            // stored it, then the connection failed). The name is the hash of the content,
+            // so a file of that name and length is this file: the write succeeded, and a
+            // backup reporting failure here would leave a snapshot its user was told is
+            // not there (and a retry would store a second one).
+            Err(e) => match self.backend.stat(&path) {
+                Ok(Some(n)) if n == len => Ok(id),
+                _ => Err(e.into()),
+            },
+        }
     }
 
     /// Reads a file whose listing gave `size`: refused unread above its kind's limit, and
