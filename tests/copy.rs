@@ -24,9 +24,29 @@ fn copy_errors_are_one_line() {
         .unwrap();
     assert_eq!(code(&out), 10, "{}", stderr(&out));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
-    // No source password anywhere, and no terminal to ask on.
+    // A destination that does not exist, and a wrong destination password; nothing is
+    // created in either repository.
     let src = Env::new();
     src.init();
+    let nowhere = dst.path("no-such-destination");
+    let out = src
+        .raw()
+        .env("VAULT_FROM_PASSWORD", common::PASSWORD)
+        .args(["-r", nowhere.to_str().unwrap(), "copy", "--from-repo", src.repo_string()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 10, "{}", stderr(&out));
+    assert!(!nowhere.exists(), "copy created the destination");
+    let out = dst
+        .cmd()
+        .env("VAULT_PASSWORD", "wrong")
+        .env("VAULT_FROM_PASSWORD", common::PASSWORD)
+        .args(["copy", "--from-repo", src.repo_string()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 12, "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    // No source password anywhere, and no terminal to ask on.
     let out = dst.cmd().args(["copy", "--from-repo", src.repo_string()]).output().unwrap();
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("VAULT_FROM_PASSWORD"), "{}", stderr(&out));
