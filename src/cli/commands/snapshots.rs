@@ -4,12 +4,12 @@ use serde_json::json;
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, SnapshotsArgs};
-use crate::cli::output::{local_time, print_json, table};
+use crate::cli::output::{local_time, print_json, printable, table};
 use crate::cli::progress::bytes;
 use vault_format::SnapshotId;
 use vault_format::snapshot::Snapshot;
 use vault_ops::OpError;
-use vault_ops::forget::{GroupBy, GroupKey, key_of};
+use vault_ops::forget::{GroupBy, GroupKey, describe_group, key_of};
 use vault_ops::rollback::is_future;
 use vault_ops::select::{list, time_of};
 
@@ -71,27 +71,13 @@ pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
             if i > 0 {
                 println!();
             }
-            println!("{}", describe(key));
+            println!("{}", printable(&format!("group: {}", describe_group(key))));
         }
         total += v.len();
         print!("{}", render(v, a.compact, now));
     }
     println!("{total} snapshots");
     Ok(ExitCode::Ok)
-}
-
-fn describe(k: &GroupKey) -> String {
-    let mut parts = Vec::new();
-    if let Some(h) = &k.host {
-        parts.push(format!("host {h}"));
-    }
-    if let Some(p) = &k.paths {
-        parts.push(format!("paths [{}]", p.join(", ")));
-    }
-    if let Some(t) = &k.tags {
-        parts.push(format!("tags [{}]", t.join(", ")));
-    }
-    crate::cli::output::printable(&format!("group: {}", parts.join(", "))).into_owned()
 }
 
 fn render(snaps: &[(SnapshotId, Snapshot)], compact: bool, now: chrono::DateTime<chrono::Utc>) -> String {
