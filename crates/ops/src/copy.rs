@@ -10,7 +10,7 @@
 //! snapshot already in the destination (same time, host, user, paths and tags) is not
 //! copied again, so an interrupted copy resumes where it stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,9 +84,10 @@ pub fn copy(
     let mut parents_read: Vec<SnapshotId> = Vec::new();
     let mut pending: Vec<(SnapshotId, Snapshot)> = Vec::new();
     let mut bytes_read = 0u64;
+    // What the destination holds, and what this run copies, by identity.
+    let mut there: HashSet<_> = committed.iter().map(|(_, d)| identity(d)).collect();
     for (id, s) in snaps {
-        let copied_before = committed.iter().map(|(_, d)| d).chain(pending.iter().map(|(_, d)| d));
-        if copied_before.into_iter().any(|d| identity(d) == identity(s)) {
+        if !there.insert(identity(s)) {
             report.already_there.push(*id);
             continue;
         }
