@@ -109,8 +109,10 @@ pub(super) fn decide_file(
     overwrite: Option<Overwrite>,
     wanted: Wanted,
 ) -> std::io::Result<FileAction> {
+    // Without `overwrite` the target was empty (checked before planning): a fresh restore
+    // costs no lstat per file, and a name that appeared meanwhile makes the create fail.
+    let Some(overwrite) = overwrite else { return Ok(FileAction::Create) };
     let Some(m) = existing(path)? else { return Ok(FileAction::Create) };
-    let Some(overwrite) = overwrite else { return Ok(FileAction::Replace) };
     let is_file = m.file_type().is_file();
     match overwrite {
         Overwrite::Never => Ok(FileAction::Keep { metadata: false, equal: false }),

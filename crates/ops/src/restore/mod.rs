@@ -227,21 +227,17 @@ fn restore_into(
 
     // Each file is decided before any data is fetched, so that only the data still
     // missing is read from the repository.
-    let decided: Vec<(PathBuf, Node, FileAction)> = std::mem::take(&mut plan.files)
+    let mut jobs: Vec<(PathBuf, Node, FileAction, Vec<write::Piece>)> = std::mem::take(&mut plan.files)
         .into_par_iter()
         .filter_map(|(path, node)| match decide_file(repo, &path, &node, overwrite, wanted) {
-            Ok(action) => Some((path, node, action)),
+            Ok(action) => {
+                let needed = action.needed(&node);
+                Some((path, node, action, needed))
+            }
             Err(e) => {
                 problem(&path, format!("cannot compare with the file there: {e}"), ProblemClass::Local);
                 None
             }
-        })
-        .collect();
-    let mut jobs: Vec<(PathBuf, Node, FileAction, Vec<write::Piece>)> = decided
-        .into_iter()
-        .map(|(path, node, action)| {
-            let needed = action.needed(&node);
-            (path, node, action, needed)
         })
         .collect();
     progress.set_totals(jobs.len() as u64, jobs.iter().map(|(_, n, _, _)| n.size).sum());
@@ -253,7 +249,9 @@ fn restore_into(
     jobs.sort_by_cached_key(|(_, _, _, needed)| source.first_location(needed));
 
     for (path, node) in &plan.special {
-        match existing(path) {
+        // Without `overwrite` the target was empty: nothing to look at.
+        let found = if overwrite.is_some() { existing(path) } else { Ok(None) };
+        match found {
             Ok(Some(m)) if keep_other(path, &m, node, overwrite) => {
                 report.lock().unchanged += 1;
                 continue;
@@ -397,7 +395,11 @@ struct DirOutcome {
 /// Creates the directory `path` (0700 until its metadata is applied), or takes the one
 /// there.
 fn make_dir(path: &Path, overwrite: Option<Overwrite>, dry: bool) -> Result<DirOutcome, String> {
-    let found = existing(path).map_err(|e| format!("cannot look at what is there: {e}"))?;
+    // Without `overwrite` the target was empty: nothing to look at.
+    let found = match overwrite {
+        Some(_) => existing(path).map_err(|e| format!("cannot look at what is there: {e}"))?,
+        None => None,
+    };
     let mut replaced = false;
     if let Some(m) = found {
         if m.file_type().is_dir() {
@@ -429,7 +431,11 @@ enum LinkOutcome {
 /// Makes `path` a hard link to `first`.
 fn link(path: &Path, first: &Path, overwrite: Option<Overwrite>, dry: bool) -> Result<LinkOutcome, String> {
     use std::os::unix::fs::MetadataExt;
-    if let Some(m) = existing(path).map_err(|e| format!("cannot look at what is there: {e}"))? {
+    let found = match overwrite {
+        Some(_) => existing(path).map_err(|e| format!("cannot look at what is there: {e}"))?,
+        None => None,
+    };
+    if let Some(m) = found {
         let same = std::fs::symlink_metadata(first).is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
         if same || overwrite == Some(Overwrite::Never) {
             return Ok(LinkOutcome::Unchanged);
