@@ -492,8 +492,8 @@ pub(crate) struct FilterArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BackupArgs {
-    /// Files and directories to back up (with --stdin-from-command: the command and its
-    /// arguments, after `--`)
+    /// Files and directories to back up (`-`: standard input, as --stdin; with
+    /// --stdin-from-command: the command and its arguments, after `--`)
     #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "files_from", "files_from_raw"])]
     pub paths: Vec<PathBuf>,
     /// Tag the snapshot (repeatable, or comma-separated: `--tag a,b` gives two tags)

@@ -38,6 +38,19 @@ pub fn streams_are_backed_up(kind: Kind) {
     let listed = env.ok(&["snapshots", "--json"]);
     assert!(listed.contains("\"/db.sql\""), "{listed}");
 
+    // `-` and `/dev/stdin` are standard input too, not a path named `-` or the symlink
+    // /dev/stdin is; mixed with paths they are refused.
+    for alias in ["-", "/dev/stdin"] {
+        let out = backup_with_stdin(&env, &[alias, "--stdin-filename", "alias.txt"], b"through an alias");
+        assert_eq!(code(&out), 0, "{alias}: {}", stderr(&out));
+        let t = env.path(&format!("restored-alias{}", alias.len()));
+        env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+        assert_eq!(std::fs::read(t.join("alias.txt")).unwrap(), b"through an alias", "{alias}");
+    }
+    let mixed = backup_with_stdin(&env, &["-", "/etc/hostname"], b"x");
+    assert_eq!(code(&mixed), 2, "{}", stderr(&mixed));
+    assert_eq!(stderr(&mixed).lines().count(), 1, "{}", stderr(&mixed));
+
     // A command's output; its failure stores nothing and says why.
     env.ok(&["backup", "--stdin-from-command", "--stdin-filename", "dump", "--", "sh", "-c", "printf 'all rows'"]);
     let target2 = env.path("restored2");

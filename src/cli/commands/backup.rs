@@ -21,7 +21,15 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         let text = std::fs::read_to_string(f).with_context(|| format!("cannot read exclude file {}", f.display()))?;
         excludes.extend(read_pattern_file(&text));
     }
-    let stream = a.stdin || a.stdin_from_command;
+    // `-` and `/dev/stdin` as the one source mean standard input (`/dev/stdin` would
+    // otherwise be stored as the symlink it is, not as what it reads).
+    let stdin_alias =
+        !a.stdin_from_command && a.paths.iter().any(|p| p.as_os_str() == "-" || p.as_os_str() == "/dev/stdin");
+    if stdin_alias && (a.paths.len() > 1 || !a.files_from.is_empty() || !a.files_from_raw.is_empty()) {
+        return Err(usage("`-` (standard input) is backed up on its own; give no other paths"));
+    }
+    let stdin = a.stdin || stdin_alias;
+    let stream = stdin || a.stdin_from_command;
     if a.stdin && !a.paths.is_empty() {
         return Err(usage("--stdin backs up standard input; give no paths (name the file with --stdin-filename)"));
     }
@@ -89,7 +97,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
                 )
             });
         }
-        if a.stdin {
+        if stdin {
             backup_stream(&r, &opts, &a.stdin_filename, &mut std::io::stdin().lock(), &progress)
         } else if let Some(command) = command.as_mut() {
             backup_stream(&r, &opts, &a.stdin_filename, command, &progress)
