@@ -3,12 +3,17 @@
 
 mod common;
 
-use common::copy_scenarios::copies_between_repositories;
+use common::copy_scenarios::{copies_between_repositories, copies_with_shared_chunker_params};
 use common::{Env, Kind, code, stderr};
 
 #[test]
 fn copies_between_local_repositories() {
     copies_between_repositories(Kind::Local, Kind::Local);
+}
+
+#[test]
+fn copies_with_shared_chunker_params_between_local_repositories() {
+    copies_with_shared_chunker_params(Kind::Local, Kind::Local);
 }
 
 #[test]

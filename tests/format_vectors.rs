@@ -148,6 +148,36 @@ fn config_file() {
     );
 }
 
+/// A version 2 config: the repository (master key `00 … 1f`) carries the content keys of
+/// another (master key `20 … 3f`), and its blob ids are that one's.
+#[test]
+fn config_with_shared_content_keys() {
+    let k = keys();
+    let other = Keys::from_master(SecretKey::from_bytes(std::array::from_fn(|i| 0x20 + i as u8)));
+    let mut c = Config::new(Id([9u8; 32]));
+    c.share_content_keys(other.content_keys());
+    let plaintext = serde_json::to_vec(&c).unwrap();
+    let bytes = file::seal_with_nonce(&k, file::CONFIG, &plaintext, Compression::Off, &nonce(5));
+    let back = Config::decode(&k, &bytes).unwrap();
+    assert_eq!(back, c);
+    let used = back.keys(k.clone());
+    let plain = b"vault blob id vector";
+    assert_eq!(used.blob_id(plain), other.blob_id(plain));
+    check(
+        "config_shared_content",
+        json!({
+            "other_master_key": h(other.master().expose()),
+            "plaintext": String::from_utf8(plaintext).unwrap(),
+            "nonce": h(&nonce(5)),
+            "file": h(&bytes),
+            "blob_plaintext": h(plain),
+            "blob_id": used.blob_id(plain).to_hex(),
+            "fingerprint_context": crypto::CONTEXT_FINGERPRINT,
+            "fingerprint": c.content_keys.as_ref().unwrap().fingerprint(),
+        }),
+    );
+}
+
 #[test]
 fn snapshot_file() {
     let k = keys();

@@ -5,7 +5,7 @@
 mod common;
 
 use common::Kind;
-use common::copy_scenarios::copies_between_repositories;
+use common::copy_scenarios::{copies_between_repositories, copies_with_shared_chunker_params};
 use common::crash_scenarios::*;
 use common::fault_scenarios::*;
 use common::history_scenarios::*;
@@ -62,4 +62,9 @@ fn copy_local_to_s3() {
 #[test]
 fn copy_s3_to_sftp() {
     copies_between_repositories(Kind::S3, Kind::Sftp);
+}
+
+#[test]
+fn copy_with_shared_chunker_params_sftp_to_s3() {
+    copies_with_shared_chunker_params(Kind::Sftp, Kind::S3);
 }

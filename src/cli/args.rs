@@ -263,6 +263,17 @@ pub(crate) struct InitArgs {
     /// Default compression of stored data (a backup may choose another)
     #[arg(long, value_enum, default_value_t = CompressionArg::Auto)]
     pub compression: CompressionArg,
+    /// Take the chunker bounds and the chunker and blob id keys of the repository named by
+    /// --from-repo, so that `vault copy` between the two stores no data twice and copies
+    /// blobs without chunking files again
+    #[arg(long, requires = "from_repo")]
+    pub copy_chunker_params: bool,
+    /// The repository whose chunker parameters --copy-chunker-params takes (without that
+    /// option it is not used)
+    #[arg(long, env = "VAULT_FROM_REPOSITORY", value_name = "REPO")]
+    pub from_repo: Option<String>,
+    #[command(flatten)]
+    pub from_password: FromPasswordArgs,
 }
 
 /// Compression presets. Levels were chosen with `vault bench-primitives`: zstd 3 compresses
@@ -650,18 +661,25 @@ pub(crate) struct CopyArgs {
     /// The repository to copy from
     #[arg(long, env = "VAULT_FROM_REPOSITORY", value_name = "REPO")]
     pub from_repo: String,
-    /// Read the source repository's password from FILE
-    #[arg(long, env = "VAULT_FROM_PASSWORD_FILE", hide_env_values = true, value_name = "FILE")]
-    pub from_password_file: Option<PathBuf>,
-    /// Run CMD (with sh -c) and use its output as the source repository's password
-    #[arg(long, env = "VAULT_FROM_PASSWORD_COMMAND", hide_env_values = true, value_name = "CMD")]
-    pub from_password_command: Option<String>,
+    #[command(flatten)]
+    pub from_password: FromPasswordArgs,
     /// Snapshots to copy: ids, unique prefixes or `latest` (default: every snapshot the
     /// filters select)
     #[arg(value_name = "SNAPSHOT")]
     pub snapshots: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// How the password of the other repository (`--from-repo`) is read.
+#[derive(Debug, Args)]
+pub(crate) struct FromPasswordArgs {
+    /// Read the other repository's password from FILE
+    #[arg(long, env = "VAULT_FROM_PASSWORD_FILE", hide_env_values = true, value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Run CMD (with sh -c) and use its output as the other repository's password
+    #[arg(long, env = "VAULT_FROM_PASSWORD_COMMAND", hide_env_values = true, value_name = "CMD")]
+    pub from_password_command: Option<String>,
 }
 
 /// `--missing-source` values.

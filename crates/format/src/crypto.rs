@@ -89,6 +89,57 @@ pub enum ObjectKind {
     Tombstone = 12,
 }
 
+/// Serialises a secret key as 64 hex digits without leaving unwiped copies of them.
+fn serialize_secret<S: serde::Serializer>(key: &SecretKey, s: S) -> std::result::Result<S::Ok, S::Error> {
+    let mut digits = zeroize::Zeroizing::new([0u8; 2 * KEY_LEN]);
+    // Cannot fail: the buffer is exactly twice the key's length.
+    let _ = hex::encode_to_slice(key.expose(), &mut digits[..]);
+    s.serialize_str(std::str::from_utf8(&digits[..]).unwrap_or_default())
+}
+
+/// Reads 64 hex digits borrowed from the (wiped) plaintext, so no copy of them is left.
+fn deserialize_secret<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<SecretKey, D::Error> {
+    let digits: &'de str = serde::Deserialize::deserialize(d)?;
+    let mut k = [0u8; KEY_LEN];
+    hex::decode_to_slice(digits, &mut k).map_err(|_| serde::de::Error::custom("a key must be 64 hex digits"))?;
+    Ok(SecretKey(k))
+}
+
+/// The sub-keys that decide blob ids and chunk boundaries. A repository initialised to
+/// deduplicate with another (`init --copy-chunker-params`) stores that one's in its
+/// config, so the same content has the same chunks and ids in both; its encryption key
+/// stays its own.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentKeys {
+    /// The blob id key.
+    #[serde(serialize_with = "serialize_secret", deserialize_with = "deserialize_secret")]
+    pub blob_id: SecretKey,
+    /// The chunker gear key.
+    #[serde(serialize_with = "serialize_secret", deserialize_with = "deserialize_secret")]
+    pub chunker: SecretKey,
+}
+
+impl fmt::Debug for ContentKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ContentKeys(<redacted>)")
+    }
+}
+
+impl ContentKeys {
+    /// A public name for these keys: equal keys give equal fingerprints, and the
+    /// fingerprint reveals nothing of the keys.
+    pub fn fingerprint(&self) -> String {
+        let mut h = blake3::Hasher::new_derive_key(CONTEXT_FINGERPRINT);
+        h.update(self.blob_id.expose());
+        h.update(self.chunker.expose());
+        h.finalize().to_hex().to_string()
+    }
+}
+
+/// BLAKE3 derive-key context of the public fingerprint of content keys.
+pub const CONTEXT_FINGERPRINT: &str = "vault repository v1 2026-12 content keys fingerprint";
+
 /// The sub-keys derived from a repository's master key.
 #[derive(Clone)]
 pub struct Keys {
@@ -114,6 +165,22 @@ impl Keys {
             chunker: derive(CONTEXT_CHUNKER),
             master,
         }
+    }
+
+    /// These keys with the blob id and chunker keys replaced by `shared` (those of a
+    /// repository whose config carries another's, §3 of the spec).
+    pub fn with_content_keys(mut self, shared: Option<&ContentKeys>) -> Keys {
+        if let Some(c) = shared {
+            self.blob_id = c.blob_id.clone();
+            self.chunker = c.chunker.clone();
+        }
+        self
+    }
+
+    /// The keys that decide blob ids and chunk boundaries, for a repository meant to
+    /// deduplicate with this one.
+    pub fn content_keys(&self) -> ContentKeys {
+        ContentKeys { blob_id: self.blob_id.clone(), chunker: self.chunker.clone() }
     }
 
     /// The master key (wrapped into key files).

@@ -117,6 +117,21 @@ pub fn open(keys: &Keys, kind: FileKind, bytes: &[u8]) -> Result<Vec<u8>> {
     blob::decode(&env, MAX_FILE_PLAINTEXT)
 }
 
+/// [`seal`] of an uncompressed plaintext that holds secrets: the copy made on the way is
+/// wiped.
+pub(crate) fn seal_secret(keys: &Keys, kind: FileKind, plaintext: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
+    let env = zeroize::Zeroizing::new(blob::encode(plaintext, Compression::Off, Padding::None));
+    let sealed = keys.seal(kind.object, None, &env)?;
+    Ok(frame(kind, &sealed))
+}
+
+/// [`open`] of a file whose plaintext holds secrets: every copy is wiped when dropped.
+pub(crate) fn open_secret(keys: &Keys, kind: FileKind, bytes: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    check_header(kind.magic, kind.name, bytes)?;
+    let env = zeroize::Zeroizing::new(keys.open(kind.object, None, &bytes[5..])?);
+    Ok(zeroize::Zeroizing::new(blob::decode(&env, MAX_FILE_PLAINTEXT)?))
+}
+
 /// Seals a JSON document (config, snapshot, check record) as a file of `kind`.
 pub(crate) fn seal_json<T: serde::Serialize>(
     keys: &Keys,

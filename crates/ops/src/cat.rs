@@ -85,5 +85,5 @@ pub fn index_json(i: &IndexFile) -> Value {
 
 /// The repository's config as JSON.
 pub fn config_json(repo: &Repository) -> Result<Value> {
-    Ok(serde_json::to_value(repo.config()).unwrap_or(Value::Null))
+    Ok(serde_json::from_slice(&repo.config().to_json()).unwrap_or(Value::Null))
 }

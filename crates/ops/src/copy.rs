@@ -1,9 +1,12 @@
 //! `copy`: snapshots from one repository into another (an offsite copy without a second
 //! backup of the sources).
 //!
-//! Two repositories have different keys, so their blob ids differ: each file's data is
-//! read from the source and chunked again with the destination's chunker, and every
-//! tree is written anew. What makes a copy cheap is the destination's own history: a
+//! Two repositories initialised apart have different keys, so their blob ids differ:
+//! each file's data is read from the source and chunked again with the destination's
+//! chunker, and every tree is written anew. (A repository made with `init
+//! --copy-chunker-params` shares the source's chunker and blob id keys: then blobs are
+//! the same in both, and only those the destination lacks are read and stored, as they
+//! are.) What makes a copy between different keys cheap is the destination's history: a
 //! file whose device, inode, size and times match a file of the newest snapshot of the
 //! same host and paths already copied is taken from there without reading it (the rule
 //! backup uses against its parent), and the destination stores only chunks it lacks. A
@@ -49,6 +52,9 @@ pub struct CopyReport {
     pub bytes_read: u64,
     /// What the destination's pack writer stored.
     pub writer: WriterStats,
+    /// Whether file data was chunked again (the repositories chunk or name data
+    /// differently); otherwise blobs were copied as they are.
+    pub rechunked: bool,
 }
 
 /// What tells a snapshot and its copy apart from other snapshots.
@@ -75,7 +81,8 @@ pub fn copy(
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
     let (committed, _) = dst.repo().load_all_snapshots()?;
-    let mut report = CopyReport::default();
+    let same_chunks = src.repo().same_chunks_as(dst.repo());
+    let mut report = CopyReport { rechunked: !same_chunks, ..Default::default() };
     let writer = dst.writer()?;
     let chunker = dst.repo().chunker()?;
     // Source tree → its copy, across the snapshots (unchanged subtrees are copied once).
@@ -96,6 +103,7 @@ pub fn copy(
         let parent =
             select::newest(committed.iter().filter(|(_, d)| d.hostname == s.hostname && d.paths == s.paths).cloned());
         if let Some((pid, p)) = &parent
+            && !same_chunks
             && !parents_read.contains(pid)
         {
             known_files(dst, p, &mut known)?;
@@ -106,6 +114,7 @@ pub fn copy(
             host: &s.hostname,
             writer: &writer,
             chunker: &chunker,
+            same_chunks,
             known: &mut known,
             bytes_read: AtomicU64::new(0),
             progress,
@@ -158,6 +167,8 @@ struct Copier<'a> {
     host: &'a str,
     writer: &'a PackWriter,
     chunker: &'a Chunker,
+    /// Blob ids mean the same in both repositories: blobs are copied, not re-chunked.
+    same_chunks: bool,
     known: &'a mut HashMap<FileKey, Vec<ContentItem>>,
     bytes_read: AtomicU64,
     progress: &'a dyn Progress,
@@ -171,6 +182,10 @@ impl Copier<'_> {
     /// chunks the destination holds (`None`), else read from the source and chunked
     /// again (`Some`).
     fn content(&self, node: &Node) -> Result<Option<Vec<ContentItem>>> {
+        if self.same_chunks {
+            self.copy_blobs(node)?;
+            return Ok(None);
+        }
         if let Some(c) = self.known.get(&file_key(self.host, node))
             && c.iter().all(|i| match i {
                 ContentItem::Data { id, .. } => self.writer.has(BlobKind::Data, id),
@@ -193,6 +208,26 @@ impl Copier<'_> {
         }
         self.chunk_run(run, &mut out)?;
         Ok(Some(out))
+    }
+
+    /// Stores the data blobs of `node` the destination lacks, as they are (their ids
+    /// were verified as they were read, with keys both repositories share).
+    fn copy_blobs(&self, node: &Node) -> Result<()> {
+        let missing: Vec<(BlobId, u32)> = node
+            .content
+            .iter()
+            .filter_map(|i| match i {
+                ContentItem::Data { id, length } if !self.writer.has(BlobKind::Data, id) => Some((*id, *length)),
+                _ => None,
+            })
+            .collect();
+        missing.par_iter().try_for_each(|(id, length)| {
+            let data = self.src.read_data_item(id, *length)?;
+            self.bytes_read.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.progress.add_bytes(data.len() as u64);
+            self.writer.add(BlobKind::Data, *id, &data)?;
+            Ok(())
+        })
     }
 
     fn chunk_run(&self, run: Vec<(BlobId, u32)>, out: &mut Vec<ContentItem>) -> Result<()> {

@@ -231,7 +231,7 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
     let mut tried = Tried::default();
     let attempt = |(id, kf): &(KeyId, Box<KeyFile>)| match kf.unwrap_master(password) {
         Ok(keys) => match Config::decode(&keys, &config_bytes) {
-            Ok(config) => Ok((*id, keys, config)),
+            Ok(config) => Ok((*id, config.keys(keys), config)),
             Err(e) => Err(Attempt::Config(format!("{}: {e}", StoredObject::Key(*id).path()))),
         },
         Err(Unwrap::WrongPassword) => Err(Attempt::WrongPassword),

@@ -17,7 +17,7 @@ use vault_format::check_record::CheckRecord;
 use vault_format::chunker::{Chunker, ChunkerParams};
 use vault_format::condemnation::Condemnation;
 use vault_format::config::Config;
-use vault_format::crypto::{Keys, SecretKey};
+use vault_format::crypto::{ContentKeys, Keys, SecretKey};
 use vault_format::file::SealedDocument;
 use vault_format::index::IndexFile;
 use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta};
@@ -88,6 +88,9 @@ pub struct InitOptions {
     pub compression: Compression,
     /// How sealed blobs are padded.
     pub padding: Padding,
+    /// Another repository's content keys, so that the same data has the same chunks and
+    /// blob ids in both (`init --copy-chunker-params`; set `chunker` to its bounds too).
+    pub content_keys: Option<ContentKeys>,
 }
 
 /// An opened repository: its backend, keys and config, and the local cache.
@@ -147,15 +150,19 @@ impl Repository {
         {
             return Err(RepoError::AlreadyExists(backend.name().to_string()));
         }
-        let keys = Keys::from_master(SecretKey::random()?);
-        let (key_id, key_bytes) = key_files::wrap_key(&keys, password, opts.kdf, meta)?;
+        let master = Keys::from_master(SecretKey::random()?);
+        let (key_id, key_bytes) = key_files::wrap_key(&master, password, opts.kdf, meta)?;
         let mut repo_id = [0u8; 32];
         getrandom::fill(&mut repo_id)?;
         let mut config = Config::new(Id(repo_id));
         config.chunker = opts.chunker;
         config.compression = opts.compression;
         config.padding = opts.padding;
+        if let Some(shared) = &opts.content_keys {
+            config.share_content_keys(shared.clone());
+        }
         config.validate().map_err(|e| RepoError::invalid("repository options", e))?;
+        let keys = config.keys(master);
         // Key first, config last: the config's presence is what makes a repository exist.
         let key_path = StoredObject::Key(key_id).path();
         backend.write(&key_path, key_bytes)?;
@@ -225,6 +232,18 @@ impl Repository {
     /// After a password change, the key file that opens the repository now.
     pub(crate) fn set_key_id(&mut self, id: KeyId) {
         self.key_id = id;
+    }
+
+    /// The keys that decide this repository's chunk boundaries and blob ids, for a
+    /// repository initialised to deduplicate with it.
+    pub fn content_keys(&self) -> ContentKeys {
+        self.keys.content_keys()
+    }
+
+    /// Whether the same data has the same chunks and blob ids here and in `other` (same
+    /// content keys and chunker bounds), so blobs can be copied between them as they are.
+    pub fn same_chunks_as(&self, other: &Repository) -> bool {
+        self.config.chunker == other.config.chunker && self.keys.content_keys() == other.keys.content_keys()
     }
 
     /// The keyed chunker of this repository.

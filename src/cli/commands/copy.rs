@@ -1,28 +1,18 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{filter, location, open_repo, open_repo_at};
+use super::{filter, open_from_repo, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{CopyArgs, GlobalArgs};
 use crate::cli::output::print_json;
-use crate::cli::password::{PasswordRole, PasswordSource};
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::OpError;
 use vault_ops::copy::copy;
 use vault_ops::select::{self, time_of};
-use vault_repo::{IndexedRepository, Location};
+use vault_repo::IndexedRepository;
 
 pub(crate) fn run(g: &GlobalArgs, a: &CopyArgs) -> Result<ExitCode> {
-    let from = Location::parse(&a.from_repo)?;
-    if from.to_string() == location(g)?.to_string() {
-        return Err(OpError::Usage("--from-repo names the repository copied into (-r)".into()).into());
-    }
-    let pw = PasswordSource {
-        command: a.from_password_command.clone(),
-        file: a.from_password_file.clone(),
-        role: PasswordRole::From,
-    };
-    let src = open_repo_at(g, from, &pw, !g.no_cache)?;
+    let src = open_from_repo(g, &a.from_repo, &a.from_password, !g.no_cache)?;
     let dst = open_repo(g)?;
     if src.config().id == dst.config().id {
         return Err(OpError::Usage("--from-repo is the same repository as -r".into()).into());
@@ -68,6 +58,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CopyArgs) -> Result<ExitCode> {
             "copied": r.copied,
             "already_there": r.already_there,
             "bytes_read": r.bytes_read,
+            "rechunked": r.rechunked,
             "blobs_added": r.writer.blobs_added,
             "bytes_added": r.writer.bytes_added,
             "stored_bytes_added": r.writer.stored_bytes_added,
@@ -80,8 +71,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &CopyArgs) -> Result<ExitCode> {
         if !r.already_there.is_empty() {
             println!("{} snapshots are in the destination already", r.already_there.len());
         }
-        if r.bytes_read > 0 {
-            println!("the repositories have different keys: file data was read from the source and chunked again");
+        if r.rechunked && r.bytes_read > 0 {
+            println!(
+                "the repositories chunk data differently: file data was read from the source and chunked again (a repository made with `vault init --from-repo SOURCE --copy-chunker-params` takes blobs as they are)"
+            );
         }
         println!(
             "read {} of file data from the source; stored {} new ({} after compression)",

@@ -74,6 +74,26 @@ pub(crate) fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Reposito
 
 /// Opens the repository at `loc` with the password from `pw` (the backend options and
 /// local settings of `g`).
+/// Opens the other repository of `copy` and `init --copy-chunker-params` (`--from-repo`),
+/// which must not be the one `-r` names.
+pub(crate) fn open_from_repo(
+    g: &GlobalArgs,
+    from_repo: &str,
+    pw: &crate::cli::args::FromPasswordArgs,
+    cache: bool,
+) -> Result<Arc<Repository>> {
+    let from = Location::parse(from_repo)?;
+    if from.to_string() == location(g)?.to_string() {
+        return Err(vault_ops::OpError::Usage("--from-repo names the repository of -r".into()).into());
+    }
+    let pw = PasswordSource {
+        command: pw.from_password_command.clone(),
+        file: pw.from_password_file.clone(),
+        role: crate::cli::password::PasswordRole::From,
+    };
+    open_repo_at(g, from, &pw, cache)
+}
+
 pub(crate) fn open_repo_at(g: &GlobalArgs, loc: Location, pw: &PasswordSource, cache: bool) -> Result<Arc<Repository>> {
     let backend = match Backend::open(&loc, &backend_options(g)?, OpenMode::Existing) {
         Ok(b) => b,
