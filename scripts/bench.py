@@ -239,8 +239,11 @@ class Vault(Tool):
         return sh([VAULT, "-r", self.repo, "restore", "-q", "latest", "--target", target, "--overwrite", "if-changed"], self.env)
 
     def copy_to(self, dest):
-        sh([VAULT, "-r", dest, "init", "-q"], self.env)
-        return sh([VAULT, "-r", dest, "copy", "-q", "--from-repo", self.repo], {**self.env, "VAULT_FROM_PASSWORD": PASSWORD})
+        # Shared chunker parameters and keys, as restic's copy is run: blobs cross as
+        # they are.
+        env = {**self.env, "VAULT_FROM_PASSWORD": PASSWORD}
+        sh([VAULT, "-r", dest, "init", "-q", "--from-repo", self.repo, "--copy-chunker-params"], env)
+        return sh([VAULT, "-r", dest, "copy", "-q", "--from-repo", self.repo], env)
 
     def check(self):
         return sh([VAULT, "-r", self.repo, "check", "-q", "--read-data"], self.env)

@@ -47,7 +47,18 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { ExitCode::Usage.code() } else { 0 };
-            let _ = e.print();
+            let flag = match (e.kind(), e.get(clap::error::ContextKind::InvalidArg)) {
+                (clap::error::ErrorKind::UnknownArgument, Some(clap::error::ContextValue::String(f))) => {
+                    Some(f.clone())
+                }
+                _ => None,
+            };
+            match flag.as_deref().and_then(|f| Some((f, cli::restic_flags::instead_of(f)?))) {
+                Some((f, instead)) => eprintln!("vault: error: {f} is not available in vault: {instead}"),
+                None => {
+                    let _ = e.print();
+                }
+            }
             std::process::exit(code);
         }
     };
@@ -59,6 +70,8 @@ fn main() {
         Command::Ls(a) => commands::ls::run(g, a),
         Command::Restore(a) => commands::restore::run(g, a),
         Command::Copy(a) => commands::copy::run(g, a),
+        Command::Generate(a) => commands::generate::run(g, a),
+        Command::Version => commands::generate::version(g),
         Command::Cat(a) => commands::cat::run(g, a),
         Command::Check(a) => commands::check::run(g, a),
         Command::Repair(a) => commands::repair::run(g, a),
@@ -83,8 +96,17 @@ fn main() {
         Err(e) => {
             // One line: the error and its causes, joined.
             // Errors name paths and labels that others chose: shown, never obeyed.
-            eprintln!("vault: error: {}", cli::output::printable(&format!("{e:#}")));
-            classify(&e)
+            let message = cli::output::printable(&format!("{e:#}")).into_owned();
+            let code = classify(&e);
+            if g.json {
+                // Scripts that asked for JSON get the error as JSON too (restic's exit_error).
+                let error =
+                    serde_json::json!({ "message_type": "exit_error", "code": code.code(), "message": message });
+                eprintln!("{error}");
+            } else {
+                eprintln!("vault: error: {message}");
+            }
+            code
         }
     };
     if std::env::var_os("VAULT_DEBUG_FAULTS").is_some() {

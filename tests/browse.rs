@@ -163,6 +163,26 @@ fn dump_files_and_archives() {
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let out = env.run(&["dump", "latest", "/no/such/file"]);
     assert_eq!(code(&out), 1);
+
+    // Not onto a terminal (a pseudo-terminal from script(1)), and no --json.
+    let mut base = env.cmd();
+    base.args(["dump", "latest", &format!("{}/d", src.display())]);
+    let quoted = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line =
+        std::iter::once(quoted(base.get_program())).chain(base.get_args().map(quoted)).collect::<Vec<_>>().join(" ");
+    let mut tty = std::process::Command::new("script");
+    tty.env_clear().args(["-qec", &line, "/dev/null"]).stdin(std::process::Stdio::null());
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            tty.env(k, v);
+        }
+    }
+    let out = tty.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 2, "{text}");
+    assert!(text.contains("standard output is a terminal"), "{text}");
+    let out = env.run(&["--json", "dump", "latest", &format!("{}/d/e/small", src.display())]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
 }
 
 #[test]

@@ -135,6 +135,17 @@ fn case(kind: Kind, dir: &str, how: Damage) {
                 "{label}: no affected paths: {text}"
             );
         }
+        // People read kebab-case kinds and the steps that repair the damage, in order.
+        let out = env.run(&["check", "--read-data"]);
+        let shown = String::from_utf8_lossy(&out.stdout);
+        let kind = problems[0]["kind"].as_str().unwrap().replace('_', "-");
+        assert!(shown.contains(&format!("error: {kind} ")), "{label}: {shown}");
+        let hint = shown.lines().find(|l| l.starts_with("next step")).unwrap_or_else(|| panic!("{label}: {shown}"));
+        assert!(hint.ends_with("then `vault check` again"), "{label}: {hint}");
+        if dir != "snapshots/" {
+            let (index, again) = (hint.find("repair index"), hint.find("repair snapshots"));
+            assert!(again.is_some() && index.is_none_or(|i| i < again.unwrap()), "{label}: {hint}");
+        }
     }
     // The untouched snapshot still restores.
     restores(env, &f.b, &format!("b-{how:?}"));

@@ -194,13 +194,48 @@ fn large_directories_list_completely() {
     assert_eq!(listed, n);
 }
 
+/// An unmount from outside (`fusermount3 -u`, or `umount` as root) ends `vault mount`,
+/// which exits 0 instead of waiting for a signal forever.
+#[test]
+fn an_unmount_from_outside_ends_the_mount() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"x").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let dir = env.path("mnt");
+    let Some(mut m) = Mounted::new(&env, &dir) else { return };
+    let unmounted = Command::new("fusermount3").arg("-u").arg(&dir).status().map(|s| s.success()).unwrap_or(false)
+        || Command::new("umount").arg(&dir).status().map(|s| s.success()).unwrap_or(false);
+    assert!(unmounted, "neither fusermount3 -u nor umount worked");
+    let mut child = m.child.take().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("vault mount still runs 10 s after its file system was unmounted");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!is_mounted(&dir));
+}
+
 #[test]
 fn mount_errors() {
     let env = Env::new();
     env.init();
     let out = env.run(&["mount", env.path("missing").to_str().unwrap()]);
     assert_eq!(code(&out), 1);
-    assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing") && stderr(&out).contains("mkdir"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    // --json means nothing to a mount: refused rather than ignored.
+    let out = env.run(&["--json", "mount", env.path("").to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
     let file = env.path("file");
     std::fs::write(&file, b"x").unwrap();
     let out = env.run(&["mount", file.to_str().unwrap()]);

@@ -7,12 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vault_format::blob::Compression;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "vault",
-    version,
-    about = "Deduplicating, encrypted backups with independent restores",
-    propagate_version = true
-)]
+#[command(name = "vault", version, about = "Deduplicating, encrypted backups with independent restores")]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -21,6 +16,7 @@ pub(crate) struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct GlobalArgs {
     /// Repository: a local path, local:PATH, sftp://[user@]host[:port]/path or s3://bucket[/prefix]
     #[arg(
@@ -106,12 +102,39 @@ pub(crate) enum Command {
     Rewrite(RewriteArgs),
     /// Copy snapshots from another repository (--from-repo) into this one
     Copy(CopyArgs),
+    /// Write shell completions or manual pages
+    Generate(GenerateArgs),
+    /// Print vault's version and the repository formats it reads
+    Version,
     /// Single-core throughput of chunking, hashing, compression and encryption here
     #[command(hide = true)]
     BenchPrimitives,
     /// Memory and lookup speed of the in-memory index with many synthetic blobs
     #[command(hide = true)]
     BenchIndex(BenchIndexArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Generate {
+    /// A completion script on stdout, e.g. `vault generate completions bash >
+    /// /etc/bash_completion.d/vault`
+    Completions {
+        /// The shell the script is for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Manual pages: vault(1) on stdout, or with --dir one page per command in DIR
+    Man {
+        /// Write vault.1, vault-backup.1, … into this directory
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -9,5 +9,6 @@ pub(crate) mod mount;
 pub(crate) mod output;
 pub(crate) mod password;
 pub(crate) mod progress;
+pub(crate) mod restic_flags;
 
 pub(crate) use exit::ExitCode;

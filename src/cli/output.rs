@@ -20,6 +20,12 @@ pub(crate) fn print_json_pretty(v: &impl serde::Serialize) -> anyhow::Result<()>
     Ok(())
 }
 
+/// `n` and the noun for it: "1 snapshot", "2 snapshots", "0 snapshots".
+pub(crate) fn count(n: impl TryInto<u64>, one: &str, many: &str) -> String {
+    let n: u64 = n.try_into().unwrap_or(u64::MAX);
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 pub(crate) fn local_time(t: DateTime<Utc>) -> String {
     t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %:z").to_string()
 }

@@ -7,7 +7,7 @@ use super::{hostname, open_repo_with};
 use crate::cli::ExitCode;
 use crate::cli::args::{CheckArgs, GlobalArgs};
 use crate::cli::exit::take_tampering;
-use crate::cli::output::print_json;
+use crate::cli::output::{count, print_json};
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::check::{CheckOptions, CheckReport, Subset, check};
 
@@ -127,6 +127,46 @@ pub(crate) fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<ExitCode> {
     })
 }
 
+/// What to run about the problems found, in the order that works.
+fn next_steps(r: &CheckReport) -> Option<String> {
+    use vault_ops::check::ProblemKind as K;
+    let has = |kinds: &[K]| r.problems.iter().any(|p| kinds.contains(&p.kind));
+    let mut steps = Vec::new();
+    if has(&[K::KeyFile]) {
+        steps.push("`vault key list` names the unreadable key file and `vault key remove ID` removes it".to_string());
+    }
+    if has(&[K::IndexFile, K::PackMissing, K::PackSize, K::PackDamaged, K::PackHeaderMismatch, K::BlobDamaged]) {
+        steps.push("`vault repair index --read-data` rebuilds the index from the packs that verify".into());
+    }
+    if has(&[
+        K::IndexFile,
+        K::PackMissing,
+        K::PackSize,
+        K::PackDamaged,
+        K::PackHeaderMismatch,
+        K::BlobDamaged,
+        K::TreeMissing,
+        K::TreeDamaged,
+        K::DataMissing,
+        K::ContentLength,
+    ]) {
+        steps.push("a `vault backup` of the same sources stores again what they still hold".into());
+        steps.push(
+            "`vault repair snapshots` replaces the snapshots that still need lost data (the damaged originals are kept)"
+                .into(),
+        );
+    }
+    if has(&[K::Snapshot]) {
+        steps.push("`vault forget ID` removes a snapshot that does not open".into());
+    }
+    if steps.is_empty() {
+        return None;
+    }
+    let n = steps.len();
+    let numbered: Vec<String> = steps.into_iter().enumerate().map(|(i, s)| format!("{}. {s}", i + 1)).collect();
+    Some(format!("next {}: {}; then `vault check` again", if n == 1 { "step" } else { "steps" }, numbered.join("; ")))
+}
+
 fn print_report(r: &CheckReport, quiet: bool) {
     if let Some(e) = &r.check_record_error {
         eprintln!(
@@ -142,7 +182,10 @@ fn print_report(r: &CheckReport, quiet: bool) {
         } else {
             format!("; affects snapshots {}: {}{more}", p.snapshots.join(", "), p.paths.join(", "))
         };
-        println!("error: {:?} {}: {}{affects}", p.kind, p.object, p.message);
+        println!("error: {} {}: {}{affects}", p.kind.name(), p.object, p.message);
+    }
+    if let Some(hint) = next_steps(r) {
+        println!("{hint}");
     }
     if quiet {
         return;
@@ -151,12 +194,17 @@ fn print_report(r: &CheckReport, quiet: bool) {
         println!("info: {} {}: {}", i.kind, i.object, i.message);
     }
     println!(
-        "checked {} snapshots ({} replaced by repairs), {} trees, {} blobs, {} packs in {:.2}s",
-        r.snapshots, r.replaced_snapshots, r.trees, r.blobs, r.packs, r.duration_seconds
+        "checked {} ({} replaced by repairs), {}, {}, {} in {:.2}s",
+        count(r.snapshots, "snapshot", "snapshots"),
+        r.replaced_snapshots,
+        count(r.trees, "tree", "trees"),
+        count(r.blobs, "blob", "blobs"),
+        count(r.packs, "pack", "packs"),
+        r.duration_seconds
     );
     if r.packs_read > 0 {
         let rate = r.bytes_read as f64 / r.duration_seconds.max(1e-3);
-        println!("read {} packs, {} ({}/s)", r.packs_read, bytes(r.bytes_read), bytes(rate as u64));
+        println!("read {}, {} ({}/s)", count(r.packs_read, "pack", "packs"), bytes(r.bytes_read), bytes(rate as u64));
     }
     if let Some(c) = &r.coverage {
         let pct = if c.bytes_total > 0 { 100.0 * c.bytes_verified as f64 / c.bytes_total as f64 } else { 100.0 };
@@ -172,6 +220,6 @@ fn print_report(r: &CheckReport, quiet: bool) {
     if r.problems.is_empty() {
         println!("no problems found");
     } else {
-        println!("{} problems found", r.problems.len());
+        println!("{} found", count(r.problems.len(), "problem", "problems"));
     }
 }

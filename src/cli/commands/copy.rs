@@ -4,7 +4,7 @@ use serde_json::json;
 use super::{filter, open_from_repo, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{CopyArgs, GlobalArgs};
-use crate::cli::output::print_json;
+use crate::cli::output::{count, print_json};
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::OpError;
 use vault_ops::copy::copy;
@@ -69,7 +69,12 @@ pub(crate) fn run(g: &GlobalArgs, a: &CopyArgs) -> Result<ExitCode> {
             println!("copied snapshot {} as {}", c.source.short(), c.copy.short());
         }
         if !r.already_there.is_empty() {
-            println!("{} snapshots are in the destination already", r.already_there.len());
+            let n = r.already_there.len();
+            println!(
+                "{} {} in the destination already",
+                count(n, "snapshot", "snapshots"),
+                if n == 1 { "is" } else { "are" }
+            );
         }
         if r.rechunked && r.bytes_read > 0 {
             println!(

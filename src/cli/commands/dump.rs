@@ -45,6 +45,21 @@ fn create_target(p: &std::path::Path, overwrite: bool) -> Result<std::fs::File> 
 }
 
 fn dump(g: &GlobalArgs, a: &DumpArgs) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    if g.json {
+        return Err(vault_ops::OpError::Usage(
+            "dump writes the file or archive itself: --json is not available here".into(),
+        )
+        .into());
+    }
+    // An archive (or a file's raw bytes, with whatever escape sequences it holds) is no
+    // use on a terminal and may reprogram it.
+    if a.target.is_none() && std::io::stdout().is_terminal() {
+        return Err(vault_ops::OpError::Usage(
+            "standard output is a terminal: redirect it (`> FILE`, `| tar -t`) or name a file with --target".into(),
+        )
+        .into());
+    }
     let repo = open_repo(g)?;
     let (id, snap) = select::find(&repo, &a.snapshot, &filter(&a.filter))?;
     let repo = vault_repo::IndexedRepository::load(repo)?;

@@ -4,7 +4,7 @@ use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use super::open_repo;
 use crate::cli::ExitCode;
 use crate::cli::args::{FindArgs, GlobalArgs};
-use crate::cli::output::{print_json, printable};
+use crate::cli::output::{count, print_json, printable};
 use crate::cli::progress::bytes;
 use vault_ops::find::{FindOptions, find};
 use vault_ops::select::{self, SnapshotFilter};
@@ -53,7 +53,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &FindArgs) -> Result<ExitCode> {
                 println!("  {mark} {}  {}  {:>10}  modified {}", v.snapshot, v.snapshot_time, bytes(v.size), v.mtime);
             }
         }
-        println!("{} paths found in {} snapshots (* = a new version)", found.len(), snaps.len());
+        println!(
+            "{} found in {} (* = a new version)",
+            count(found.len(), "path", "paths"),
+            count(snaps.len(), "snapshot", "snapshots")
+        );
     }
     Ok(ExitCode::Ok)
 }

@@ -4,7 +4,7 @@ use serde_json::json;
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{ForgetArgs, GlobalArgs};
-use crate::cli::output::{local_time, print_json, table};
+use crate::cli::output::{count, local_time, print_json, table};
 use vault_format::SnapshotId;
 use vault_ops::OpError;
 use vault_ops::forget::{self, GroupBy, KeepPolicy, Period, Span, describe_group};
@@ -65,11 +65,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &ForgetArgs) -> Result<ExitCode> {
                 println!("snapshots of {}:", describe_group(&p.group));
                 let rows: Vec<Vec<String>> =
                     p.keep.iter().map(|k| vec![k.id.short(), time(&k.time), k.reasons.join(", ")]).collect();
-                println!("keep {} snapshots:", p.keep.len());
+                println!("keep {}:", count(p.keep.len(), "snapshot", "snapshots"));
                 print!("{}", table(&["ID", "Time", "Reasons"], &rows));
                 if !p.remove.is_empty() {
                     let rows: Vec<Vec<String>> = p.remove.iter().map(|r| vec![r.id.short(), time(&r.time)]).collect();
-                    println!("remove {} snapshots:", p.remove.len());
+                    println!("remove {}:", count(p.remove.len(), "snapshot", "snapshots"));
                     print!("{}", table(&["ID", "Time"], &rows));
                 }
                 println!();
@@ -96,7 +96,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &ForgetArgs) -> Result<ExitCode> {
     }
     if !g.json && !g.quiet {
         let verb = if a.dry_run { "would remove" } else { "removed" };
-        println!("{verb} {} snapshots", remove.len());
+        println!("{verb} {}", count(remove.len(), "snapshot", "snapshots"));
     }
     let mut code = ExitCode::Ok;
     let mut prune_json = serde_json::Value::Null;

@@ -11,6 +11,7 @@ pub(crate) mod diff;
 pub(crate) mod dump;
 pub(crate) mod find;
 pub(crate) mod forget;
+pub(crate) mod generate;
 pub(crate) mod init;
 pub(crate) mod key;
 pub(crate) mod ls;

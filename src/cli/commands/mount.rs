@@ -11,12 +11,18 @@ use crate::cli::mount::VaultFs;
 use vault_ops::browse::Browser;
 
 pub(crate) fn run(g: &GlobalArgs, a: &MountArgs) -> Result<ExitCode> {
+    if g.json {
+        return Err(vault_ops::OpError::Usage("mount prints no JSON: --json is not available here".into()).into());
+    }
     if !std::path::Path::new("/dev/fuse").exists() {
         bail!("FUSE is not available: /dev/fuse does not exist (load the fuse kernel module, or install fuse3)");
     }
     match std::fs::metadata(&a.mountpoint) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => bail!("mount point {} is not a directory", a.mountpoint.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("mount point {} does not exist (create it first: mkdir -p {0})", a.mountpoint.display())
+        }
         Err(e) => bail!("mount point {}: {e}", a.mountpoint.display()),
     }
     let repo = open_repo(g)?;
@@ -50,10 +56,25 @@ pub(crate) fn run(g: &GlobalArgs, a: &MountArgs) -> Result<ExitCode> {
     if !g.quiet {
         eprintln!("repository mounted at {}; press Ctrl-C (or send SIGTERM) to unmount", a.mountpoint.display());
     }
-    let sig = signals.wait().context("waiting for a signal")?;
+    // A signal ends the mount, and so does an unmount from outside (`fusermount3 -u`,
+    // `umount`), which ends the session's thread.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(signals.wait());
+    });
+    let why = loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(sig) => break format!("{}", sig.context("waiting for a signal")?),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if session.guard.is_finished() => {
+                break "unmounted from outside".to_string();
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("waiting for a signal failed"),
+        }
+    };
     drop(session);
     if !g.quiet {
-        eprintln!("unmounted {} ({sig})", a.mountpoint.display());
+        eprintln!("unmounted {} ({why})", a.mountpoint.display());
     }
     Ok(ExitCode::Ok)
 }

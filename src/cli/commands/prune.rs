@@ -6,7 +6,7 @@ use anyhow::Result;
 use super::open_repo;
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, PruneArgs, PruneOptsArgs};
-use crate::cli::output::print_json;
+use crate::cli::output::{count, print_json};
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::OpError;
 use vault_ops::prune::plan::{UnusedLimit, parse_size};
@@ -67,7 +67,7 @@ pub(crate) fn run_prune(
 fn print_summary(r: &PruneReport) {
     let b = &r.bytes;
     let p = &r.packs;
-    println!("{} snapshots, {} trees read", r.snapshots, r.trees_read);
+    println!("{}, {} read", count(r.snapshots, "snapshot", "snapshots"), count(r.trees_read, "tree", "trees"));
     println!("packs: {} stored in all ({})", p.kept + p.repacked + p.unused + p.unindexed, bytes(b.total));
     println!("  used data:    {}", bytes(b.used));
     println!("  unused data:  {} before, {} left in kept packs", bytes(b.unused_before), bytes(b.unused_after));
@@ -86,7 +86,7 @@ fn print_summary(r: &PruneReport) {
         println!("  {} condemned packs are referenced by newer snapshots: indexed again", p.rescued);
     }
     if r.forgotten_files_removed > 0 {
-        println!("removed {} snapshot files of earlier forgets", r.forgotten_files_removed);
+        println!("removed {} of earlier forgets", count(r.forgotten_files_removed, "snapshot file", "snapshot files"));
     }
     if r.dry_run {
         println!(
@@ -100,7 +100,7 @@ fn print_summary(r: &PruneReport) {
         return;
     }
     if p.written > 0 {
-        println!("wrote {} new packs ({})", p.written, bytes(b.written));
+        println!("wrote {} ({})", count(p.written, "new pack", "new packs"), bytes(b.written));
     }
     let deleted: u64 = r.completed.iter().map(|c| c.bytes_deleted).sum();
     let packs: u64 = r.completed.iter().map(|c| c.packs_deleted).sum();

@@ -3,7 +3,7 @@ use anyhow::Result;
 use super::{hostname, open_repo_with};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, RepairArgs, RepairWhat};
-use crate::cli::output::print_json;
+use crate::cli::output::{count, print_json};
 use crate::cli::progress::BarProgress;
 use vault_ops::repair::{repair_index, repair_snapshots};
 
@@ -54,7 +54,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &RepairArgs) -> Result<ExitCode> {
                         println!("  emptied /{p}");
                     }
                 }
-                println!("{} snapshots repaired, {} intact", r.snapshots.len(), r.unchanged);
+                println!("{} repaired, {} intact", count(r.snapshots.len(), "snapshot", "snapshots"), r.unchanged);
             }
         }
     }

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, OverwriteArg, RestoreArgs};
-use crate::cli::output::print_json;
+use crate::cli::output::{count, print_json};
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::fsmeta::XattrFilter;
 use vault_ops::restore::{Overwrite, RestoreOptions, restore};
@@ -59,26 +59,26 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
         }))?;
     } else if !g.quiet {
         println!(
-            "{} snapshot {} to {}: {} files, {} dirs, {} other, {} in {secs:.2}s",
+            "{} snapshot {} to {}: {}, {}, {} other, {} in {secs:.2}s",
             if r.dry_run { "would restore" } else { "restored" },
             id.short(),
             a.target.display(),
-            r.files,
-            r.dirs,
+            count(r.files, "file", "files"),
+            count(r.dirs, "directory", "directories"),
             r.other + r.hard_links,
             bytes(r.bytes)
         );
         if a.overwrite.is_some() || a.delete {
             println!(
-                "{} files updated in place, {} entries unchanged ({}), {} entries removed",
-                r.files_updated,
-                r.unchanged,
+                "{} updated in place, {} unchanged ({}), {} removed",
+                count(r.files_updated, "file", "files"),
+                count(r.unchanged, "entry", "entries"),
                 bytes(r.bytes_unchanged),
-                r.deleted
+                count(r.deleted, "entry", "entries")
             );
         }
         if a.verify {
-            println!("{} files read back and verified", r.verified);
+            println!("{} read back and verified", count(r.verified, "file", "files"));
         }
         let p = &r.privileged;
         let made: Vec<String> = [

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{FilterArgs, GlobalArgs, RewriteArgs, TagArgs};
-use crate::cli::output::print_json;
+use crate::cli::output::{count, print_json};
 use vault_format::SnapshotId;
 use vault_format::snapshot::Snapshot;
 use vault_ops::OpError;
@@ -52,7 +52,11 @@ fn print(g: &GlobalArgs, r: &RewriteReport, dry_run: bool) -> Result<()> {
     for x in &r.replaced {
         let new = x.new.map(|i| i.short()).unwrap_or_else(|| "(dry run)".into());
         if x.removed_entries > 0 {
-            println!("snapshot {} → {new}: {} entries left out", x.original.short(), x.removed_entries);
+            println!(
+                "snapshot {} → {new}: {} left out",
+                x.original.short(),
+                count(x.removed_entries, "entry", "entries")
+            );
             for p in &x.removed_paths {
                 println!("  {p}");
             }
@@ -61,7 +65,7 @@ fn print(g: &GlobalArgs, r: &RewriteReport, dry_run: bool) -> Result<()> {
         }
     }
     let verb = if dry_run { "would replace" } else { "replaced" };
-    println!("{verb} {} snapshots, {} unchanged", r.replaced.len(), r.unchanged);
+    println!("{verb} {}, {} unchanged", count(r.replaced.len(), "snapshot", "snapshots"), r.unchanged);
     if r.tombstone.is_some() {
         println!("removed the {} original snapshots", r.replaced.len());
     }

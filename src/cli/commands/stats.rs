@@ -3,7 +3,7 @@ use anyhow::Result;
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, StatsArgs};
-use crate::cli::output::print_json;
+use crate::cli::output::{count, print_json};
 use crate::cli::progress::bytes;
 use vault_ops::select;
 use vault_ops::stats::stats;
@@ -22,7 +22,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatsArgs) -> Result<ExitCode> {
         print_json(&s)?;
     } else {
         println!("Snapshots:          {}", s.snapshots);
-        println!("Files:              {} (and {} directories)", s.files, s.dirs);
+        println!("Files:              {} (and {})", s.files, count(s.dirs, "directory", "directories"));
         println!("Restore size:       {}", bytes(s.restore_size));
         println!("Unique data:        {} in {} blobs", bytes(s.unique_data_size), s.unique_blobs);
         println!("Stored:             {}", bytes(s.stored_size));

@@ -4,7 +4,7 @@ use serde_json::json;
 use super::{by_prefix, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, WritersAction, WritersArgs};
-use crate::cli::output::{print_json, table};
+use crate::cli::output::{count, print_json, table};
 use vault_ops::OpError;
 use vault_repo::writers::{self, WriterStatus};
 
@@ -41,7 +41,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &WritersArgs) -> Result<ExitCode> {
                     })
                     .collect();
                 print!("{}", table(&["ID", "Command", "Host", "PID", "Started", "Status"], &rows));
-                println!("{} writers", list.len());
+                println!("{}", count(list.len(), "writer", "writers"));
             }
         }
         Some(WritersAction::Remove { id }) => {

@@ -104,6 +104,26 @@ pub enum ProblemKind {
     BlobDamaged,
 }
 
+impl ProblemKind {
+    /// The kind as `check` prints it (kebab-case, as `key-file`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProblemKind::KeyFile => "key-file",
+            ProblemKind::IndexFile => "index-file",
+            ProblemKind::Snapshot => "snapshot",
+            ProblemKind::PackMissing => "pack-missing",
+            ProblemKind::PackSize => "pack-size",
+            ProblemKind::PackDamaged => "pack-damaged",
+            ProblemKind::PackHeaderMismatch => "pack-header-mismatch",
+            ProblemKind::TreeMissing => "tree-missing",
+            ProblemKind::TreeDamaged => "tree-damaged",
+            ProblemKind::DataMissing => "data-missing",
+            ProblemKind::ContentLength => "content-length",
+            ProblemKind::BlobDamaged => "blob-damaged",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 /// One piece of damage.
 pub struct Problem {
