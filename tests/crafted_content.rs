@@ -89,7 +89,7 @@ fn a_content_list_that_disagrees_with_its_blob_is_damage_everywhere() {
     // check names it.
     let out = env.run(&["check", "--json"]);
     assert_eq!(code(&out), 13, "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = last_json(&out.stdout);
     let problems = report["problems"].as_array().unwrap();
     assert!(problems.iter().any(|p| p["kind"] == "content_length"), "{report}");
 }

@@ -172,7 +172,7 @@ fn walking_commands_are_bounded(shape: Shape) {
     let out = run_in(&env, &["check", "--json"], "check after damage");
     assert_eq!(code(&out), 13, "{}", stderr(&out));
     let out = env.run(&["check", "--json"]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = last_json(&out.stdout);
     let problems = report["problems"].as_array().unwrap();
     let data = problems.iter().find(|p| p["kind"] == "pack_missing").expect("the lost pack is named");
     assert!(data["paths"].as_array().unwrap().len() <= 100);

@@ -149,7 +149,7 @@ fn prune_wait_deletes_once_the_stopped_backup_has_ended() {
     assert!(backup.wait().unwrap().success());
     let out = prune.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r: serde_json::Value = last_json(&out.stdout);
     assert!(r["waiting"].as_array().unwrap().is_empty(), "{r:#}");
     assert!(r["completed"].as_array().unwrap().iter().any(|c| c["packs_deleted"].as_u64().unwrap() > 0), "{r:#}");
     assert!(env.backend().list("condemned").unwrap().is_empty());

@@ -13,6 +13,27 @@ pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `v` (which serialises to an object) with its `message_type`, as one line: the one
+/// shape of every JSON object vault prints (docs/json.md).
+pub(crate) fn message(message_type: &str, v: &impl serde::Serialize) -> serde_json::Value {
+    let mut v = serde_json::to_value(v).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("message_type".into(), serde_json::Value::from(message_type));
+    }
+    v
+}
+
+/// Prints `v` with its `message_type`.
+pub(crate) fn print_message(message_type: &str, v: &impl serde::Serialize) -> anyhow::Result<()> {
+    print_json(&message(message_type, v))
+}
+
+/// Prints a list as one JSON array whose objects carry `message_type` (the shape restic
+/// prints lists in).
+pub(crate) fn print_messages<T: serde::Serialize>(message_type: &str, items: &[T]) -> anyhow::Result<()> {
+    print_json(&items.iter().map(|i| message(message_type, i)).collect::<Vec<_>>())
+}
+
 pub(crate) fn print_json_pretty(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;

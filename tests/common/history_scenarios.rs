@@ -41,7 +41,7 @@ pub fn rollback_is_noticed(kind: Kind) {
     assert_eq!(code(&out), 15, "{}", stderr(&out));
     let out = env.run(&["check", "--json"]);
     assert_eq!(code(&out), 15, "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = last_json(&out.stdout);
     assert_eq!(report["missing"]["missing_snapshots"][0].as_str().unwrap(), newer);
     // Looked into and accepted: quiet from now on.
     let out = env.run(&["check", "--accept-missing"]);
@@ -112,7 +112,7 @@ pub fn a_future_dated_parent_is_not_adopted(kind: Kind) {
     let out = env.run(&["snapshots"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("(future!)"), "{}", String::from_utf8_lossy(&out.stdout));
     let out = env.run(&["check", "--json"]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = last_json(&out.stdout);
     assert!(report["info"].as_array().unwrap().iter().any(|i| i["kind"] == "future_snapshot"), "{report}");
     // The victim's next backup: the file is unchanged on disk.
     let r = env.backup_json(&[s]);

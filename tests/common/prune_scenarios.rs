@@ -132,7 +132,7 @@ pub fn prune_beside_backups(kind: Kind) {
             } else {
                 let out = p.wait_with_output().unwrap();
                 assert!(out.status.success(), "prune: {}", stderr(&out));
-                let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let r: serde_json::Value = last_json(&out.stdout);
                 if !r["waiting"].as_array().unwrap().is_empty() {
                     waited += 1;
                 }
@@ -145,7 +145,7 @@ pub fn prune_beside_backups(kind: Kind) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let checks = checker.join().expect("a check reported damage beside prune");
     // All writers are done: the last prune deletes everything condemned.
-    let r: serde_json::Value = serde_json::from_str(&env.ok(&["prune", "--json", "--max-unused", "0"])).unwrap();
+    let r: serde_json::Value = last_json(env.ok(&["prune", "--json", "--max-unused", "0"]).as_bytes());
     assert!(r["waiting"].as_array().unwrap().is_empty(), "{r:#}");
     let out = env.run(&["check", "--read-data"]);
     assert_eq!(code(&out), 0, "check: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));

@@ -305,7 +305,7 @@ pub fn killed_writers_leave_no_tmp_files(kind: Kind) {
             break;
         }
     }
-    let report: serde_json::Value = serde_json::from_str(&env.ok(&["check", "--json"])).unwrap();
+    let report: serde_json::Value = last_json(env.ok(&["check", "--json"]).as_bytes());
     assert_eq!(report["tmp_files"].as_u64().unwrap() as usize, left, "{report}");
     if kind != Kind::S3 {
         // S3 has no temporary files: an unfinished upload is not an object.
@@ -317,7 +317,7 @@ pub fn killed_writers_leave_no_tmp_files(kind: Kind) {
     env.ok(&["backup", "-q", small.to_str().unwrap()]);
     assert_eq!(tmp_files(), 0, "the next backup left the killed one's files: {:?}", env.backend().list("tmp").unwrap());
     assert!(env.backend().list("writers").unwrap().is_empty());
-    let report: serde_json::Value = serde_json::from_str(&env.ok(&["check", "--json"])).unwrap();
+    let report: serde_json::Value = last_json(env.ok(&["check", "--json"]).as_bytes());
     assert_eq!(report["tmp_files"], 0);
 }
 

@@ -126,10 +126,10 @@ pub fn find(repo: &IndexedRepository, snapshots: &[(SnapshotId, Snapshot)], opts
                     });
                     let v = Version {
                         snapshot: snap,
-                        snapshot_time: t.to_rfc3339(),
+                        snapshot_time: crate::time::rfc3339(t),
                         kind: n.kind,
                         size: n.size,
-                        mtime: ts(n.mtime).to_rfc3339(),
+                        mtime: crate::time::timestamp(n.mtime),
                         changed,
                     };
                     prev = Some(n);

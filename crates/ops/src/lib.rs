@@ -25,6 +25,7 @@ pub mod rollback;
 pub mod select;
 pub mod source;
 pub mod stats;
+pub mod time;
 pub(crate) mod walk;
 
 #[cfg(test)]

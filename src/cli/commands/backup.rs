@@ -59,7 +59,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         ParentChoice::Auto
     };
     let stop = stop_on_signals()?;
-    let progress = BarProgress::new(!g.quiet && !g.json, "processed");
+    let progress = BarProgress::new(!g.quiet && !g.json, "processed").with_json_status(g.json && !g.quiet);
     let progress = if a.verbose { progress.with_listing(g.json) } else { progress };
     let opts = BackupOptions {
         sources,

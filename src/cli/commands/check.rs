@@ -7,7 +7,7 @@ use super::{hostname, open_repo_with};
 use crate::cli::ExitCode;
 use crate::cli::args::{CheckArgs, GlobalArgs};
 use crate::cli::exit::take_tampering;
-use crate::cli::output::{count, print_json};
+use crate::cli::output::{count, message, print_json};
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::check::{CheckOptions, CheckReport, Subset, check};
 
@@ -81,7 +81,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<ExitCode> {
     }
     // check must see the repository as it is: no cache may hide damage.
     let repo = open_repo_with(g, false)?;
-    let progress = BarProgress::new(!g.quiet && !g.json && read_data.is_some(), "packs verified");
+    let progress = BarProgress::new(!g.quiet && !g.json && read_data.is_some(), "packs verified")
+        .with_json_status(g.json && !g.quiet);
     let opts = CheckOptions { read_data, read_threads: a.read_threads.max(1), hostname: hostname() };
     let result = check(&repo, &opts, &progress);
     progress.finish();
@@ -95,7 +96,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CheckArgs) -> Result<ExitCode> {
         missing = None;
     }
     if g.json {
-        let mut v = serde_json::to_value(&report)?;
+        let mut v = message("summary", &report);
         if let Some(m) = v.as_object_mut() {
             m.insert("missing".into(), serde_json::to_value(missing.clone().unwrap_or_default())?);
             if let Some(d) = &accepted {

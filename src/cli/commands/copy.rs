@@ -38,7 +38,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &CopyArgs) -> Result<ExitCode> {
     // Announced before the index is loaded, like a backup: a prune of the destination
     // waits for this copy before deleting what it may deduplicate against.
     let announced = vault_repo::announce(&dst, "copy")?;
-    let progress = BarProgress::new(!g.quiet && !g.json, "copied");
+    let progress = BarProgress::new(!g.quiet && !g.json, "copied").with_json_status(g.json && !g.quiet);
     let result = IndexedRepository::load(src).and_then(|s| Ok((s, IndexedRepository::load(dst.clone())?)));
     let result = result.map_err(OpError::from).and_then(|(s, d)| copy(&s, &d, &snaps, &progress));
     progress.finish();

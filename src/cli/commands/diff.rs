@@ -6,7 +6,7 @@ use serde_json::json;
 use super::open_repo;
 use crate::cli::ExitCode;
 use crate::cli::args::{DiffArgs, GlobalArgs};
-use crate::cli::output::{print_json, printable};
+use crate::cli::output::{print_json, print_message, printable};
 use crate::cli::progress::bytes;
 use vault_ops::diff::{Change, DiffReport, Differ, Side};
 use vault_ops::ls::{Located, locate};
@@ -67,7 +67,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &DiffArgs) -> Result<ExitCode> {
     }
     if g.json {
         for c in &report.changes {
-            print_json(&c)?;
+            print_message("change", &c)?;
         }
         print_json(&json!({"message_type": "summary", "compared": label, "summary": report.summary}))?;
     } else {

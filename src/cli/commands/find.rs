@@ -4,7 +4,7 @@ use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use super::open_repo;
 use crate::cli::ExitCode;
 use crate::cli::args::{FindArgs, GlobalArgs};
-use crate::cli::output::{count, print_json, printable};
+use crate::cli::output::{count, print_messages, printable};
 use crate::cli::progress::bytes;
 use vault_ops::find::{FindOptions, find};
 use vault_ops::select::{self, SnapshotFilter};
@@ -44,7 +44,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &FindArgs) -> Result<ExitCode> {
     let repo = vault_repo::IndexedRepository::load(repo)?;
     let found = find(&repo, &snaps, &opts)?;
     if g.json {
-        print_json(&found)?;
+        print_messages("found", &found)?;
     } else {
         for f in &found {
             println!("{}", printable(&f.path));

@@ -107,6 +107,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &ForgetArgs) -> Result<ExitCode> {
     }
     if g.json {
         print_json(&json!({
+            "message_type": "summary",
             "dry_run": a.dry_run,
             "groups": out,
             "removed": if a.dry_run { Vec::new() } else { remove.clone() },

@@ -114,6 +114,7 @@ fn list(g: &GlobalArgs, repo: &Repository, limit: &KdfLimit) -> Result<()> {
             .map(|k| {
                 let f = k.file.as_ref().ok();
                 json!({
+                    "message_type": "key",
                     "id": k.id,
                     "current": k.current,
                     "created": f.map(|f| f.created.clone()),

@@ -28,7 +28,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &LsArgs) -> Result<ExitCode> {
             let r = if g.json {
                 let mut v = node_json(n);
                 if let Some(m) = v.as_object_mut() {
+                    m.insert("message_type".into(), json!("node"));
+                    m.insert("struct_type".into(), json!("node"));
                     m.insert("path".into(), json!(p));
+                    m.insert("mtime".into(), json!(vault_ops::time::timestamp(n.mtime)));
+                    m.insert("ctime".into(), json!(vault_ops::time::timestamp(n.ctime)));
                 }
                 writeln!(out, "{v}")
             } else if a.long {
@@ -64,7 +68,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &LsArgs) -> Result<ExitCode> {
             writeln!(
                 std::io::stdout(),
                 "{}",
-                json!({"struct_type": "snapshot", "id": id, "time": snap.time, "tree": snap.tree, "paths": snap.paths, "hostname": snap.hostname})
+                json!({"message_type": "snapshot", "struct_type": "snapshot", "id": id, "time": snap.time, "tree": snap.tree, "paths": snap.paths, "hostname": snap.hostname})
             )?;
         }
         let prefix = format!("/{}", components(&path).join("/"));

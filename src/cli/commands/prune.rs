@@ -6,7 +6,7 @@ use anyhow::Result;
 use super::open_repo;
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, PruneArgs, PruneOptsArgs};
-use crate::cli::output::{count, print_json};
+use crate::cli::output::{count, print_message};
 use crate::cli::progress::{BarProgress, bytes};
 use vault_ops::OpError;
 use vault_ops::prune::plan::{UnusedLimit, parse_size};
@@ -42,7 +42,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &PruneArgs) -> Result<ExitCode> {
         }
     }
     if g.json {
-        print_json(&report)?;
+        print_message("summary", &report)?;
     }
     Ok(code)
 }
@@ -54,7 +54,7 @@ pub(crate) fn run_prune(
     repo: &Arc<Repository>,
     opts: &PruneOptions,
 ) -> Result<(ExitCode, PruneReport)> {
-    let progress = BarProgress::new(!g.quiet && !g.json, "repacked");
+    let progress = BarProgress::new(!g.quiet && !g.json, "repacked").with_json_status(g.json && !g.quiet);
     let result = prune(repo, opts, &progress);
     progress.finish();
     let report = result?;

@@ -3,7 +3,7 @@ use anyhow::Result;
 use super::{hostname, open_repo_with};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, RepairArgs, RepairWhat};
-use crate::cli::output::{count, print_json};
+use crate::cli::output::{count, print_message};
 use crate::cli::progress::BarProgress;
 use vault_ops::repair::{repair_index, repair_snapshots};
 
@@ -16,7 +16,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &RepairArgs) -> Result<ExitCode> {
             progress.finish();
             let r = r?;
             if g.json {
-                print_json(&r)?;
+                print_message("summary", &r)?;
             } else if !g.quiet {
                 for u in &r.unreadable_packs {
                     println!("warning: {u}");
@@ -37,7 +37,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &RepairArgs) -> Result<ExitCode> {
             progress.finish();
             let r = r?;
             if g.json {
-                print_json(&r)?;
+                print_message("summary", &r)?;
             } else if !g.quiet {
                 for s in &r.snapshots {
                     let new = s.repaired.map(|i| i.short()).unwrap_or_else(|| "(dry run)".into());

@@ -40,7 +40,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &RestoreArgs) -> Result<ExitCode> {
         verify: a.verify,
     };
     let started = Instant::now();
-    let progress = BarProgress::new(!g.quiet && !g.json, "restored");
+    let progress = BarProgress::new(!g.quiet && !g.json, "restored").with_json_status(g.json && !g.quiet);
     let repo = vault_repo::IndexedRepository::load(repo)?;
     let result = restore(&repo, snap.tree, &id.short(), &opts, &progress);
     progress.finish();

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{FilterArgs, GlobalArgs, RewriteArgs, TagArgs};
-use crate::cli::output::{count, print_json};
+use crate::cli::output::{count, print_message};
 use vault_format::SnapshotId;
 use vault_format::snapshot::Snapshot;
 use vault_ops::OpError;
@@ -44,7 +44,7 @@ fn writer_handle(repo: &Arc<Repository>, command: &str) -> Result<(vault_repo::A
 
 fn print(g: &GlobalArgs, r: &RewriteReport, dry_run: bool) -> Result<()> {
     if g.json {
-        return print_json(r);
+        return print_message("summary", r);
     }
     if g.quiet {
         return Ok(());

@@ -46,6 +46,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
     let to_json = |id: &SnapshotId, s: &Snapshot| {
         let mut o = serde_json::to_value(s).unwrap_or_default();
         if let Some(m) = o.as_object_mut() {
+            m.insert("message_type".into(), json!("snapshot"));
             m.insert("id".into(), json!(id));
             m.insert("short_id".into(), json!(id.short()));
             m.insert("future".into(), json!(is_future(s, now)));
@@ -56,7 +57,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
         if by.is_some() {
             let v: Vec<_> = groups
                 .iter()
-                .map(|(k, v)| json!({"group_key": k, "snapshots": v.iter().map(|(id, s)| to_json(id, s)).collect::<Vec<_>>()}))
+                .map(|(k, v)| json!({"message_type": "snapshot_group", "group_key": k, "snapshots": v.iter().map(|(id, s)| to_json(id, s)).collect::<Vec<_>>()}))
                 .collect();
             print_json(&v)?;
         } else {

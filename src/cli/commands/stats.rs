@@ -3,7 +3,7 @@ use anyhow::Result;
 use super::{filter, open_repo};
 use crate::cli::ExitCode;
 use crate::cli::args::{GlobalArgs, StatsArgs};
-use crate::cli::output::{count, print_json};
+use crate::cli::output::{count, print_message};
 use crate::cli::progress::bytes;
 use vault_ops::select;
 use vault_ops::stats::stats;
@@ -19,7 +19,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &StatsArgs) -> Result<ExitCode> {
     let repo = vault_repo::IndexedRepository::load(repo)?;
     let s = stats(&repo, &snaps)?;
     if g.json {
-        print_json(&s)?;
+        print_message("stats", &s)?;
     } else {
         println!("Snapshots:          {}", s.snapshots);
         println!("Files:              {} (and {})", s.files, count(s.dirs, "directory", "directories"));

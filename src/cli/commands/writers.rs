@@ -22,7 +22,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &WritersArgs) -> Result<ExitCode> {
             if g.json {
                 let v: Vec<_> = list
                     .iter()
-                    .map(|w| json!({"id": w.id, "announcement": w.record, "status": status(&w.status)}))
+                    .map(|w| json!({"message_type": "writer", "id": w.id, "announcement": w.record, "status": status(&w.status)}))
                     .collect();
                 print_json(&v)?;
             } else {
