@@ -3,7 +3,7 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::ExitCode;
 use crate::cli::args::{Cli, Command};
@@ -29,6 +29,23 @@ fn quiet_broken_pipe() {
     }));
 }
 
+/// Prints an error as one line (`exit_error` JSON on stderr with `--json`).
+fn report_error(json: bool, code: ExitCode, message: &str) {
+    if json {
+        // Scripts that asked for JSON get the error as JSON too (restic's exit_error).
+        let error = serde_json::json!({ "message_type": "exit_error", "code": code.code(), "message": message });
+        eprintln!("{error}");
+    } else {
+        eprintln!("vault: error: {message}");
+    }
+}
+
+/// Reports an error that stops vault before the command runs, and exits.
+fn fail(json: bool, code: ExitCode, message: &str) -> ! {
+    report_error(json, code, &cli::output::printable(message));
+    std::process::exit(code.code());
+}
+
 fn main() {
     // The master key lives in this process's memory: no core dump may carry it to disk,
     // and no other process of this user may attach to read it.
@@ -43,7 +60,8 @@ fn main() {
             default_hook(info);
         }
     }));
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command().try_get_matches().and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    let (mut cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { ExitCode::Usage.code() } else { 0 };
@@ -62,7 +80,28 @@ fn main() {
             std::process::exit(code);
         }
     };
+    let command_name = matches.subcommand_name().unwrap_or_default().to_string();
+    let profile = match cli.global.profile.clone() {
+        // `schedule` names its profile itself; the others take --profile's settings.
+        Some(name) if !matches!(cli.command, Command::Schedule(_)) => match cli::profile::load(&name) {
+            Ok(loaded) => {
+                loaded.profile.apply(&mut cli);
+                Some(loaded)
+            }
+            Err(e) => fail(cli.global.json, ExitCode::Usage, &format!("{e:#}")),
+        },
+        _ => None,
+    };
+    let hooks = profile.as_ref().filter(|_| {
+        !matches!(cli.command, Command::Config(_) | Command::Generate(_) | Command::Version | Command::Schedule(_))
+    });
     let g = &cli.global;
+    if let Some(p) = hooks
+        && let Err(e) = p.run_before(&command_name)
+    {
+        p.run_after(&command_name, ExitCode::Error.code(), Some(&format!("{e:#}")));
+        fail(g.json, ExitCode::Error, &format!("{e:#}"));
+    }
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(g, a),
         Command::Backup(a) => commands::backup::run(g, a),
@@ -71,6 +110,8 @@ fn main() {
         Command::Restore(a) => commands::restore::run(g, a),
         Command::Copy(a) => commands::copy::run(g, a),
         Command::Generate(a) => commands::generate::run(g, a),
+        Command::Config(_) => commands::config::show(g, profile.as_ref()),
+        Command::Schedule(a) => commands::schedule::run(g, a),
         Command::Version => commands::generate::version(g),
         Command::Cat(a) => commands::cat::run(g, a),
         Command::Check(a) => commands::check::run(g, a),
@@ -89,26 +130,22 @@ fn main() {
         Command::BenchPrimitives => commands::bench::run(g),
         Command::BenchIndex(a) => commands::bench_index::run(g, a),
     };
-    let code = match result {
+    let (code, error) = match result {
         // Data the repository lost outranks success and unreadable source files.
-        Ok(ExitCode::Ok | ExitCode::PartialBackup) if cli::exit::tampering_seen() => ExitCode::Tampering,
-        Ok(code) => code,
+        Ok(ExitCode::Ok | ExitCode::PartialBackup) if cli::exit::tampering_seen() => (ExitCode::Tampering, None),
+        Ok(code) => (code, None),
         Err(e) => {
             // One line: the error and its causes, joined.
             // Errors name paths and labels that others chose: shown, never obeyed.
             let message = cli::output::printable(&format!("{e:#}")).into_owned();
             let code = classify(&e);
-            if g.json {
-                // Scripts that asked for JSON get the error as JSON too (restic's exit_error).
-                let error =
-                    serde_json::json!({ "message_type": "exit_error", "code": code.code(), "message": message });
-                eprintln!("{error}");
-            } else {
-                eprintln!("vault: error: {message}");
-            }
-            code
+            report_error(g.json, code, &message);
+            (code, Some(message))
         }
     };
+    if let Some(p) = hooks {
+        p.run_after(&command_name, code.code(), error.as_deref());
+    }
     if std::env::var_os("VAULT_DEBUG_FAULTS").is_some() {
         eprintln!("debug: {} storage faults injected", vault_repo::faults::injected_total());
     }

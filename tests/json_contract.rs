@@ -144,6 +144,7 @@ fn every_json_message_matches_docs_json_md() {
     c.output("check", &run(&["check", "--read-data"]));
     c.output("check", &run(&["check", "--rotate", "--max-bytes", "1"]));
     c.output("version", &run(&["version"]));
+    c.output("config show", &run(&["config", "show"]));
 
     // A writer while a backup runs.
     let mut slow = env

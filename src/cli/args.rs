@@ -43,6 +43,11 @@ pub(crate) struct GlobalArgs {
     /// Run this shell command and read the password from its output
     #[arg(long, env = "VAULT_PASSWORD_COMMAND", hide_env_values = true, global = true, value_name = "CMD")]
     pub password_command: Option<String>,
+    /// Read settings from profile NAME ($XDG_CONFIG_HOME/vault/profiles/NAME.toml or
+    /// /etc/vault/profiles/NAME.toml; a NAME with a `/` is a path); flags and environment
+    /// variables override it
+    #[arg(long, env = "VAULT_PROFILE", global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Machine-readable JSON on stdout
     #[arg(long, global = true)]
     pub json: bool,
@@ -104,6 +109,10 @@ pub(crate) enum Command {
     Copy(CopyArgs),
     /// Write shell completions or manual pages
     Generate(GenerateArgs),
+    /// Show the settings a command would use (profile, environment and flags), secrets hidden
+    Config(ConfigArgs),
+    /// Run a profile's commands on a schedule: systemd timers, or a crontab line
+    Schedule(ScheduleArgs),
     /// Print vault's version and the repository formats it reads
     Version,
     /// Single-core throughput of chunking, hashing, compression and encryption here
@@ -112,6 +121,51 @@ pub(crate) enum Command {
     /// Memory and lookup speed of the in-memory index with many synthetic blobs
     #[command(hide = true)]
     BenchIndex(BenchIndexArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    #[command(subcommand)]
+    pub what: ConfigWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigWhat {
+    /// Print the effective settings: where each comes from, secrets redacted
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScheduleArgs {
+    #[command(subcommand)]
+    pub what: ScheduleWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleWhat {
+    /// Write and enable a systemd timer and service for each command the profile's
+    /// [schedule] names (without systemd: print the crontab lines)
+    Install(ScheduleTarget),
+    /// Disable and remove the profile's timers and services
+    Remove(ScheduleTarget),
+    /// Show the profile's timers: installed, enabled, last and next run
+    Status(ScheduleTarget),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScheduleTarget {
+    /// The profile (as --profile takes it)
+    #[arg(value_name = "PROFILE")]
+    pub profile: String,
+    /// System units in /etc/systemd/system (as root) instead of the user's
+    #[arg(long)]
+    pub system: bool,
+    /// Write the units into DIR and do not touch systemd (for packaging and review)
+    #[arg(long, value_name = "DIR", conflicts_with = "cron")]
+    pub unit_dir: Option<PathBuf>,
+    /// Print crontab lines instead of using systemd (the default where systemd is absent)
+    #[arg(long)]
+    pub cron: bool,
 }
 
 #[derive(Debug, Args)]
@@ -528,7 +582,7 @@ pub(crate) struct FilterArgs {
 pub(crate) struct BackupArgs {
     /// Files and directories to back up (`-`: standard input, as --stdin; with
     /// --stdin-from-command: the command and its arguments, after `--`)
-    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "files_from", "files_from_raw"])]
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Tag the snapshot (repeatable, or comma-separated: `--tag a,b` gives two tags)
     #[arg(long = "tag", value_name = "TAG[,TAG]")]

@@ -8,6 +8,7 @@ pub(crate) mod exit;
 pub(crate) mod mount;
 pub(crate) mod output;
 pub(crate) mod password;
+pub(crate) mod profile;
 pub(crate) mod progress;
 pub(crate) mod restic_flags;
 

@@ -206,10 +206,13 @@ impl BackendOptions {
                     o.timeout_secs =
                         Some(v.parse().ok().filter(|s| *s > 0).ok_or_else(|| bad("expected a number of seconds"))?)
                 }
+                // Named without its value: an unknown option may carry a secret.
                 _ => {
-                    return Err(bad(
-                        "unknown option (known: s3.endpoint, s3.region, sftp.key, sftp.known-hosts, timeout)",
-                    ));
+                    return Err(OptionError {
+                        option: k.to_string(),
+                        reason: "unknown option (known: s3.endpoint, s3.region, sftp.key, sftp.known-hosts, timeout)"
+                            .into(),
+                    });
                 }
             }
         }

@@ -44,7 +44,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         sources.extend(paths_from(f, 0)?);
     }
     if !stream && sources.is_empty() {
-        return Err(usage("no paths to back up (the --files-from lists are empty)"));
+        return Err(usage(if a.files_from.is_empty() && a.files_from_raw.is_empty() {
+            "no paths to back up: give PATH..., --files-from, --stdin or a profile with [backup] sources"
+        } else {
+            "no paths to back up (the --files-from lists are empty)"
+        }));
     }
     let exclude_larger_than = match &a.exclude_larger_than {
         Some(s) => Some(super::check::parse_size(s).map_err(|e| usage(&format!("--exclude-larger-than: {e}")))?),

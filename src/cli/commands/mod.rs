@@ -6,6 +6,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_index;
 pub(crate) mod cat;
 pub(crate) mod check;
+pub(crate) mod config;
 pub(crate) mod copy;
 pub(crate) mod diff;
 pub(crate) mod dump;
@@ -20,6 +21,7 @@ pub(crate) mod prune;
 pub(crate) mod repair;
 pub(crate) mod restore;
 pub(crate) mod rewrite;
+pub(crate) mod schedule;
 pub(crate) mod snapshots;
 pub(crate) mod stats;
 pub(crate) mod writers;
@@ -73,8 +75,6 @@ pub(crate) fn open_repo_with(g: &GlobalArgs, cache: bool) -> Result<Arc<Reposito
     open_repo_at(g, location(g)?, &password_source(g), cache)
 }
 
-/// Opens the repository at `loc` with the password from `pw` (the backend options and
-/// local settings of `g`).
 /// Opens the other repository of `copy` and `init --copy-chunker-params` (`--from-repo`),
 /// which must not be the one `-r` names.
 pub(crate) fn open_from_repo(
@@ -95,6 +95,8 @@ pub(crate) fn open_from_repo(
     open_repo_at(g, from, &pw, cache)
 }
 
+/// Opens the repository at `loc` with the password from `pw` (the backend options and
+/// local settings of `g`).
 pub(crate) fn open_repo_at(g: &GlobalArgs, loc: Location, pw: &PasswordSource, cache: bool) -> Result<Arc<Repository>> {
     let backend = match Backend::open(&loc, &backend_options(g)?, OpenMode::Existing) {
         Ok(b) => b,
