@@ -38,8 +38,13 @@ fn until_ok(env: &Env, args: &[&str], rate: &str, seed: &mut u64, tally: &mut Fa
         assert!(matches!(code, 1 | 14), "vault {args:?} exited {code} under faults: {err}");
         // One error line: vault's, or restore's count of files the storage failed to deliver
         // (each named in a warning before it).
-        let errors: Vec<&str> =
-            err.lines().filter(|l| l.starts_with("vault: error") || l.starts_with("error: ")).collect();
+        // (With --json, vault's error is its exit_error object.)
+        let errors: Vec<&str> = err
+            .lines()
+            .filter(|l| {
+                l.starts_with("vault: error") || l.starts_with("error: ") || l.contains(r#""message_type":"exit_error""#)
+            })
+            .collect();
         assert_eq!(errors.len(), 1, "vault {args:?}: not one error line: {err}");
         assert!(errors[0].len() < 1000, "an error line of {} bytes", errors[0].len());
     }
