@@ -76,7 +76,7 @@ fn restic_flags_vault_lacks_are_explained() {
     let env = Env::new();
     for (args, needle) in [
         (vec!["snapshots", "--no-lock"], "no locks"),
-        (vec!["backup", "--limit-upload", "100", "/tmp"], "bandwidth"),
+        (vec!["backup", "--no-scan", "/tmp"], "progress bar"),
         (vec!["check", "--verbose"], "backup -v"),
     ] {
         let out = env.cmd().args(&args).output().unwrap();

@@ -37,6 +37,14 @@ pub(crate) struct GlobalArgs {
     /// Do not use the local cache
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Limit uploads to this many KiB/s, averaged over each stored file (packs included)
+    #[arg(long, env = "VAULT_LIMIT_UPLOAD", global = true, value_name = "KIB_PER_S",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s, averaged over each read
+    #[arg(long, env = "VAULT_LIMIT_DOWNLOAD", global = true, value_name = "KIB_PER_S",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit_download: Option<u64>,
     /// Read the password from this file (its content, one trailing newline removed)
     #[arg(long, env = "VAULT_PASSWORD_FILE", hide_env_values = true, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,

@@ -23,6 +23,10 @@ pub(crate) struct Profile {
     #[serde(default)]
     pub options: Vec<String>,
     pub cache_dir: Option<PathBuf>,
+    /// KiB/s, as `--limit-upload`.
+    pub limit_upload: Option<u64>,
+    /// KiB/s, as `--limit-download`.
+    pub limit_download: Option<u64>,
     #[serde(default)]
     pub backup: BackupProfile,
     #[serde(default)]
@@ -200,6 +204,12 @@ impl Profile {
         g.options = options;
         if g.cache_dir.is_none() {
             g.cache_dir.clone_from(&self.cache_dir);
+        }
+        if g.limit_upload.is_none() {
+            g.limit_upload = self.limit_upload.filter(|k| *k > 0);
+        }
+        if g.limit_download.is_none() {
+            g.limit_download = self.limit_download.filter(|k| *k > 0);
         }
     }
 

@@ -11,7 +11,6 @@ pub(crate) fn instead_of(flag: &str) -> Option<&'static str> {
         "--verbose" | "-v" | "-vv" => {
             "vault lists files as it backs them up with `backup -v`; other commands report in full unless --quiet"
         }
-        "--limit-upload" | "--limit-download" => "bandwidth limits are not available in vault yet",
         "--insecure-no-password" => "every vault repository is encrypted: it needs a password",
         "--pack-size" => "pack sizes are part of the repository's config, chosen by `vault init`",
         "--cacert" | "--tls-client-cert" | "--insecure-tls" => {
@@ -36,7 +35,7 @@ mod tests {
     #[test]
     fn known_and_unknown_flags() {
         assert!(super::instead_of("--no-lock").is_some());
-        assert!(super::instead_of("--limit-upload=100").is_some());
+        assert!(super::instead_of("--no-lock=true").is_some());
         assert!(super::instead_of("--no-such-flag").is_none());
     }
 }

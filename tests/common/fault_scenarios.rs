@@ -42,7 +42,9 @@ fn until_ok(env: &Env, args: &[&str], rate: &str, seed: &mut u64, tally: &mut Fa
         let errors: Vec<&str> = err
             .lines()
             .filter(|l| {
-                l.starts_with("vault: error") || l.starts_with("error: ") || l.contains(r#""message_type":"exit_error""#)
+                l.starts_with("vault: error")
+                    || l.starts_with("error: ")
+                    || l.contains(r#""message_type":"exit_error""#)
             })
             .collect();
         assert_eq!(errors.len(), 1, "vault {args:?}: not one error line: {err}");

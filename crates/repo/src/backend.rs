@@ -18,6 +18,7 @@ use thiserror::Error;
 use super::faults::{FaultLayer, FaultState};
 use super::location::{BackendOptions, KnownHosts, Location};
 use super::object_bytes::ObjectBytes;
+use super::pacer::Pacer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 /// What kind of storage failure a [`BackendError`] is; decides the exit code and whether retrying can help.
@@ -126,6 +127,10 @@ pub struct Backend {
     faults: Option<Arc<FaultState>>,
     /// The longest any one request may take, retries included (see [`Backend::wait`]).
     ceiling: Duration,
+    /// `--limit-upload`: bytes written wait for it.
+    up: Option<Arc<Pacer>>,
+    /// `--limit-download`: bytes read wait for it.
+    down: Option<Arc<Pacer>>,
 }
 
 /// See [`Backend::with_hook`]: `(operation, path)`; an `Err` fails the operation.
@@ -273,6 +278,8 @@ impl Backend {
             // Generous: a whole pack on a slow link is one request. (`read_afresh` takes
             // the request timeout back out of it.)
             ceiling: timeout * 40,
+            up: options.limit_upload.map(|r| Arc::new(Pacer::new(r))),
+            down: options.limit_download.map(|r| Arc::new(Pacer::new(r))),
         })
     }
 
@@ -393,6 +400,8 @@ impl Backend {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let buf = self.read_afresh(path, || self.wait(self.op.read(path)))?;
         self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        // A whole object's size is known once it is read: it waits afterwards.
+        pace(&self.down, buf.len());
         Ok(ObjectBytes::new(buf))
     }
 
@@ -405,6 +414,7 @@ impl Backend {
     /// object is not read past them; a shorter one is an error.
     pub(crate) fn read_range_parts(&self, path: &str, offset: u64, len: u64) -> Result<ObjectBytes, BackendError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        pace(&self.down, len as usize);
         let buf = self.read_afresh(path, || {
             let buf = self.wait(async { self.op.read_with(path).range(offset..offset + len).await })?;
             self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -425,6 +435,7 @@ impl Backend {
         self.call_hook("write", path)?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+        pace(&self.up, data.len());
         if !self.rename_writes {
             self.wait(self.op.write(path, data)).map_err(|e| self.err("write", path, e))?;
             return Ok(());
@@ -447,6 +458,7 @@ impl Backend {
         }
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+        pace(&self.up, data.len());
         if let Some(root) = &self.local_root {
             let tmp = self.temp_name(path)?;
             self.wait(self.op.write(&tmp, data)).map_err(|e| self.write_err(&tmp, e))?;
@@ -608,6 +620,13 @@ impl Backend {
     }
 }
 
+/// Waits for a bandwidth limit, if there is one.
+fn pace(limit: &Option<Arc<Pacer>>, bytes: usize) {
+    if let Some(p) = limit {
+        p.pace(bytes as u64);
+    }
+}
+
 /// An object being written under a temporary name (see [`Backend::start_streaming_write`]).
 /// Dropped unfinished, it removes what it wrote.
 pub(crate) struct StreamingWrite {
@@ -623,6 +642,7 @@ impl StreamingWrite {
             return Err(b.err("write", &self.tmp, opendal::Error::new(ErrorKind::Unexpected, "write after finish")));
         };
         b.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+        pace(&b.up, data.len());
         b.wait(w.write(data)).map_err(|e| b.write_err(&self.tmp, e))
     }
 

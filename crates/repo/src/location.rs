@@ -153,6 +153,10 @@ pub struct BackendOptions {
     /// Per-request timeout in seconds (default 15); with retries, an unreachable server
     /// fails in well under a minute.
     pub timeout_secs: Option<u64>,
+    /// Upload limit in bytes per second (`--limit-upload`).
+    pub limit_upload: Option<u64>,
+    /// Download limit in bytes per second (`--limit-download`).
+    pub limit_download: Option<u64>,
     /// Storage faults to inject (`VAULT_DEBUG_FAULTS=RATE[:SEED]`), for tests only.
     pub debug_faults: Option<crate::faults::FaultSpec>,
 }

@@ -41,6 +41,8 @@ pub(crate) fn show(g: &GlobalArgs, profile: Option<&Loaded>) -> Result<ExitCode>
         "password": password,
         "options": options,
         "cache_dir": g.cache_dir,
+        "limit_upload_kib": g.limit_upload,
+        "limit_download_kib": g.limit_download,
         "backup": p.map(|p| &p.backup),
         "forget": p.map(|p| &p.forget),
         "check": p.map(|p| &p.check),

@@ -45,7 +45,9 @@ pub(crate) fn location(g: &GlobalArgs) -> Result<Location> {
 }
 
 pub(crate) fn backend_options(g: &GlobalArgs) -> Result<BackendOptions> {
-    let o = BackendOptions::from_args_and_env(&g.options, &|k| std::env::var(k).ok())?;
+    let mut o = BackendOptions::from_args_and_env(&g.options, &|k| std::env::var(k).ok())?;
+    o.limit_upload = g.limit_upload.map(|k| k.saturating_mul(1024));
+    o.limit_download = g.limit_download.map(|k| k.saturating_mul(1024));
     if let Some(f) = o.debug_faults {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
