@@ -52,3 +52,47 @@ fn uploads_and_downloads_keep_to_their_limits() {
     assert_eq!(code(&env.run(&["--limit-upload", "0", "snapshots"])), 2);
     assert_eq!(code(&env.run(&["--limit-download", "fast", "snapshots"])), 2);
 }
+
+/// Threads of a running process whose names start with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `-o upload-threads=N` and `backup --read-concurrency N` set how many threads upload
+/// packs and read files (counted in /proc while a slowed-down backup runs).
+#[test]
+fn thread_knobs_set_how_many_threads_work() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for (round, (uploaders, readers)) in [(1usize, 2usize), (5, 3)].into_iter().enumerate() {
+        // New data each round: uploads take a while at the limit.
+        for i in 0..4 {
+            std::fs::write(src.join(format!("f{i}")), noise(1 << 20, 10 + i + 10 * round as u64)).unwrap();
+        }
+        let mut child = env
+            .cmd()
+            .args(["backup", "-q", "--force", "--limit-upload", "2048", "-o", &format!("upload-threads={uploaders}")])
+            .args(["--read-concurrency", &readers.to_string(), src.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+        let (mut up, mut read) = (0, 0);
+        while child.try_wait().unwrap().is_none() {
+            up = up.max(threads_named(child.id(), "vault-upload"));
+            read = read.max(threads_named(child.id(), "vault-read"));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(child.wait().unwrap().success());
+        assert_eq!((up, read), (uploaders, readers), "upload and read threads seen");
+    }
+    let out = env.run(&["-o", "upload-threads=0", "snapshots"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("upload-threads"), "{}", stderr(&out));
+}

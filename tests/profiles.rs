@@ -136,7 +136,7 @@ fn hooks_run_around_commands_with_the_outcome() {
     setup(
         &env,
         &format!(
-            "\n[hooks]\nbefore = \"echo before $VAULT_COMMAND >> {l}; echo to-stdout\"\nsuccess = \"echo success $VAULT_COMMAND $VAULT_EXIT_CODE $VAULT_PROFILE >> {l}\"\nfailure = \"echo failure $VAULT_COMMAND $VAULT_EXIT_CODE $VAULT_SUCCESS >> {l}; echo \\\"$VAULT_ERROR\\\" >> {l}\"\nafter = \"echo after >> {l}\"\n"
+            "\n[hooks]\nbefore = \"echo before $VAULT_COMMAND >> {l}; echo to-stdout\"\nsuccess = \"echo success $VAULT_COMMAND $VAULT_EXIT_CODE $VAULT_PROFILE >> {l}; cat > {l}.json\"\nfailure = \"echo failure $VAULT_COMMAND $VAULT_EXIT_CODE $VAULT_SUCCESS >> {l}; echo \\\"$VAULT_ERROR\\\" >> {l}\"\nafter = \"echo after >> {l}\"\n"
         ),
     );
     ok(with_profile(&env, "home"), &["init"]);
@@ -147,6 +147,13 @@ fn hooks_run_around_commands_with_the_outcome() {
         serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
     }
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "before backup\nsuccess backup 0 home\nafter\n");
+    // The hooks read the summary on their standard input, with or without --json.
+    let summary = last_json(&std::fs::read(format!("{l}.json")).unwrap());
+    assert_eq!(summary["message_type"], "summary");
+    assert_eq!(summary["snapshot_id"], last_json(out.as_bytes())["snapshot_id"]);
+    std::fs::remove_file(&log).unwrap();
+    ok(with_profile(&env, "home"), &["backup"]);
+    assert!(last_json(&std::fs::read(format!("{l}.json")).unwrap())["files_unchanged"].as_u64().unwrap() > 0);
     std::fs::remove_file(&log).unwrap();
     let out =
         run(with_profile(&env, "home"), &["restore", "nosuchsnapshot", "--target", env.path("t").to_str().unwrap()]);

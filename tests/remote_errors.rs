@@ -30,7 +30,7 @@ fn malformed_repository_strings() {
         assert_one_line_error(&out, 1, &[needle]);
     }
     let out = env.raw().args(["-r", "s3://bucket/x", "-o", "s3.colour=blue", "snapshots"]).output().unwrap();
-    assert_one_line_error(&out, 1, &["s3.colour"]);
+    assert_one_line_error(&out, 2, &["s3.colour"]);
     let out = env.raw().env_remove("AWS_ACCESS_KEY_ID").args(["-r", "s3://bucket/x", "snapshots"]).output().unwrap();
     assert_one_line_error(&out, 14, &["AWS_ACCESS_KEY_ID"]);
 }

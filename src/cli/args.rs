@@ -651,6 +651,10 @@ pub(crate) struct BackupArgs {
     /// Do not cross file system boundaries
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
+    /// Threads that read and chunk files (default: one per core); fewer keep a slow
+    /// disk or a busy machine responsive
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub read_concurrency: Option<u16>,
     /// Use this snapshot as parent instead of the latest of the same host and paths
     #[arg(long, value_name = "SNAPSHOT", conflicts_with = "force")]
     pub parent: Option<String>,

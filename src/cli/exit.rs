@@ -85,6 +85,10 @@ pub(crate) fn classify(err: &anyhow::Error) -> ExitCode {
         if let Some(b) = cause.downcast_ref::<BackendError>() {
             return backend_code(b);
         }
+        // An invalid `-o key=value` is bad usage, as the exit code table says.
+        if cause.downcast_ref::<vault_repo::OptionError>().is_some() {
+            return ExitCode::Usage;
+        }
     }
     ExitCode::Error
 }

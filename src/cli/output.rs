@@ -6,10 +6,26 @@ use chrono::{DateTime, Local, Utc};
 
 use vault_format::tree::{Node, NodeKind};
 
+/// The command's result as JSON, for a profile's hooks (on their standard input).
+static RESULT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Keeps `v` as the command's result for the hooks (the last one kept wins).
+pub(crate) fn keep_result(v: &impl serde::Serialize) {
+    if let Ok(text) = serde_json::to_string(v) {
+        *RESULT.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
+    }
+}
+
+/// The command's result as one JSON line, if it had one.
+pub(crate) fn kept_result() -> Option<String> {
+    RESULT.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
 pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, v)?;
     writeln!(out)?;
+    keep_result(v);
     Ok(())
 }
 

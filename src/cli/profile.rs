@@ -323,10 +323,13 @@ impl Loaded {
     fn hook(&self, cmd: &str, command: &str, outcome: Option<(i32, Option<&str>)>) -> Result<std::process::ExitStatus> {
         use std::os::fd::AsFd;
         let stderr = std::io::stderr().as_fd().try_clone_to_owned().context("cannot pass stderr to a hook")?;
+        // After the command, its result (the summary JSON a `--json` run prints last; a
+        // backup's summary always) comes on standard input.
+        let input = outcome.and_then(|_| super::output::kept_result());
         let mut c = std::process::Command::new("sh");
         c.arg("-c")
             .arg(cmd)
-            .stdin(std::process::Stdio::null())
+            .stdin(if input.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
             .stdout(std::process::Stdio::from(stderr))
             .env("VAULT_PROFILE", &self.name)
             .env("VAULT_PROFILE_FILE", &self.path)
@@ -338,6 +341,12 @@ impl Loaded {
                 c.env("VAULT_ERROR", e);
             }
         }
-        c.status().with_context(|| format!("cannot run hook {cmd:?}"))
+        let mut child = c.spawn().with_context(|| format!("cannot run hook {cmd:?}"))?;
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            use std::io::Write;
+            // A hook that does not read its input is not an error.
+            let _ = writeln!(stdin, "{text}");
+        }
+        child.wait().with_context(|| format!("cannot wait for hook {cmd:?}"))
     }
 }

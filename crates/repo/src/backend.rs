@@ -129,6 +129,8 @@ pub struct Backend {
     ceiling: Duration,
     /// `--limit-upload`: bytes written wait for it.
     up: Option<Arc<Pacer>>,
+    /// Packs a writer uploads at once.
+    upload_threads: usize,
     /// `--limit-download`: bytes read wait for it.
     down: Option<Arc<Pacer>>,
 }
@@ -279,8 +281,14 @@ impl Backend {
             // the request timeout back out of it.)
             ceiling: timeout * 40,
             up: options.limit_upload.map(|r| Arc::new(Pacer::new(r))),
+            upload_threads: options.upload_threads.unwrap_or(DEFAULT_UPLOAD_THREADS),
             down: options.limit_download.map(|r| Arc::new(Pacer::new(r))),
         })
+    }
+
+    /// How many packs a writer uploads at once (`-o upload-threads=N`).
+    pub fn upload_threads(&self) -> usize {
+        self.upload_threads
     }
 
     /// This backend, calling `hook` before every write (`"write"`, with the final path),
@@ -619,6 +627,10 @@ impl Backend {
         self.wait(self.op.delete(path)).map_err(|e| self.err("delete", path, e))
     }
 }
+
+/// Packs uploaded at once unless `-o upload-threads=N` says otherwise: enough to hide one
+/// request's latency behind the others without holding many packs in memory.
+pub const DEFAULT_UPLOAD_THREADS: usize = 3;
 
 /// Waits for a bandwidth limit, if there is one.
 fn pace(limit: &Option<Arc<Pacer>>, bytes: usize) {

@@ -153,6 +153,9 @@ pub struct BackendOptions {
     /// Per-request timeout in seconds (default 15); with retries, an unreachable server
     /// fails in well under a minute.
     pub timeout_secs: Option<u64>,
+    /// Packs uploaded at once (`-o upload-threads=N`, default 3): fewer on a slow link,
+    /// more on a distant one.
+    pub upload_threads: Option<usize>,
     /// Upload limit in bytes per second (`--limit-upload`).
     pub limit_upload: Option<u64>,
     /// Download limit in bytes per second (`--limit-download`).
@@ -179,8 +182,11 @@ impl fmt::Debug for BackendOptions {
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid option {option:?}: {reason}")]
+/// A `-o key=value` (or an environment setting) vault cannot use.
 pub struct OptionError {
+    /// The option as given (only its key, when the key is unknown: the value may be secret).
     pub option: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 
@@ -206,6 +212,14 @@ impl BackendOptions {
                         _ => return Err(bad("expected strict, accept-new or accept")),
                     }
                 }
+                "upload-threads" => {
+                    o.upload_threads = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| (1..=32).contains(n))
+                            .ok_or_else(|| bad("expected 1 to 32 threads"))?,
+                    )
+                }
                 "timeout" => {
                     o.timeout_secs =
                         Some(v.parse().ok().filter(|s| *s > 0).ok_or_else(|| bad("expected a number of seconds"))?)
@@ -214,8 +228,9 @@ impl BackendOptions {
                 _ => {
                     return Err(OptionError {
                         option: k.to_string(),
-                        reason: "unknown option (known: s3.endpoint, s3.region, sftp.key, sftp.known-hosts, timeout)"
-                            .into(),
+                        reason:
+                            "unknown option (known: s3.endpoint, s3.region, sftp.key, sftp.known-hosts, timeout, upload-threads)"
+                                .into(),
                     });
                 }
             }

@@ -30,7 +30,6 @@ use vault_format::xorshift::Xorshift64;
 use vault_format::{BlobId, Id, IndexId, PackId};
 
 pub(crate) const OPEN_PACKS_PER_KIND: usize = 3;
-pub(crate) const UPLOAD_THREADS: usize = 3;
 /// Packs per index checkpoint: the first checkpoint comes early, later ones grow to this.
 pub(crate) const INDEX_FLUSH_MAX_PACKS: usize = 64;
 pub(crate) const INDEX_FLUSH_FIRST_PACKS: usize = 4;
@@ -199,7 +198,7 @@ impl PackWriter {
             packs_written: AtomicU64::new(0),
         });
         let (tx, rx) = bounded::<Upload>(1);
-        let uploaders = (0..UPLOAD_THREADS)
+        let uploaders = (0..shared.repo.backend().upload_threads())
             .map(|i| {
                 let rx = rx.clone();
                 let shared = shared.clone();

@@ -106,7 +106,22 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         } else if let Some(command) = command.as_mut() {
             backup_stream(&r, &opts, &a.stdin_filename, command, &progress)
         } else {
-            backup(&r, &opts, &progress)
+            match a.read_concurrency {
+                // The backup's parallel work (reading, chunking, sealing files) runs on
+                // a pool of its own size.
+                Some(n) => rayon::ThreadPoolBuilder::new()
+                    .num_threads(usize::from(n))
+                    .thread_name(|i| format!("vault-read-{i}"))
+                    .build()
+                    .map_err(|e| {
+                        vault_ops::OpError::Repo(vault_repo::RepoError::System {
+                            what: "start the read threads",
+                            source: std::io::Error::other(e),
+                        })
+                    })
+                    .and_then(|pool| pool.install(|| backup(&r, &opts, &progress))),
+                None => backup(&r, &opts, &progress),
+            }
         }
     });
     progress.finish();
@@ -145,8 +160,11 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
     }
     if g.json {
         print_json(&summary_json(&report))?;
-    } else if !g.quiet {
-        print_summary(&report, a.dry_run);
+    } else {
+        crate::cli::output::keep_result(&summary_json(&report));
+        if !g.quiet {
+            print_summary(&report, a.dry_run);
+        }
     }
     if report.problems.is_empty() {
         Ok(ExitCode::Ok)
