@@ -6,6 +6,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use vault_format::blob::Compression;
 
+pub(crate) use super::setup_args::{ConfigArgs, Generate, GenerateArgs, ScheduleArgs, ScheduleTarget, ScheduleWhat};
+
 #[derive(Debug, Parser)]
 #[command(name = "vault", version, about = "Deduplicating, encrypted backups with independent restores")]
 pub(crate) struct Cli {
@@ -132,74 +134,6 @@ pub(crate) enum Command {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct ConfigArgs {
-    #[command(subcommand)]
-    pub what: ConfigWhat,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum ConfigWhat {
-    /// Print the effective settings: where each comes from, secrets redacted
-    Show,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ScheduleArgs {
-    #[command(subcommand)]
-    pub what: ScheduleWhat,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum ScheduleWhat {
-    /// Write and enable a systemd timer and service for each command the profile's
-    /// [schedule] names (without systemd: print the crontab lines)
-    Install(ScheduleTarget),
-    /// Disable and remove the profile's timers and services
-    Remove(ScheduleTarget),
-    /// Show the profile's timers: installed, enabled, last and next run
-    Status(ScheduleTarget),
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ScheduleTarget {
-    /// The profile (as --profile takes it)
-    #[arg(value_name = "PROFILE")]
-    pub profile: String,
-    /// System units in /etc/systemd/system (as root) instead of the user's
-    #[arg(long)]
-    pub system: bool,
-    /// Write the units into DIR and do not touch systemd (for packaging and review)
-    #[arg(long, value_name = "DIR", conflicts_with = "cron")]
-    pub unit_dir: Option<PathBuf>,
-    /// Print crontab lines instead of using systemd (the default where systemd is absent)
-    #[arg(long)]
-    pub cron: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct GenerateArgs {
-    #[command(subcommand)]
-    pub what: Generate,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum Generate {
-    /// A completion script on stdout, e.g. `vault generate completions bash >
-    /// /etc/bash_completion.d/vault`
-    Completions {
-        /// The shell the script is for
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
-    /// Manual pages: vault(1) on stdout, or with --dir one page per command in DIR
-    Man {
-        /// Write vault.1, vault-backup.1, … into this directory
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Args)]
 pub(crate) struct BenchIndexArgs {
     /// Number of synthetic blobs
     #[arg(long, default_value_t = 10_000_000)]
@@ -252,6 +186,7 @@ pub(crate) struct FindArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DumpArgs {
+    /// Snapshot: an id, a unique prefix or `latest`
     pub snapshot: String,
     /// File or directory inside the snapshot
     pub path: String,
@@ -794,4 +729,32 @@ pub(crate) struct CatArgs {
     pub kind: String,
     /// Object id (full, or a unique prefix for snapshot, index and key)
     pub id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` describes every argument of every command people see.
+    #[test]
+    fn every_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for s in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                if s.get_about().is_none() {
+                    missing.push(format!("{path} {} (command)", s.get_name()));
+                }
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "vault", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
 }

@@ -11,5 +11,6 @@ pub(crate) mod password;
 pub(crate) mod profile;
 pub(crate) mod progress;
 pub(crate) mod restic_flags;
+pub(crate) mod setup_args;
 
 pub(crate) use exit::ExitCode;
