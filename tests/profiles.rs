@@ -198,6 +198,16 @@ fn profiles_vault_cannot_trust_or_read_are_refused() {
     assert!(stderr(&out).contains("other users"), "{}", stderr(&out));
     assert_eq!(stderr(&out).lines().count(), 1);
 
+    // A directory others may write to: they could put another profile in its place.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dir = file.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(with_profile(&env, "home"), &["snapshots"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("directory of profile"), "{}", stderr(&out));
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    ok(with_profile(&env, "home"), &["init"]);
+
     let out = run(with_profile(&env, "absent"), &["snapshots"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("absent.toml"), "{}", stderr(&out));

@@ -158,17 +158,26 @@ pub(crate) fn load(name: &str) -> Result<Loaded> {
         let list: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
         bail!("profile {name} not found (looked for {})", list.join(", "));
     };
-    let meta = std::fs::metadata(&path).with_context(|| format!("cannot read profile {}", path.display()))?;
+    // The file is judged by what was opened (no swap between the check and the read),
+    // and so is the directory that holds it (else another user could replace it).
+    let mut file = std::fs::File::open(&path).with_context(|| format!("cannot read profile {}", path.display()))?;
+    let meta = file.metadata().with_context(|| format!("cannot read profile {}", path.display()))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir_meta = std::fs::metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     let me = nix::unistd::geteuid().as_raw();
-    if meta.mode() & 0o022 != 0 || (meta.uid() != me && meta.uid() != 0) {
-        bail!(
-            "profile {} may be changed by other users (owner uid {}, mode {:o}); vault runs the commands a profile names, so it must belong to you or root and not be group- or world-writable",
-            path.display(),
-            meta.uid(),
-            meta.mode() & 0o7777
-        );
+    for (what, m) in [("profile", &meta), ("the directory of profile", &dir_meta)] {
+        if m.mode() & 0o022 != 0 || (m.uid() != me && m.uid() != 0) {
+            bail!(
+                "{what} {} may be changed by other users (owner uid {}, mode {:o}); vault runs the commands a profile names, so it must belong to you or root and not be group- or world-writable",
+                path.display(),
+                m.uid(),
+                m.mode() & 0o7777
+            );
+        }
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read profile {}", path.display()))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text)
+        .with_context(|| format!("cannot read profile {}", path.display()))?;
     let profile: Profile = toml::from_str(&text).map_err(|e| {
         anyhow::anyhow!("profile {}: {}", path.display(), e.to_string().lines().collect::<Vec<_>>().join(" "))
     })?;
