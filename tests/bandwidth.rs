@@ -72,7 +72,8 @@ fn thread_knobs_set_how_many_threads_work() {
     env.init();
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
-    for (round, (uploaders, readers)) in [(1usize, 2usize), (5, 3)].into_iter().enumerate() {
+    // (This machine's default is one reader per core: 1 and 3 differ from it on 2 cores.)
+    for (round, (uploaders, readers)) in [(1usize, 3usize), (5, 1)].into_iter().enumerate() {
         // New data each round: uploads take a while at the limit.
         for i in 0..4 {
             std::fs::write(src.join(format!("f{i}")), noise(1 << 20, 10 + i + 10 * round as u64)).unwrap();
@@ -86,7 +87,7 @@ fn thread_knobs_set_how_many_threads_work() {
         let (mut up, mut read) = (0, 0);
         while child.try_wait().unwrap().is_none() {
             up = up.max(threads_named(child.id(), "vault-upload"));
-            read = read.max(threads_named(child.id(), "vault-read"));
+            read = read.max(threads_named(child.id(), "vault-walk"));
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert!(child.wait().unwrap().success());

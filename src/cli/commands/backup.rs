@@ -86,6 +86,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         scan_totals: progress.is_visible(),
         compression: a.compression.map(|c| c.compression()),
         leave_out: own_directories(g)?,
+        threads: a.read_concurrency.map(usize::from),
     };
     // Announced before the index is loaded, so that a prune's deletion waits for this
     // backup if it may have deduplicated against what the prune condemns.
@@ -106,22 +107,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &BackupArgs) -> Result<ExitCode> {
         } else if let Some(command) = command.as_mut() {
             backup_stream(&r, &opts, &a.stdin_filename, command, &progress)
         } else {
-            match a.read_concurrency {
-                // The backup's parallel work (reading, chunking, sealing files) runs on
-                // a pool of its own size.
-                Some(n) => rayon::ThreadPoolBuilder::new()
-                    .num_threads(usize::from(n))
-                    .thread_name(|i| format!("vault-read-{i}"))
-                    .build()
-                    .map_err(|e| {
-                        vault_ops::OpError::Repo(vault_repo::RepoError::System {
-                            what: "start the read threads",
-                            source: std::io::Error::other(e),
-                        })
-                    })
-                    .and_then(|pool| pool.install(|| backup(&r, &opts, &progress))),
-                None => backup(&r, &opts, &progress),
-            }
+            backup(&r, &opts, &progress)
         }
     });
     progress.finish();

@@ -93,6 +93,8 @@ pub struct BackupOptions {
     /// and inode, so another path to them is caught too): the repository itself, vault's
     /// cache. A backup that stored its own repository would double it each run.
     pub leave_out: Vec<LeaveOut>,
+    /// Threads that read, chunk and seal files (`None`: one per core).
+    pub threads: Option<usize>,
 }
 
 /// What a backup does about a source that does not exist (an unmounted disk, say).
@@ -279,6 +281,8 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
             scope.spawn(move || scan_totals(&roots, filters, opts.one_file_system, progress, stop));
         }
         let pool = rayon::ThreadPoolBuilder::new()
+            // 0 is rayon's "one per core".
+            .num_threads(opts.threads.unwrap_or(0))
             .stack_size(WALK_STACK_BYTES)
             .thread_name(|i| format!("vault-walk-{i}"))
             .build()
