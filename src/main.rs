@@ -81,6 +81,7 @@ fn main() {
         }
     };
     let command_name = matches.subcommand_name().unwrap_or_default().to_string();
+    cli::commands::set_command(&command_name);
     let profile = match cli.global.profile.clone() {
         // `schedule` names its profile itself; the others take --profile's settings.
         Some(name) if !matches!(cli.command, Command::Schedule(_)) => match cli::profile::load(&name) {

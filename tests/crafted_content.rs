@@ -58,6 +58,7 @@ fn craft(env: &Env) {
         summary: None,
         filters: None,
         original: None,
+        written_by: None,
     })
     .unwrap();
 }

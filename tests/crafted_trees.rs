@@ -80,6 +80,7 @@ fn craft(env: &Env, shape: Shape) -> StoredObject {
         summary: None,
         filters: None,
         original: None,
+        written_by: None,
     };
     repo.save_snapshot(&snapshot).unwrap();
     // The index reloaded: where the leaf's data went.

@@ -58,12 +58,12 @@ fn unh(v: &Value) -> Vec<u8> {
 #[test]
 fn key_derivation_and_blob_ids() {
     let k = keys();
-    let sub = |ctx: &str| h(&blake3::derive_key(ctx, k.master().expose()));
+    let sub = |ctx: &str| h(&blake3::derive_key(ctx, k.master().unwrap().expose()));
     let plain = b"vault blob id vector";
     check(
         "keys",
         json!({
-            "master_key": h(k.master().expose()),
+            "master_key": h(k.master().unwrap().expose()),
             "encryption_key": sub(crypto::CONTEXT_ENCRYPTION),
             "blob_id_key": sub(crypto::CONTEXT_BLOB_ID),
             "chunker_key": h(k.chunker_key().expose()),
@@ -126,13 +126,13 @@ fn key_file() {
     let params = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
     let meta =
         KeyMeta { created: "2026-11-25T00:00:00Z".into(), host: "vector-host".into(), username: "vector".into() };
-    let kf = KeyFile::wrap(k.master(), b"vector password", params, [7u8; 32], nonce(3), meta).unwrap();
+    let kf = KeyFile::wrap(k.master().unwrap(), b"vector password", params, [7u8; 32], nonce(3), meta).unwrap();
     let bytes = kf.to_json();
     let back = KeyFile::from_json(&bytes).unwrap();
-    assert_eq!(back.unwrap_master(b"vector password").unwrap().master(), k.master());
+    assert_eq!(back.unwrap_master(b"vector password").unwrap().master().unwrap(), k.master().unwrap());
     check(
         "keyfile",
-        json!({"password": "vector password", "key_file": String::from_utf8(bytes.clone()).unwrap(), "name": Id::of_stored_bytes(&bytes).to_hex(), "master_key": h(k.master().expose())}),
+        json!({"password": "vector password", "key_file": String::from_utf8(bytes.clone()).unwrap(), "name": Id::of_stored_bytes(&bytes).to_hex(), "master_key": h(k.master().unwrap().expose())}),
     );
 }
 
@@ -166,7 +166,7 @@ fn config_with_shared_content_keys() {
     check(
         "config_shared_content",
         json!({
-            "other_master_key": h(other.master().expose()),
+            "other_master_key": h(other.master().unwrap().expose()),
             "plaintext": String::from_utf8(plaintext).unwrap(),
             "nonce": h(&nonce(5)),
             "file": h(&bytes),
@@ -196,9 +196,10 @@ fn snapshot_file() {
         summary: None,
         filters: None,
         original: None,
+        written_by: None,
     };
     let bytes = file::seal_with_nonce(&k, file::SNAPSHOT, &s.to_json(), Compression::Off, &nonce(5));
-    assert_eq!(Snapshot::decode(&k, &bytes).unwrap(), s);
+    assert_eq!(Snapshot { written_by: None, ..Snapshot::decode(&k, &bytes).unwrap() }, s);
     check(
         "snapshot",
         json!({"plaintext": String::from_utf8(s.to_json()).unwrap(), "nonce": h(&nonce(5)), "file": h(&bytes), "name": Id::of_stored_bytes(&bytes).to_hex()}),
@@ -382,4 +383,115 @@ fn deletion_records() {
         snapshots: vec![SnapshotId(Id([7u8; 32]))],
     };
     document_vector("tombstone", &t, 10);
+}
+
+/// Write-only keys (spec §3.1): the new sub-keys and key ids, a write-only key file, a key
+/// record, what a write-only key seals, and an index file tagged by a full key.
+#[test]
+fn write_only_keys() {
+    use vault_format::access::{KeyRecord, WRITE_ONLY, WriteOnlyPayload};
+    use vault_format::crypto::SealKeyId;
+    use vault_format::file::Origin;
+    use vault_format::keyfile::Unwrapped;
+
+    let mut k = keys();
+    let master = k.master().unwrap().clone();
+    let writer_key = SecretKey::from_bytes(std::array::from_fn(|i| 0x40 + i as u8));
+    let config = Config::new(Id([9u8; 32]));
+    let config_file =
+        file::seal_with_nonce(&k, file::CONFIG, &serde_json::to_vec(&config).unwrap(), Compression::Off, &nonce(4));
+    let payload = WriteOnlyPayload {
+        version: 1,
+        access: WRITE_ONLY.into(),
+        writer_key: writer_key.clone(),
+        metadata_key: k.metadata_key().clone(),
+        content_keys: k.content_keys(),
+        config: config.clone(),
+        config_file: Id::of_stored_bytes(&config_file),
+    };
+    let params = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    let meta = KeyMeta { created: "2026-12-02T00:00:00Z".into(), host: "beta".into(), username: "backup".into() };
+    let kf = KeyFile::wrap_write_only(&payload, b"writer password", params, [8u8; 32], nonce(9), meta).unwrap();
+    let kf_bytes = kf.to_json();
+    let Ok(Unwrapped::WriteOnly(back)) = KeyFile::from_json(&kf_bytes).unwrap().unwrap(b"writer password") else {
+        panic!("a write-only key file opens to its payload")
+    };
+    assert_eq!(back.writer_key, writer_key);
+    let w = back.keys();
+
+    let record = KeyRecord {
+        version: 1,
+        created: "2026-12-02T00:00:00Z".into(),
+        host: "beta".into(),
+        username: "backup".into(),
+        key: writer_key.clone(),
+    };
+    let record_plain = serde_json::to_vec(&record).unwrap();
+    let record_file = file::seal_with_nonce(&k, file::KEY_RECORD, &record_plain, Compression::Off, &nonce(10));
+    assert_eq!(KeyRecord::decode(&k, &record_file).unwrap().key, writer_key);
+    k.add_writer_key(writer_key.clone());
+
+    // What the write-only key seals starts its nonce with its key id; full keys open it.
+    let s = Snapshot {
+        version: 1,
+        time: "2026-12-02T08:00:00Z".into(),
+        tree: BlobId(Id([1u8; 32])),
+        paths: vec!["/srv".into()],
+        hostname: "beta".into(),
+        username: "backup".into(),
+        uid: 0,
+        gid: 0,
+        tags: Vec::new(),
+        parent: None,
+        program_version: "vault 0.1.0".into(),
+        summary: None,
+        filters: None,
+        original: None,
+        written_by: None,
+    };
+    let snap_file = file::seal_with_nonce(&w, file::SNAPSHOT, &s.to_json(), Compression::Off, &nonce(11));
+    let opened = Snapshot::decode(&k, &snap_file).unwrap();
+    assert_eq!(opened.written_by, Some(Origin::Writer(SealKeyId::of(&writer_key))));
+    let plain = b"written by a write-only key";
+    let blob_id = w.blob_id(plain);
+    let env = blob::encode(plain, Compression::Off, Padding::None);
+    let sealed_blob = w.seal_with_nonce(&nonce(12), ObjectKind::DataBlob, Some(&blob_id), &env);
+    assert_eq!(k.open(ObjectKind::DataBlob, Some(&blob_id), &sealed_blob).unwrap(), env);
+
+    // A full key in a repository with write-only keys tags its index files.
+    k.set_shared(true);
+    let idx = IndexFile { supersedes: vec![IndexId(Id([3u8; 32]))], packs: Vec::new() };
+    let idx_file = file::seal_with_nonce(&k, file::INDEX, &idx.encode_plain(), Compression::Off, &nonce(13));
+    assert_eq!(idx_file[4], 2);
+    assert_eq!(IndexFile::decode(&k, &idx_file).unwrap(), idx);
+    assert_eq!(IndexFile::decode(&w, &idx_file).unwrap(), idx);
+
+    check(
+        "write_only",
+        json!({
+            "master_key": h(master.expose()),
+            "metadata_key_context": crypto::CONTEXT_METADATA,
+            "metadata_key": h(k.metadata_key().expose()),
+            "metadata_key_id": k.metadata_id().to_hex(),
+            "authority_key_context": crypto::CONTEXT_AUTHORITY,
+            "authority_key": h(&blake3::derive_key(crypto::CONTEXT_AUTHORITY, master.expose())),
+            "key_id_context": crypto::CONTEXT_KEY_ID,
+            "writer_key": h(writer_key.expose()),
+            "writer_key_id": SealKeyId::of(&writer_key).to_hex(),
+            "config_file": h(&config_file),
+            "password": "writer password",
+            "key_file": String::from_utf8(kf_bytes.clone()).unwrap(),
+            "key_file_name": Id::of_stored_bytes(&kf_bytes).to_hex(),
+            "payload": String::from_utf8(payload.to_secret_json().to_vec()).unwrap(),
+            "key_record_plaintext": String::from_utf8(record_plain).unwrap(),
+            "key_record_file": h(&record_file),
+            "snapshot_plaintext": String::from_utf8(s.to_json()).unwrap(),
+            "snapshot_file": h(&snap_file),
+            "blob_plaintext": h(plain),
+            "blob_id": blob_id.to_hex(),
+            "sealed_blob": h(&sealed_blob),
+            "index_plaintext": h(&idx.encode_plain()),
+            "index_file": h(&idx_file),
+        }),
+    );
 }

@@ -112,6 +112,7 @@ fn write_seeds() {
         summary: None,
         filters: None,
         original: None,
+        written_by: None,
     };
     write("snapshot", "seed-json", &snap.to_json());
     write("snapshot", "seed-sealed", &snap.encode(&k).unwrap());
@@ -119,7 +120,7 @@ fn write_seeds() {
     write("config", "seed-json", &cfg.to_json());
     write("config", "seed-sealed", &cfg.encode(&k).unwrap());
     let kf = KeyFile::wrap(
-        k.master(),
+        k.master().unwrap(),
         b"password",
         KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
         [6; 32],

@@ -457,7 +457,7 @@ pub(crate) enum KeyAction {
     /// List the key files, the one in use marked (the default)
     List,
     /// Add a key file: another password for the same repository
-    Add(NewKeyArgs),
+    Add(KeyAddArgs),
     /// Remove a key file (not the one in use: open with another key to remove it)
     Remove {
         /// The key file's id, or a unique prefix, as `vault key list` shows it
@@ -465,6 +465,16 @@ pub(crate) enum KeyAction {
     },
     /// Change the password: a new key file replaces the one in use
     Passwd(NewKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyAddArgs {
+    #[command(flatten)]
+    pub key: NewKeyArgs,
+    /// Make a write-only key: it can back up (deduplicating against everything) and list
+    /// its own snapshots, but cannot read other hosts' data, trees or snapshots
+    #[arg(long)]
+    pub write_only: bool,
 }
 
 #[derive(Debug, Args)]

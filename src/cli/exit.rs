@@ -20,6 +20,8 @@ pub(crate) enum ExitCode {
     /// The command ran, but the repository lost snapshots or tombstones this user saw
     /// before, without a forget: rollback or deletion by the storage.
     Tampering = 15,
+    /// The key that opened the repository cannot do this (a write-only key).
+    NotPermitted = 16,
     /// Stopped by SIGINT or SIGTERM (a backup keeps and indexes what it stored first).
     Interrupted = 130,
 }
@@ -79,6 +81,7 @@ pub(crate) fn classify(err: &anyhow::Error) -> ExitCode {
                 RepoError::InvalidOptions { .. } => ExitCode::Usage,
                 RepoError::Backend(b) => backend_code(b),
                 RepoError::Tampering(_) => ExitCode::Tampering,
+                RepoError::WriteOnly(_) | RepoError::ForeignKey(_) => ExitCode::NotPermitted,
                 _ => ExitCode::Error,
             };
         }

@@ -12,6 +12,7 @@ pub mod prune_scenarios;
 pub mod restore_scenarios;
 pub mod scenarios;
 pub mod sshd;
+pub mod write_only_scenarios;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

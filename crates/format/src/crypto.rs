@@ -87,10 +87,12 @@ pub enum ObjectKind {
     WaitRecord = 11,
     /// A forget's tombstone.
     Tombstone = 12,
+    /// A write-only key's record (its data key, for full keys to read what it wrote).
+    KeyRecord = 13,
 }
 
 /// Serialises a secret key as 64 hex digits without leaving unwiped copies of them.
-fn serialize_secret<S: serde::Serializer>(key: &SecretKey, s: S) -> std::result::Result<S::Ok, S::Error> {
+pub(crate) fn serialize_secret<S: serde::Serializer>(key: &SecretKey, s: S) -> std::result::Result<S::Ok, S::Error> {
     let mut digits = zeroize::Zeroizing::new([0u8; 2 * KEY_LEN]);
     // Cannot fail: the buffer is exactly twice the key's length.
     let _ = hex::encode_to_slice(key.expose(), &mut digits[..]);
@@ -98,7 +100,7 @@ fn serialize_secret<S: serde::Serializer>(key: &SecretKey, s: S) -> std::result:
 }
 
 /// Reads 64 hex digits borrowed from the (wiped) plaintext, so no copy of them is left.
-fn deserialize_secret<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<SecretKey, D::Error> {
+pub(crate) fn deserialize_secret<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<SecretKey, D::Error> {
     let digits: &'de str = serde::Deserialize::deserialize(d)?;
     let mut k = [0u8; KEY_LEN];
     hex::decode_to_slice(digits, &mut k).map_err(|_| serde::de::Error::custom("a key must be 64 hex digits"))?;
@@ -140,13 +142,91 @@ impl ContentKeys {
 /// BLAKE3 derive-key context of the public fingerprint of content keys.
 pub const CONTEXT_FINGERPRINT: &str = "vault repository v1 2026-12 content keys fingerprint";
 
-/// The sub-keys derived from a repository's master key.
+/// BLAKE3 derive-key context of the metadata key (index files and writer announcements,
+/// which write-only keys read and write too).
+pub const CONTEXT_METADATA: &str = "vault repository v2 2026-12 metadata key";
+/// BLAKE3 derive-key context of the authority key: full keys tag what only they may write.
+pub const CONTEXT_AUTHORITY: &str = "vault repository v2 2026-12 authority key";
+/// BLAKE3 derive-key context of a sealing key's public id.
+pub const CONTEXT_KEY_ID: &str = "vault repository v2 2026-12 key id";
+/// Bytes of a sealing key's id, which starts the nonce of everything sealed with it.
+pub const SEAL_KEY_ID_LEN: usize = 8;
+
+/// The public name of a sealing key other than the repository's own encryption key: the
+/// first 8 bytes of a BLAKE3 derive-key over it. Objects sealed with such a key start
+/// their nonce with it, so a reader knows which key to use without trying them all.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SealKeyId(pub [u8; SEAL_KEY_ID_LEN]);
+
+impl SealKeyId {
+    /// The id of `key`.
+    pub fn of(key: &SecretKey) -> SealKeyId {
+        let d = blake3::derive_key(CONTEXT_KEY_ID, key.expose());
+        let mut id = [0u8; SEAL_KEY_ID_LEN];
+        id.copy_from_slice(&d[..SEAL_KEY_ID_LEN]);
+        SealKeyId(id)
+    }
+
+    /// The first bytes of a sealed object's nonce (which name its key, if it has one).
+    pub fn of_sealed(sealed: &[u8]) -> Option<SealKeyId> {
+        let b: [u8; SEAL_KEY_ID_LEN] = sealed.get(..SEAL_KEY_ID_LEN)?.try_into().ok()?;
+        Some(SealKeyId(b))
+    }
+
+    /// 16 hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for SealKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealKeyId({})", self.to_hex())
+    }
+}
+
+/// Which key sealed an object, as far as the reader can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sealer {
+    /// The repository's encryption key: only full keys hold it.
+    Full,
+    /// The metadata key, which write-only keys hold too.
+    Metadata,
+    /// One write-only key's own data key.
+    Writer(SealKeyId),
+}
+
+/// What an object of a kind may be sealed with (spec §5.1): a reader refuses the rest, so
+/// a write-only key cannot forge what it must not write.
+fn allowed(kind: ObjectKind, sealer: Sealer) -> bool {
+    use ObjectKind::*;
+    match sealer {
+        Sealer::Full => true,
+        Sealer::Writer(_) => matches!(kind, DataBlob | TreeBlob | PackHeader | Snapshot),
+        Sealer::Metadata => matches!(kind, Index | Announcement | Condemnation | WaitRecord | Tombstone),
+    }
+}
+
+/// The sub-keys derived from a repository's master key, or, for a write-only key, the
+/// few keys it is given (spec §3.1).
 #[derive(Clone)]
 pub struct Keys {
-    master: SecretKey,
-    encryption: SecretKey,
+    /// `None` for a write-only key.
+    master: Option<SecretKey>,
+    /// The encryption key of full keys; `None` for a write-only key.
+    encryption: Option<SecretKey>,
+    authority: Option<SecretKey>,
     blob_id: SecretKey,
     chunker: SecretKey,
+    metadata: SecretKey,
+    metadata_id: SealKeyId,
+    /// Write-only keys' data keys this reader holds, by id.
+    writers: Vec<(SealKeyId, SecretKey)>,
+    /// A write-only key: the id of its own data key, which seals all it writes.
+    own_writer: Option<SealKeyId>,
+    /// Whether index files and the prune's records are sealed with the metadata key (once
+    /// the repository has write-only keys, so that they can read them).
+    shared: bool,
 }
 
 impl fmt::Debug for Keys {
@@ -159,11 +239,119 @@ impl Keys {
     /// Derives the subkeys from the master key.
     pub fn from_master(master: SecretKey) -> Self {
         let derive = |ctx: &str| SecretKey(blake3::derive_key(ctx, master.expose()));
+        let metadata = derive(CONTEXT_METADATA);
         Keys {
-            encryption: derive(CONTEXT_ENCRYPTION),
+            encryption: Some(derive(CONTEXT_ENCRYPTION)),
+            authority: Some(derive(CONTEXT_AUTHORITY)),
             blob_id: derive(CONTEXT_BLOB_ID),
             chunker: derive(CONTEXT_CHUNKER),
-            master,
+            metadata_id: SealKeyId::of(&metadata),
+            metadata,
+            writers: Vec::new(),
+            own_writer: None,
+            shared: false,
+            master: Some(master),
+        }
+    }
+
+    /// The keys of a write-only key: its own data key, the repository's metadata key and
+    /// its content keys. It reads nothing others sealed but index files and announcements.
+    pub fn write_only(writer: SecretKey, metadata: SecretKey, content: ContentKeys) -> Self {
+        let id = SealKeyId::of(&writer);
+        Keys {
+            master: None,
+            encryption: None,
+            authority: None,
+            blob_id: content.blob_id.clone(),
+            chunker: content.chunker.clone(),
+            metadata_id: SealKeyId::of(&metadata),
+            metadata,
+            writers: vec![(id, writer)],
+            own_writer: Some(id),
+            shared: true,
+        }
+    }
+
+    /// Adds a write-only key's data key (from its key record), so that what it sealed opens.
+    pub fn add_writer_key(&mut self, key: SecretKey) -> SealKeyId {
+        let id = SealKeyId::of(&key);
+        if !self.writers.iter().any(|(i, _)| *i == id) {
+            self.writers.push((id, key));
+        }
+        id
+    }
+
+    /// Seal index files, announcements and the prune's and forget's records with the
+    /// metadata key (a repository with write-only keys), or with the encryption key.
+    pub fn set_shared(&mut self, shared: bool) {
+        if self.encryption.is_some() {
+            self.shared = shared;
+        }
+    }
+
+    /// Whether these are a full key's keys (the master key and everything derived).
+    pub fn is_full(&self) -> bool {
+        self.encryption.is_some()
+    }
+
+    /// A write-only key: the id of the data key it seals with.
+    pub fn own_writer(&self) -> Option<SealKeyId> {
+        self.own_writer
+    }
+
+    /// The metadata key, which a new write-only key is given.
+    pub fn metadata_key(&self) -> &SecretKey {
+        &self.metadata
+    }
+
+    /// The id of the metadata key.
+    pub fn metadata_id(&self) -> SealKeyId {
+        self.metadata_id
+    }
+
+    /// The tag that marks a file as written by a full key (spec §7.1); `None` for a
+    /// write-only key, which cannot make one.
+    pub fn authority_tag(&self, kind: ObjectKind, envelope: &[u8]) -> Option<[u8; 32]> {
+        let a = self.authority.as_ref()?;
+        let mut h = blake3::Hasher::new_keyed(a.expose());
+        h.update(&[kind as u8]);
+        h.update(envelope);
+        Some(*h.finalize().as_bytes())
+    }
+
+    /// Whether `tag` is the authority tag of `envelope`: `None` when these keys cannot tell
+    /// (a write-only key), else whether it matches (in constant time).
+    pub fn verify_authority(&self, kind: ObjectKind, envelope: &[u8], tag: &[u8; 32]) -> Option<bool> {
+        let a = self.authority.as_ref()?;
+        let mut h = blake3::Hasher::new_keyed(a.expose());
+        h.update(&[kind as u8]);
+        h.update(envelope);
+        Some(h.finalize() == blake3::Hash::from_bytes(*tag))
+    }
+
+    /// Whether objects of `kind` are sealed with the metadata key.
+    pub fn seals_with_metadata(&self, kind: ObjectKind) -> bool {
+        self.sealing_key(kind).1 == Some(self.metadata_id)
+    }
+
+    /// The key and the nonce prefix that objects of `kind` are sealed with.
+    fn sealing_key(&self, kind: ObjectKind) -> (&SecretKey, Option<SealKeyId>) {
+        use ObjectKind::*;
+        let meta = (&self.metadata, Some(self.metadata_id));
+        if let Some(own) = self.own_writer {
+            return match kind {
+                DataBlob | TreeBlob | PackHeader | Snapshot => match self.writers.iter().find(|(i, _)| *i == own) {
+                    Some((_, k)) => (k, Some(own)),
+                    None => meta,
+                },
+                // What a write-only key may not write is sealed where no reader accepts it.
+                _ => meta,
+            };
+        }
+        match (&self.encryption, kind) {
+            (Some(_), Index | Announcement | Condemnation | WaitRecord | Tombstone) if self.shared => meta,
+            (Some(e), _) => (e, None),
+            (None, _) => meta,
         }
     }
 
@@ -183,14 +371,33 @@ impl Keys {
         ContentKeys { blob_id: self.blob_id.clone(), chunker: self.chunker.clone() }
     }
 
-    /// The master key (wrapped into key files).
-    pub fn master(&self) -> &SecretKey {
-        &self.master
+    /// The master key (wrapped into key files); `None` for a write-only key.
+    pub fn master(&self) -> Option<&SecretKey> {
+        self.master.as_ref()
     }
 
     /// The subkey the chunker's gear table comes from.
     pub fn chunker_key(&self) -> &SecretKey {
         &self.chunker
+    }
+
+    /// The sealer of `sealed` by its nonce, and the key to open it with, if these keys hold it.
+    fn opening_key(&self, sealed: &[u8]) -> Option<(Sealer, &SecretKey)> {
+        if let Some(id) = SealKeyId::of_sealed(sealed) {
+            if id == self.metadata_id {
+                return Some((Sealer::Metadata, &self.metadata));
+            }
+            if let Some((_, k)) = self.writers.iter().find(|(i, _)| *i == id) {
+                return Some((Sealer::Writer(id), k));
+            }
+        }
+        self.encryption.as_ref().map(|e| (Sealer::Full, e))
+    }
+
+    /// Which key sealed `sealed`, judged by its nonce alone (unauthenticated: the object
+    /// still has to open).
+    pub fn sealer_of(&self, sealed: &[u8]) -> Option<Sealer> {
+        self.opening_key(sealed).map(|(s, _)| s)
     }
 
     /// Keyed BLAKE3-256 of a blob's plaintext. Keyed, so that a storage provider cannot
@@ -199,11 +406,12 @@ impl Keys {
         BlobId(super::Id(*blake3::keyed_hash(self.blob_id.expose(), plaintext).as_bytes()))
     }
 
-    /// Encrypts `plaintext` with a fresh random nonce, bound to `kind` and, for blobs, to the blob's id.
+    /// Encrypts `plaintext` with a fresh random nonce, bound to `kind` and, for blobs, to
+    /// the blob's id, under the key objects of `kind` are sealed with.
     pub fn seal(&self, kind: ObjectKind, blob: Option<&BlobId>, plaintext: &[u8]) -> Result<Vec<u8>, getrandom::Error> {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce)?;
-        Ok(seal_with_nonce(&self.encryption, &nonce, kind, blob, plaintext))
+        let (key, id) = self.sealing_key(kind);
+        let nonce = fresh_nonce(id)?;
+        Ok(seal_with_nonce(key, &nonce, kind, blob, plaintext))
     }
 
     /// Seals the plaintext that `write` appends to the buffer it is handed, encrypting it
@@ -216,17 +424,38 @@ impl Keys {
         capacity: usize,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<Vec<u8>, getrandom::Error> {
+        let (key, id) = self.sealing_key(kind);
         let mut buf = Vec::with_capacity(NONCE_LEN + capacity + TAG_LEN);
-        buf.resize(NONCE_LEN, 0);
-        getrandom::fill(&mut buf[..NONCE_LEN])?;
+        buf.extend_from_slice(&fresh_nonce(id)?);
         write(&mut buf);
-        seal_in_place(&self.encryption, &mut buf, kind, blob);
+        seal_in_place(key, &mut buf, kind, blob);
         Ok(buf)
     }
 
-    /// Decrypts what [`Keys::seal`] sealed with the same `kind` and `blob`; any change is an authentication error.
+    /// Decrypts what [`Keys::seal`] sealed with the same `kind` and `blob`; any change is an
+    /// authentication error, and so is a key that may not seal objects of `kind`.
     pub fn open(&self, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[u8]) -> Result<Vec<u8>> {
-        open(&self.encryption, kind, blob, sealed)
+        self.open_from(kind, blob, sealed).map(|(_, p)| p)
+    }
+
+    /// [`Keys::open`], also saying which key sealed the object. An object sealed with a
+    /// key these keys do not hold is [`FormatError::ForeignKey`] for a write-only key (it
+    /// is not for it to read) and an authentication failure for a full key.
+    pub fn open_from(&self, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[u8]) -> Result<(Sealer, Vec<u8>)> {
+        let Some((sealer, key)) = self.opening_key(sealed) else {
+            return Err(FormatError::ForeignKey);
+        };
+        if !allowed(kind, sealer) {
+            return Err(FormatError::Authentication);
+        }
+        match open(key, kind, blob, sealed) {
+            // One in 2^64 random nonces of the encryption key starts like another key's id.
+            Err(FormatError::Authentication) if sealer != Sealer::Full => match &self.encryption {
+                Some(e) => open(e, kind, blob, sealed).map(|p| (Sealer::Full, p)),
+                None => Err(FormatError::Authentication),
+            },
+            r => r.map(|p| (sealer, p)),
+        }
     }
 
     /// Sealing with a chosen nonce: only for golden vectors and tests. Reusing a nonce under
@@ -238,8 +467,24 @@ impl Keys {
         blob: Option<&BlobId>,
         plaintext: &[u8],
     ) -> Vec<u8> {
-        seal_with_nonce(&self.encryption, nonce, kind, blob, plaintext)
+        let (key, id) = self.sealing_key(kind);
+        let mut n = *nonce;
+        if let Some(id) = id {
+            n[..SEAL_KEY_ID_LEN].copy_from_slice(&id.0);
+        }
+        seal_with_nonce(key, &n, kind, blob, plaintext)
     }
+}
+
+/// 24 random bytes, or the key's id followed by 16 random bytes (128 random bits keep
+/// nonces apart for far more objects than one key ever seals).
+fn fresh_nonce(id: Option<SealKeyId>) -> Result<[u8; NONCE_LEN], getrandom::Error> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce)?;
+    if let Some(id) = id {
+        nonce[..SEAL_KEY_ID_LEN].copy_from_slice(&id.0);
+    }
+    Ok(nonce)
 }
 
 /// The associated data every seal binds: `vault`, the format version, the object kind and, for blobs, the blob id.
@@ -304,7 +549,7 @@ mod tests {
     #[test]
     fn debug_never_shows_key_bytes() {
         let k = keys();
-        assert_eq!(format!("{:?}", k.master()), "<redacted>");
+        assert_eq!(format!("{:?}", k.master().unwrap()), "<redacted>");
         assert!(!format!("{k:?}").contains('7'));
     }
 
@@ -322,9 +567,12 @@ mod tests {
     #[test]
     fn sub_keys_differ() {
         let k = keys();
-        assert_ne!(k.encryption.expose(), k.blob_id.expose());
+        let e = k.encryption.as_ref().unwrap();
+        assert_ne!(e.expose(), k.blob_id.expose());
         assert_ne!(k.blob_id.expose(), k.chunker.expose());
-        assert_ne!(k.master.expose(), k.encryption.expose());
+        assert_ne!(k.master.as_ref().unwrap().expose(), e.expose());
+        assert_ne!(k.metadata.expose(), e.expose());
+        assert_ne!(k.authority.as_ref().unwrap().expose(), e.expose());
     }
 
     proptest! {

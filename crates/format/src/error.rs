@@ -7,6 +7,9 @@ pub enum FormatError {
     #[error("authentication failed (the object is corrupt or was tampered with)")]
     /// The AEAD tag did not verify.
     Authentication,
+    #[error("sealed with a key this key does not hold")]
+    /// A write-only key met an object that another key sealed: not its to read.
+    ForeignKey,
     #[error("truncated: {0}")]
     /// The input ended inside the named structure.
     Truncated(&'static str),

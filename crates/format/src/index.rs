@@ -108,9 +108,16 @@ impl IndexFile {
         file::seal(keys, file::INDEX, &self.encode_plain(), Compression::Off)
     }
 
-    /// Opens and decodes a sealed index file.
+    /// Opens and decodes a sealed index file. A full key ignores `supersedes` in an index
+    /// file that a full key did not write (spec §10): a write-only key must not be able to
+    /// hide others' index files, whose packs a prune would then delete.
     pub fn decode(keys: &Keys, bytes: &[u8]) -> Result<IndexFile> {
-        Self::decode_plain(&file::open(keys, file::INDEX, bytes)?)
+        let (origin, plain) = file::open_origin(keys, file::INDEX, bytes)?;
+        let mut idx = Self::decode_plain(&plain)?;
+        if keys.is_full() && origin != file::Origin::Full {
+            idx.supersedes.clear();
+        }
+        Ok(idx)
     }
 }
 

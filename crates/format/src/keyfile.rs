@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::access::{WRITE_ONLY, WriteOnlyPayload};
 use super::crypto::{self, KEY_LEN, Keys, NONCE_LEN, ObjectKind, SecretKey};
 use super::error::{FormatError, Result};
 
@@ -54,8 +55,11 @@ pub struct Kdf {
 #[serde(deny_unknown_fields)]
 /// A key file: the master key wrapped with a key derived from one password.
 pub struct KeyFile {
-    /// Key-file format version (1).
+    /// Key-file format version: 1 (full key), 2 (write-only key).
     pub version: u32,
+    /// `write-only` for a version 2 key file (informational: the sealed payload decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
     /// RFC 3339 creation time; informational.
     pub created: String,
     /// Host label (informational; orders which key files are tried first).
@@ -64,8 +68,17 @@ pub struct KeyFile {
     pub username: String,
     /// How the wrapping key is derived from the password.
     pub kdf: Kdf,
-    /// hex(nonce || ciphertext || tag) of the 32-byte master key, kind `KeyFile`.
+    /// hex(nonce || ciphertext || tag), kind `KeyFile`, of the 32-byte master key
+    /// (version 1) or of a write-only key's JSON payload (version 2).
     pub wrapped_key: String,
+}
+
+/// What a key file opens to.
+pub enum Unwrapped {
+    /// A full key: the master key and everything derived from it.
+    Full(Box<Keys>),
+    /// A write-only key.
+    WriteOnly(Box<WriteOnlyPayload>),
 }
 
 /// Length of the Argon2id salt, in bytes.
@@ -106,6 +119,7 @@ impl KeyFile {
         let sealed = crypto::seal_with_nonce(&kek, &nonce, ObjectKind::KeyFile, None, master.expose());
         Ok(KeyFile {
             version: 1,
+            access: None,
             created: meta.created,
             host: meta.host,
             username: meta.username,
@@ -114,9 +128,41 @@ impl KeyFile {
         })
     }
 
+    /// A write-only key file: `payload` sealed under `password` with a fresh salt.
+    pub fn wrap_write_only(
+        payload: &WriteOnlyPayload,
+        password: &[u8],
+        params: KdfParams,
+        salt: [u8; SALT_LEN],
+        nonce: [u8; NONCE_LEN],
+        meta: KeyMeta,
+    ) -> Result<KeyFile> {
+        let kek = derive_kek(password, &salt, params)?;
+        let sealed = crypto::seal_with_nonce(&kek, &nonce, ObjectKind::KeyFile, None, &payload.to_secret_json());
+        Ok(KeyFile {
+            version: 2,
+            access: Some(WRITE_ONLY.into()),
+            created: meta.created,
+            host: meta.host,
+            username: meta.username,
+            kdf: Kdf { algorithm: "argon2id".into(), version: 0x13, params, salt: hex::encode(salt) },
+            wrapped_key: hex::encode(sealed),
+        })
+    }
+
+    /// Whether this key file says it is a write-only key.
+    pub fn is_write_only(&self) -> bool {
+        self.version == 2
+    }
+
     /// Checks the fields a crafted key file could abuse (algorithm, cost, lengths).
     pub fn validate(&self) -> Result<()> {
-        if self.version != 1 {
+        let access_ok = match self.version {
+            1 => self.access.is_none(),
+            2 => self.access.as_deref() == Some(WRITE_ONLY),
+            _ => false,
+        };
+        if !access_ok {
             return Err(FormatError::UnsupportedVersion { what: "key file", version: u64::from(self.version) });
         }
         if self.kdf.algorithm != "argon2id" || self.kdf.version != 0x13 {
@@ -128,24 +174,36 @@ impl KeyFile {
         self.kdf.params.validate()
     }
 
-    /// Derives the wrapping key from `password` and opens the master key.
-    pub fn unwrap_master(&self, password: &[u8]) -> Result<Keys, Unwrap> {
+    /// Derives the wrapping key from `password` and opens what the key file wraps.
+    pub fn unwrap(&self, password: &[u8]) -> Result<Unwrapped, Unwrap> {
         self.validate().map_err(Unwrap::Invalid)?;
         let salt = hex::decode(&self.kdf.salt)
             .map_err(|e| Unwrap::Invalid(FormatError::invalid("key file salt", e.to_string())))?;
         let sealed = hex::decode(&self.wrapped_key)
             .map_err(|e| Unwrap::Invalid(FormatError::invalid("key file wrapped_key", e.to_string())))?;
         let kek = derive_kek(password, &salt, self.kdf.params).map_err(Unwrap::Invalid)?;
-        let mut plain = match crypto::open(&kek, ObjectKind::KeyFile, None, &sealed) {
-            Ok(p) => p,
+        let plain = match crypto::open(&kek, ObjectKind::KeyFile, None, &sealed) {
+            Ok(p) => zeroize::Zeroizing::new(p),
             Err(FormatError::Authentication) => return Err(Unwrap::WrongPassword),
             Err(e) => return Err(Unwrap::Invalid(e)),
         };
+        if self.version == 2 {
+            return WriteOnlyPayload::from_json(&plain)
+                .map(|p| Unwrapped::WriteOnly(Box::new(p)))
+                .map_err(Unwrap::Invalid);
+        }
         let bytes: Result<[u8; KEY_LEN], _> = plain.as_slice().try_into();
-        zeroize::Zeroize::zeroize(&mut plain);
         let bytes =
             bytes.map_err(|_| Unwrap::Invalid(FormatError::invalid("key file", "wrapped key is not 32 bytes")))?;
-        Ok(Keys::from_master(SecretKey::from_bytes(bytes)))
+        Ok(Unwrapped::Full(Box::new(Keys::from_master(SecretKey::from_bytes(bytes)))))
+    }
+
+    /// [`KeyFile::unwrap`] of a full key's key file.
+    pub fn unwrap_master(&self, password: &[u8]) -> Result<Keys, Unwrap> {
+        match self.unwrap(password)? {
+            Unwrapped::Full(k) => Ok(*k),
+            Unwrapped::WriteOnly(_) => Err(Unwrap::Invalid(FormatError::invalid("key file", "a write-only key"))),
+        }
     }
 
     /// The stored JSON.
@@ -184,7 +242,7 @@ mod tests {
         let kf = KeyFile::wrap(&master, b"pw", FAST, [1u8; 32], [2u8; 24], KeyMeta::default()).unwrap();
         let back = KeyFile::from_json(&kf.to_json()).unwrap();
         let keys = back.unwrap_master(b"pw").unwrap();
-        assert_eq!(keys.master(), &master);
+        assert_eq!(keys.master(), Some(&master));
         assert!(matches!(back.unwrap_master(b"nope"), Err(Unwrap::WrongPassword)));
     }
 

@@ -4,6 +4,7 @@
 //! Everything here is specified normatively in `repo-format/SPEC.md`; a change to a byte
 //! written by this module ships with its spec text and golden vectors.
 
+pub mod access;
 pub mod announcement;
 pub mod blob;
 pub mod check_record;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::blob::Compression;
 use super::crypto::Keys;
-use super::error::Result;
+use super::error::{FormatError, Result};
 use super::file;
 use super::id::{BlobId, SnapshotId};
 
@@ -45,6 +45,9 @@ pub struct Snapshot {
     /// For a snapshot written by `repair snapshots`: the damaged snapshot it replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<SnapshotId>,
+    /// Which key sealed it (set when read; not stored in the JSON).
+    #[serde(skip)]
+    pub written_by: Option<file::Origin>,
 }
 
 /// The exclusion rules of a backup (see the backup options of the same names).
@@ -114,8 +117,11 @@ impl Snapshot {
 
     /// Opens and validates a sealed snapshot file.
     pub fn decode(keys: &Keys, bytes: &[u8]) -> Result<Snapshot> {
-        let s: Snapshot = file::open_json(keys, file::SNAPSHOT, bytes)?;
+        let (origin, plain) = file::open_origin(keys, file::SNAPSHOT, bytes)?;
+        let mut s: Snapshot =
+            serde_json::from_slice(&plain).map_err(|e| FormatError::invalid(file::SNAPSHOT.name, e.to_string()))?;
         file::check_json_version(file::SNAPSHOT, s.version, 1)?;
+        s.written_by = Some(origin);
         Ok(s)
     }
 }

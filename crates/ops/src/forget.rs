@@ -430,6 +430,7 @@ mod tests {
             summary: None,
             filters: None,
             original: None,
+            written_by: None,
         };
         (SnapshotId(Id([n; 32])), s)
     }

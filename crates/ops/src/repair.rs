@@ -214,7 +214,7 @@ pub fn repair_snapshots(
     let lost = checked.lost_blobs;
     let repo = IndexedRepository::load(repo)?;
     let writer = repo.writer()?;
-    let replaced: HashSet<SnapshotId> = snaps.iter().filter_map(|(_, s)| s.original).collect();
+    let replaced: HashSet<SnapshotId> = crate::select::replaced(&snaps);
     let mut rw = Rewriter { repo: &repo, lost: &lost, writer: &writer, dry_run };
     let mut memo = HashMap::new();
     let mut report = RepairSnapshotsReport::default();

@@ -173,6 +173,7 @@ mod tests {
             summary: None,
             filters: None,
             original: None,
+            written_by: None,
         }
     }
 

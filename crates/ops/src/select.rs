@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::error::{OpError, Result};
 use vault_format::SnapshotId;
+use vault_format::file::Origin;
 use vault_format::snapshot::Snapshot;
 use vault_repo::Repository;
 use vault_repo::repository::SnapshotList;
@@ -38,6 +39,27 @@ pub fn newest(snaps: impl Iterator<Item = (SnapshotId, Snapshot)>) -> Option<(Sn
     snaps.max_by(|a, b| time_of(&a.1).cmp(&time_of(&b.1)).then(a.0.cmp(&b.0)))
 }
 
+/// The snapshots that others among `snaps` replace (`original`, written by `repair
+/// snapshots`, `tag` and `rewrite`). A replacement counts only when a full key wrote it,
+/// or the write-only key that wrote the original: no write-only key can hide another's
+/// snapshots by naming them.
+pub fn replaced(snaps: &[(SnapshotId, Snapshot)]) -> std::collections::HashSet<SnapshotId> {
+    let origin: std::collections::HashMap<SnapshotId, Option<Origin>> =
+        snaps.iter().map(|(id, s)| (*id, s.written_by)).collect();
+    snaps
+        .iter()
+        .filter_map(|(_, s)| {
+            let o = s.original?;
+            let allowed = match s.written_by {
+                Some(Origin::Full) | None => true,
+                Some(w @ Origin::Writer(_)) => origin.get(&o) == Some(&Some(w)),
+                Some(Origin::Unverified) => false,
+            };
+            allowed.then_some(o)
+        })
+        .collect()
+}
+
 /// All readable snapshots matching the filter, oldest first (without those replaced by a
 /// repair), and the damaged ones.
 pub fn list(repo: &Repository, filter: &SnapshotFilter) -> Result<(SnapshotList, Vec<String>)> {
@@ -46,7 +68,7 @@ pub fn list(repo: &Repository, filter: &SnapshotFilter) -> Result<(SnapshotList,
     // named by id) but no longer shows up in listings or as `latest`; nor does one that a
     // tombstone names (a forget that was interrupted before it deleted the file).
     let mut hidden = crate::forget::forgotten(repo)?;
-    hidden.extend(snaps.iter().filter_map(|(_, s)| s.original));
+    hidden.extend(replaced(&snaps));
     let mut v: Vec<_> = snaps.into_iter().filter(|(id, s)| filter.matches(s) && !hidden.contains(id)).collect();
     v.sort_by(|a, b| time_of(&a.1).cmp(&time_of(&b.1)).then(a.0.cmp(&b.0)));
     Ok((v, bad.iter().map(|(_, e)| e.to_string()).collect()))

@@ -52,6 +52,12 @@ pub enum RepoError {
     /// Another command changed the same thing at the same time; nothing was lost.
     #[error("{0}")]
     Concurrent(String),
+    /// A write-only key met an object another key sealed (not its to read).
+    #[error("{0} is sealed with a key that this write-only key does not hold")]
+    ForeignKey(String),
+    /// The command needs a full key.
+    #[error("{0}")]
+    WriteOnly(String),
     /// The storage backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),

@@ -23,7 +23,7 @@ pub const PASSWORD: &[u8] = b"password";
 /// The fixed key file: cheap Argon2 parameters, wrapping [`fuzz_keys`]'s master key.
 pub fn key_file() -> Vec<u8> {
     let kdf = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
-    KeyFile::wrap(fuzz_keys().master(), PASSWORD, kdf, [6; 32], [7; 24], KeyMeta::default())
+    KeyFile::wrap(fuzz_keys().master().expect("a full key"), PASSWORD, kdf, [6; 32], [7; 24], KeyMeta::default())
         .map(|k| k.to_json())
         .unwrap_or_default()
 }

@@ -15,7 +15,7 @@ use super::object::{Damaged, StoredKind, StoredObject};
 use super::repository::{Repository, parse_listing};
 use vault_format::config::Config;
 use vault_format::crypto::Keys;
-use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN, Unwrap};
+use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN, Unwrap, Unwrapped};
 use vault_format::{Id, KeyId};
 
 /// The most Argon2id work `open` spends on one key file. The default, 1 GiB of memory and
@@ -229,11 +229,20 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
         return Err(RepoError::NoUsableKey { repo: name, reason: "the keys/ directory is empty".into() });
     }
     let mut tried = Tried::default();
-    let attempt = |(id, kf): &(KeyId, Box<KeyFile>)| match kf.unwrap_master(password) {
-        Ok(keys) => match Config::decode(&keys, &config_bytes) {
-            Ok(config) => Ok((*id, config.keys(keys), config)),
+    let attempt = |(id, kf): &(KeyId, Box<KeyFile>)| match kf.unwrap(password) {
+        Ok(Unwrapped::Full(keys)) => match Config::decode(&keys, &config_bytes) {
+            Ok(config) => Ok((*id, config.keys(*keys), config)),
             Err(e) => Err(Attempt::Config(format!("{}: {e}", StoredObject::Key(*id).path()))),
         },
+        // A write-only key cannot open the config; its key file carries a copy, and the
+        // hash of the config file it was made for.
+        Ok(Unwrapped::WriteOnly(p)) if Id::of_stored_bytes(&config_bytes) == p.config_file => {
+            Ok((*id, p.keys(), p.config.clone()))
+        }
+        Ok(Unwrapped::WriteOnly(_)) => Err(Attempt::Config(format!(
+            "{}: the stored config is not the one this write-only key was made for",
+            StoredObject::Key(*id).path()
+        ))),
         Err(Unwrap::WrongPassword) => Err(Attempt::WrongPassword),
         Err(Unwrap::Invalid(e)) => Err(Attempt::Invalid(format!("key file {}: {e}", StoredObject::Key(*id).path()))),
     };
@@ -301,7 +310,9 @@ pub(crate) fn wrap_key(keys: &Keys, password: &[u8], kdf: KdfParams, meta: KeyMe
     getrandom::fill(&mut salt)?;
     let mut nonce = [0u8; 24];
     getrandom::fill(&mut nonce)?;
-    let kf = KeyFile::wrap(keys.master(), password, kdf, salt, nonce, meta)
+    let master =
+        keys.master().ok_or_else(|| RepoError::WriteOnly("a write-only key cannot make or change key files".into()))?;
+    let kf = KeyFile::wrap(master, password, kdf, salt, nonce, meta)
         .map_err(|e| RepoError::invalid("key derivation parameters", e))?;
     let bytes = kf.to_json();
     Ok((KeyId(Id::of_stored_bytes(&bytes)), bytes))
@@ -460,7 +471,7 @@ mod tests {
         let (b, r) = init();
         // A key file the "server" added that asks for far more work than allowed.
         let costly = KdfParams { memory_kib: 4 * 1024 * 1024, iterations: 100, parallelism: 1 };
-        let mut kf = KeyFile::wrap(r.keys().master(), b"pw", FAST, [1; 32], [2; 24], meta("evil")).unwrap();
+        let mut kf = KeyFile::wrap(r.keys().master().unwrap(), b"pw", FAST, [1; 32], [2; 24], meta("evil")).unwrap();
         kf.kdf.params = costly;
         let bytes = kf.to_json();
         let evil = KeyId(Id::of_stored_bytes(&bytes));

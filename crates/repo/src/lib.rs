@@ -2,6 +2,7 @@
 //! Layer 2: the repository. Storage access (through OpenDAL), keys, config, the in-memory
 //! index and the pack writer. Depends only on `format`.
 
+pub mod access;
 pub mod backend;
 pub mod cache;
 pub mod error;

@@ -2,7 +2,7 @@
 //!
 //! Layout: `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `checks/<id>`,
 //! `data/<xx>/<id>`, `tree/<xx>/<id>`, `writers/<id>`, `condemned/<id>`, `waiting/<id>`,
-//! `forgotten/<id>`, where every `<id>` is the BLAKE3 hash of the file's
+//! `forgotten/<id>`, `keyring/<id>`, where every `<id>` is the BLAKE3 hash of the file's
 //! bytes. Nothing above this module spells a directory name.
 
 use std::fmt;
@@ -33,6 +33,8 @@ pub enum StoredKind {
     WaitRecord,
     /// Traces of forgotten snapshots (`forgotten/`).
     Tombstone,
+    /// Write-only keys' data keys, for full keys (`keyring/`).
+    KeyRecord,
 }
 
 impl StoredKind {
@@ -42,7 +44,7 @@ impl StoredKind {
     pub(crate) const fn max_stored_size(self) -> u64 {
         const MIB: u64 = 1 << 20;
         match self {
-            StoredKind::Config | StoredKind::Key => 64 * 1024,
+            StoredKind::Config | StoredKind::Key | StoredKind::KeyRecord => 64 * 1024,
             StoredKind::Announcement | StoredKind::WaitRecord => MIB,
             StoredKind::Snapshot => 16 * MIB,
             StoredKind::Index | StoredKind::CheckRecord | StoredKind::Condemnation | StoredKind::Tombstone => 256 * MIB,
@@ -64,6 +66,7 @@ impl StoredKind {
             StoredKind::Condemnation => "condemned",
             StoredKind::WaitRecord => "waiting",
             StoredKind::Tombstone => "forgotten",
+            StoredKind::KeyRecord => "keyring",
         }
     }
 }
@@ -83,7 +86,7 @@ pub enum StoredObject {
     CheckRecord(Id),
     /// `data/<xx>/<id>` or `tree/<xx>/<id>`.
     Pack(BlobKind, PackId),
-    /// `writers/<id>`, `condemned/<id>`, `waiting/<id>`, `forgotten/<id>`.
+    /// `writers/<id>`, `condemned/<id>`, `waiting/<id>`, `forgotten/<id>`, `keyring/<id>`.
     Record(StoredKind, Id),
 }
 
@@ -100,7 +103,8 @@ impl StoredObject {
             k @ (StoredKind::Announcement
             | StoredKind::Condemnation
             | StoredKind::WaitRecord
-            | StoredKind::Tombstone) => StoredObject::Record(k, id),
+            | StoredKind::Tombstone
+            | StoredKind::KeyRecord) => StoredObject::Record(k, id),
         }
     }
 

@@ -149,6 +149,9 @@ struct Shared {
     /// Whether packs are indexed by index files of the writer's own (else the caller
     /// takes their entries from [`PackWriter::finish_unindexed`]).
     writes_index: bool,
+    /// A write-only key deduplicates trees only against those it could read (its own):
+    /// one it cannot read would leave its next backup without that part of its parent.
+    readable_trees: Option<Mutex<std::collections::HashSet<BlobId>>>,
     last_flush: Mutex<std::time::Instant>,
     blobs_added: AtomicU64,
     bytes_added: AtomicU64,
@@ -158,6 +161,16 @@ struct Shared {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock()
+}
+
+impl Shared {
+    /// Whether a stored blob makes storing this one unnecessary.
+    fn indexed(&self, kind: BlobKind, id: &BlobId) -> bool {
+        match (&self.readable_trees, kind) {
+            (Some(t), BlobKind::Tree) => lock(t).contains(id) && self.index.contains(kind, id),
+            _ => self.index.contains(kind, id),
+        }
+    }
 }
 
 /// Packs new blobs: deduplicates against the index and the blobs of this run, seals and batches them into packs, uploads packs on background threads and writes index files for them.
@@ -181,6 +194,7 @@ impl PackWriter {
         // Repacking copies blobs already spread at random: one open pack per kind fills
         // packs to their target size instead of leaving several part-filled ones.
         let slots = if writes_index { OPEN_PACKS_PER_KIND } else { 1 };
+        let repo_is_full = repo.is_full();
         let shared = Arc::new(Shared {
             repo,
             index,
@@ -191,6 +205,7 @@ impl PackWriter {
             error: Mutex::default(),
             written_indexes: Mutex::default(),
             writes_index,
+            readable_trees: (!repo_is_full).then(Mutex::default),
             last_flush: Mutex::new(std::time::Instant::now()),
             blobs_added: AtomicU64::new(0),
             bytes_added: AtomicU64::new(0),
@@ -238,7 +253,14 @@ impl PackWriter {
 
     /// Whether the repository (or this writer) already holds the blob.
     pub fn has(&self, kind: BlobKind, id: &BlobId) -> bool {
-        self.shared.index.contains(kind, id) || lock(&self.shared.added).contains(&(kind, *id))
+        self.shared.indexed(kind, id) || lock(&self.shared.added).contains(&(kind, *id))
+    }
+
+    /// A tree this key read (a write-only key deduplicates trees only against those).
+    pub fn mark_readable_tree(&self, id: BlobId) {
+        if let Some(t) = &self.shared.readable_trees {
+            lock(t).insert(id);
+        }
     }
 
     /// Stores a blob under its id unless it is already present. Returns the id and
@@ -259,7 +281,7 @@ impl PackWriter {
     /// damaged pack, say) unless it is already present. Returns whether it was new.
     pub fn add(&self, kind: BlobKind, id: BlobId, raw: &[u8]) -> Result<bool> {
         self.check_failed()?;
-        if self.shared.index.contains(kind, &id) || !lock(&self.shared.added).insert((kind, id)) {
+        if self.shared.indexed(kind, &id) || !lock(&self.shared.added).insert((kind, id)) {
             return Ok(false);
         }
         let cfg = self.shared.repo.config();

@@ -98,10 +98,24 @@ pub struct InitOptions {
 pub struct Repository {
     backend: Backend,
     keys: Keys,
+    /// The keys with index files and records sealed for write-only keys too, once this
+    /// repository turned out to have some (see [`Repository::sealing_keys`]).
+    shared_keys: std::sync::OnceLock<Keys>,
     config: Config,
     key_id: KeyId,
     cache: Option<Cache>,
     open_notes: Vec<String>,
+    /// Write-only keys' records (full keys only).
+    writer_keys: Vec<crate::access::WriterKey>,
+}
+
+/// The error for a stored object that did not decode: damage, or (for a write-only key)
+/// an object sealed with a key it does not hold.
+pub(crate) fn undecodable(object: StoredObject, e: vault_format::FormatError) -> RepoError {
+    match e {
+        vault_format::FormatError::ForeignKey => RepoError::ForeignKey(object.to_string()),
+        e => RepoError::integrity(Damaged::Object(object), e),
+    }
 }
 
 /// Files read after a listing: those gone meanwhile are left out, and a storage failure
@@ -188,7 +202,7 @@ impl Repository {
                 backend.name()
             )));
         }
-        Ok(Repository { backend, keys, config, key_id, cache: None, open_notes: Vec::new() })
+        Ok(Repository::assemble(backend, keys, config, key_id, Vec::new()))
     }
 
     /// Opens a repository with the first key file that `password` opens and whose master
@@ -201,7 +215,42 @@ impl Repository {
     /// (see [`crate::key_files`]).
     pub fn open_with(backend: Backend, password: &[u8], opts: &OpenOptions) -> Result<Repository> {
         let o = key_files::open_keys(&backend, password, opts)?;
-        Ok(Repository { backend, keys: o.keys, config: o.config, key_id: o.key_id, cache: None, open_notes: o.notes })
+        let mut repo = Repository::assemble(backend, o.keys, o.config, o.key_id, o.notes);
+        repo.load_writer_keys()?;
+        Ok(repo)
+    }
+
+    fn assemble(backend: Backend, keys: Keys, config: Config, key_id: KeyId, notes: Vec<String>) -> Repository {
+        Repository {
+            backend,
+            keys,
+            shared_keys: std::sync::OnceLock::new(),
+            config,
+            key_id,
+            cache: None,
+            open_notes: notes,
+            writer_keys: Vec::new(),
+        }
+    }
+
+    pub(crate) fn keys_mut(&mut self) -> &mut Keys {
+        &mut self.keys
+    }
+
+    pub(crate) fn set_writer_keys(&mut self, w: Vec<crate::access::WriterKey>) {
+        self.writer_keys = w;
+    }
+
+    pub(crate) fn writer_keys_slice(&self) -> &[crate::access::WriterKey] {
+        &self.writer_keys
+    }
+
+    pub(crate) fn shared_keys_cell(&self) -> &std::sync::OnceLock<Keys> {
+        &self.shared_keys
+    }
+
+    pub(crate) fn push_note(&mut self, note: String) {
+        self.open_notes.push(note);
     }
 
     /// Key files that `open` passed over (asking for more work than allowed), for a warning.
@@ -284,7 +333,7 @@ impl Repository {
 
     /// Reads a file whose listing gave `size`: refused unread above its kind's limit, and
     /// read no further than `size` (a longer file fails its hash check).
-    fn read_listed_file(&self, object: StoredObject, size: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_listed_file(&self, object: StoredObject, size: u64) -> Result<Vec<u8>> {
         let kind = object.kind();
         let max = kind.max_stored_size();
         if size > max || size == 0 {
@@ -351,7 +400,7 @@ impl Repository {
     pub fn read_key_file(&self, id: &KeyId) -> Result<KeyFile> {
         let object = StoredObject::Key(*id);
         let bytes = self.read_file(object)?;
-        decode_key_file(&self.keys, &bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))
+        decode_key_file(&self.keys, &bytes).map_err(|e| undecodable(object, e))
     }
 
     /// Every key file, each parsed or with the error that kept it from parsing; files over
@@ -376,7 +425,7 @@ impl Repository {
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let object = StoredObject::Snapshot(*id);
         let bytes = self.read_file(object)?;
-        Snapshot::decode(&self.keys, &bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))
+        Snapshot::decode(&self.keys, &bytes).map_err(|e| undecodable(object, e))
     }
 
     /// Loads every snapshot; damaged ones are returned apart so a listing can go on.
@@ -393,6 +442,8 @@ impl Repository {
         for (id, r) in results {
             match r {
                 Ok(s) => ok.push((id, s)),
+                // A write-only key lists only its own snapshots.
+                Err(RepoError::ForeignKey(_)) => {}
                 // Forgotten between the listing and the read.
                 Err(RepoError::Backend(e)) if e.kind == BackendErrorKind::NotFound => {}
                 Err(e @ RepoError::Backend(_)) => return Err(e),
@@ -404,19 +455,19 @@ impl Repository {
 
     /// Writes a snapshot: the commit point of a backup.
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
-        Ok(SnapshotId(self.write_file(StoredKind::Snapshot, s.encode(&self.keys)?)?))
+        Ok(SnapshotId(self.write_file(StoredKind::Snapshot, s.encode(self.sealing_keys()?)?)?))
     }
 
     /// Reads and decrypts one index file.
     pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
         let object = StoredObject::Index(*id);
         let bytes = self.read_file(object)?;
-        IndexFile::decode(&self.keys, &bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))
+        IndexFile::decode(&self.keys, &bytes).map_err(|e| undecodable(object, e))
     }
 
     /// Writes an index file.
     pub fn save_index(&self, idx: &IndexFile) -> Result<IndexId> {
-        Ok(IndexId(self.write_file(StoredKind::Index, idx.encode(&self.keys)?)?))
+        Ok(IndexId(self.write_file(StoredKind::Index, idx.encode(self.sealing_keys()?)?)?))
     }
 
     /// Every index file, decoded, or the error that kept it from decoding.
@@ -479,6 +530,8 @@ impl Repository {
                     }
                 }
                 Err(_) if superseded.contains(&id) => {}
+                // Written before this write-only key existed: not its to read.
+                Err(RepoError::ForeignKey(_)) => {}
                 Err(e) => problems.push(e),
             }
         }
@@ -615,7 +668,7 @@ impl Repository {
 
     /// Seals and writes a document as a content-addressed file of `kind`.
     pub fn save_document<T: SealedDocument>(&self, kind: StoredKind, doc: &T) -> Result<Id> {
-        self.write_file(kind, doc.encode(&self.keys)?)
+        self.write_file(kind, doc.encode(self.sealing_keys()?)?)
     }
 
     /// Reads (as listed with `size`) and opens one document.
@@ -626,7 +679,7 @@ impl Repository {
         decode: impl Fn(&Keys, &[u8]) -> vault_format::error::Result<T>,
     ) -> Result<T> {
         let bytes = self.read_listed_file(object, size)?;
-        decode(&self.keys, &bytes).map_err(|e| RepoError::integrity(Damaged::Object(object), e))
+        decode(&self.keys, &bytes).map_err(|e| undecodable(object, e))
     }
 
     /// Every document of `kind`, each opened or with the error that kept it from opening.

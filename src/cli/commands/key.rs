@@ -19,17 +19,44 @@ pub(crate) fn run(g: &GlobalArgs, a: &KeyArgs) -> Result<ExitCode> {
     match &a.action {
         None | Some(KeyAction::List) => list(g, &repo, &limit)?,
         Some(KeyAction::Add(n)) => {
+            repo.require_full("`vault key add`")?;
             let labels = (hostname(), username());
-            let (pw, kdf, meta) = new_key(g, n, KdfParams::default(), labels, &limit)?;
-            let id = repo.add_key(pw.as_bytes(), kdf, meta)?;
-            report(g, "key_added", id, &format!("added key file {}", id.short()))?;
+            let (pw, kdf, meta) = new_key(g, &n.key, KdfParams::default(), labels, &limit)?;
+            if n.write_only {
+                let added = repo.add_write_only_key(pw.as_bytes(), kdf, meta)?;
+                if g.json {
+                    print_json(&json!({
+                        "message_type": "key_added",
+                        "id": added.key_file,
+                        "write_only": true,
+                        "writer": added.writer.to_hex(),
+                        "index_files_resealed": added.index_files_resealed,
+                    }))?;
+                } else if !g.quiet {
+                    println!(
+                        "added write-only key file {} (key {}): it can back up and list its own snapshots, nothing else; {} index files sealed again for it",
+                        added.key_file.short(),
+                        added.writer.to_hex(),
+                        added.index_files_resealed
+                    );
+                }
+            } else {
+                let id = repo.add_key(pw.as_bytes(), kdf, meta)?;
+                if g.json {
+                    print_json(&json!({ "message_type": "key_added", "id": id, "write_only": false }))?;
+                } else if !g.quiet {
+                    println!("added key file {}", id.short());
+                }
+            }
         }
         Some(KeyAction::Remove { id }) => {
+            repo.require_full("`vault key remove`")?;
             let target = resolve(&repo, id)?;
             repo.remove_key(target)?;
             report(g, "key_removed", target, &format!("removed key file {}", target.short()))?;
         }
         Some(KeyAction::Passwd(n)) => {
+            repo.require_full("`vault key passwd`")?;
             // The new key file is the old one with another password: same cost, same labels.
             let current = repo.read_key_file(&repo.key_id())?;
             let labels = (current.host, current.username);
@@ -117,6 +144,7 @@ fn list(g: &GlobalArgs, repo: &Repository, limit: &KdfLimit) -> Result<()> {
                     "message_type": "key",
                     "id": k.id,
                     "current": k.current,
+                    "access": f.map(|f| if f.is_write_only() { "write-only" } else { "full" }),
                     "created": f.map(|f| f.created.clone()),
                     "host": f.map(|f| f.host.clone()),
                     "username": f.map(|f| f.username.clone()),
@@ -144,11 +172,12 @@ fn list(g: &GlobalArgs, repo: &Repository, limit: &KdfLimit) -> Result<()> {
                 f.map(|f| f.created.clone()).unwrap_or_default(),
                 f.map(|f| format!("{} MiB × {}", f.kdf.params.memory_kib / 1024, f.kdf.params.iterations))
                     .unwrap_or_default(),
+                f.map(|f| if f.is_write_only() { "write-only" } else { "full" }).unwrap_or_default().to_string(),
                 status(k),
             ]
         })
         .collect();
-    print!("{}", table(&[" ID", "Host", "User", "Created", "Argon2id", "Status"], &rows));
+    print!("{}", table(&[" ID", "Host", "User", "Created", "Argon2id", "Access", "Status"], &rows));
     println!("{} key files (* opened this run)", keys.len());
     Ok(())
 }

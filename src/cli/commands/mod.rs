@@ -68,6 +68,16 @@ pub(crate) fn password_source(g: &GlobalArgs) -> PasswordSource {
     }
 }
 
+/// The subcommand being run (set once by `main`): a write-only key may run only a few.
+static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// What a write-only key may run (`key` lets it list key files only).
+const WRITE_ONLY_COMMANDS: &[&str] = &["backup", "snapshots", "key"];
+
+pub(crate) fn set_command(name: &str) {
+    let _ = COMMAND.set(name.to_string());
+}
+
 pub(crate) fn open_repo(g: &GlobalArgs) -> Result<Arc<Repository>> {
     open_repo_with(g, !g.no_cache)
 }
@@ -129,6 +139,10 @@ pub(crate) fn open_repo_at(g: &GlobalArgs, loc: Location, pw: &PasswordSource, c
         username: username(),
     };
     let mut repo = Repository::open_with(backend, pw.as_bytes(), &opts)?;
+    let command = COMMAND.get().map_or("", String::as_str);
+    if !WRITE_ONLY_COMMANDS.contains(&command) {
+        repo.require_full(&format!("`vault {command}`"))?;
+    }
     for note in repo.open_notes() {
         eprintln!("warning: {note}");
     }

@@ -50,6 +50,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
             m.insert("id".into(), json!(id));
             m.insert("short_id".into(), json!(id.short()));
             m.insert("future".into(), json!(is_future(s, now)));
+            m.insert("written_by".into(), json!(repo.describe_origin(s.written_by)));
         }
         o
     };
@@ -75,13 +76,23 @@ pub(crate) fn run(g: &GlobalArgs, a: &SnapshotsArgs) -> Result<ExitCode> {
             println!("{}", printable(&format!("group: {}", describe_group(key))));
         }
         total += v.len();
-        print!("{}", render(v, a.compact, now));
+        // Which key wrote each matters once there are write-only keys.
+        let keys = (!repo.writer_keys().is_empty()).then_some(&*repo);
+        print!("{}", render(v, a.compact, now, keys));
     }
     println!("{total} snapshots");
+    if !repo.is_full() {
+        println!("(a write-only key lists only the snapshots it wrote)");
+    }
     Ok(ExitCode::Ok)
 }
 
-fn render(snaps: &[(SnapshotId, Snapshot)], compact: bool, now: chrono::DateTime<chrono::Utc>) -> String {
+fn render(
+    snaps: &[(SnapshotId, Snapshot)],
+    compact: bool,
+    now: chrono::DateTime<chrono::Utc>,
+    keys: Option<&vault_repo::Repository>,
+) -> String {
     let rows: Vec<Vec<String>> = snaps
         .iter()
         .map(|(id, s)| {
@@ -92,6 +103,9 @@ fn render(snaps: &[(SnapshotId, Snapshot)], compact: bool, now: chrono::DateTime
                 local_time(time_of(s))
             };
             let mut row = vec![id.short(), time, s.hostname.clone(), s.tags.join(",")];
+            if let Some(r) = keys {
+                row.push(r.describe_origin(s.written_by));
+            }
             if !compact {
                 row.push(s.summary.as_ref().map(|x| bytes(x.total_bytes)).unwrap_or_default());
                 row.push(s.paths.join(", "));
@@ -99,9 +113,12 @@ fn render(snaps: &[(SnapshotId, Snapshot)], compact: bool, now: chrono::DateTime
             row
         })
         .collect();
-    if compact {
-        table(&["ID", "Time", "Host", "Tags"], &rows)
-    } else {
-        table(&["ID", "Time", "Host", "Tags", "Size", "Paths"], &rows)
+    let mut head = vec!["ID", "Time", "Host", "Tags"];
+    if keys.is_some() {
+        head.push("Written by");
     }
+    if !compact {
+        head.extend(["Size", "Paths"]);
+    }
+    table(&head, &rows)
 }

@@ -225,7 +225,9 @@ impl Ctx<'_> {
     fn parent_subtree(&self, node: Option<&Node>) -> Option<Tree> {
         let id = node.filter(|n| n.kind == NodeKind::Dir)?.subtree?;
         // An unreadable parent tree only costs speed: the directory is read in full.
-        self.repo.load_tree(&id).ok()
+        let tree = self.repo.load_tree(&id).ok()?;
+        self.writer.mark_readable_tree(id);
+        Some(tree)
     }
 }
 
@@ -271,6 +273,9 @@ pub fn backup(repo: &IndexedRepository, opts: &BackupOptions, progress: &dyn Pro
         None => None,
     };
     let ctx = new_ctx(repo, opts, progress)?;
+    if let (Some((_, s)), Some(_)) = (&parent, &parent_root) {
+        ctx.writer.mark_readable_tree(s.tree);
+    }
     ctx.problems.lock().extend(missing);
 
     let stop_scan = AtomicBool::new(false);
@@ -335,7 +340,12 @@ fn choose_parent(
             let now = chrono::Utc::now();
             let candidates: Vec<(SnapshotId, Snapshot)> = snaps
                 .into_iter()
-                .filter(|(_, s)| s.hostname == opts.host && !crate::rollback::is_future(s, now))
+                .filter(|(_, s)| {
+                    // Only a snapshot this key could have written: a write-only key (or,
+                    // for a write-only key, another one) must not choose what this host's
+                    // unchanged files are taken from.
+                    s.hostname == opts.host && repo.repo().wrote(s.written_by) && !crate::rollback::is_future(s, now)
+                })
                 .collect();
             let same = candidates.iter().filter(|(_, s)| s.paths == abs_paths).cloned();
             // A backup of fewer sources than before (one left out, or missing today)
@@ -427,6 +437,7 @@ fn commit(repo: &IndexedRepository, opts: &BackupOptions, ctx: Ctx<'_>, c: Commi
         summary: Some(summary),
         filters: Some(recorded_filters(opts)).filter(|f| !f.is_empty()),
         original: None,
+        written_by: None,
     };
     let unchanged = parent.as_ref().is_some_and(|(_, p)| p.tree == tree_id && p.paths == snapshot.paths);
     let snapshot_id = if opts.dry_run || (opts.skip_if_unchanged && unchanged) {

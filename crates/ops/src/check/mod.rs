@@ -593,7 +593,7 @@ impl Checker<'_> {
         for (id, e) in bad_snaps {
             self.problems.add(ProblemKind::Snapshot, StoredObject::Snapshot(id).path(), e.to_string());
         }
-        let replaced: HashSet<SnapshotId> = snaps.iter().filter_map(|(_, s)| s.original).collect();
+        let replaced: HashSet<SnapshotId> = crate::select::replaced(&snaps);
         let mut damage =
             DamageFold { repo, bad_blobs: &self.bad_blobs, problems: &mut self.problems, bad_trees: HashMap::new() };
         let mut memo: HashMap<BlobId, Damage> = HashMap::new();
