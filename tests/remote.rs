@@ -14,6 +14,7 @@ use common::key_scenarios::*;
 use common::prune_scenarios::*;
 use common::restore_scenarios::*;
 use common::scenarios::*;
+use common::write_only_scenarios::*;
 
 macro_rules! on_remote_backends {
     ($($scenario:ident),* $(,)?) => {
@@ -52,6 +53,9 @@ on_remote_backends!(
     an_interrupted_restore_resumes,
     streams_are_backed_up,
     an_interrupted_backup_resumes,
+    write_only_key_backs_up_but_reads_nothing_of_others,
+    write_only_key_cannot_plant_a_parent,
+    prune_beside_write_only_backups,
 );
 
 #[test]

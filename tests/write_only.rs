@@ -110,3 +110,29 @@ fn repositories_without_write_only_keys_keep_the_first_format() {
     assert_eq!(tagged, 1);
     env.ok(&["check", "--read-data"]);
 }
+
+#[test]
+fn a_write_only_key_notices_rollback_but_not_forgets() {
+    let env = Env::new();
+    let (_, beta) = two_hosts(&env);
+    assert!(as_writer(&env, &["snapshots"]).status.success());
+    // A full key forgets the writer's snapshot: a tombstone the writer can read says so.
+    env.ok(&["forget", &beta[..8]]);
+    let out = as_writer(&env, &["snapshots"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("tampering"), "{}", stderr(&out));
+    // The storage deletes the writer's next snapshot: the writer notices.
+    let src = env.path("beta");
+    let out = as_writer(&env, &["backup", "--json", "--host", "beta", src.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = last_json(&out.stdout)["snapshot_id"].as_str().unwrap().to_string();
+    env.backend().delete(&format!("snapshots/{gone}")).unwrap();
+    let out = as_writer(&env, &["snapshots"]);
+    assert_eq!(code(&out), 15, "{}", stderr(&out));
+    assert!(stderr(&out).contains("possible tampering") && stderr(&out).contains(&gone[..8]), "{}", stderr(&out));
+}
+
+#[test]
+fn prune_beside_write_only_backups_keeps_their_data() {
+    common::prune_scenarios::prune_beside_write_only_backups(Kind::Local);
+}

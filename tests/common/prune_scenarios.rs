@@ -26,12 +26,12 @@ fn generation(env: &Env, g: u64, files: usize) -> PathBuf {
     dir
 }
 
-fn spawn_backup(env: &Env, dir: &Path, g: u64) -> Child {
-    env.cmd()
-        .args(["backup", "-q", "--tag", &format!("g{g}"), dir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+fn spawn_backup(env: &Env, dir: &Path, g: u64, write_only: bool) -> Child {
+    let mut c = env.cmd();
+    if write_only {
+        c.env("VAULT_PASSWORD", super::write_only_scenarios::WRITER_PASSWORD);
+    }
+    c.args(["backup", "-q", "--tag", &format!("g{g}"), dir.to_str().unwrap()]).stdout(Stdio::null()).spawn().unwrap()
 }
 
 fn writers(backend: &vault_repo::Backend) -> usize {
@@ -53,9 +53,22 @@ impl Steps {
 /// prune loop, and SIGKILL lands in prune at varying moments. Afterwards the repository
 /// passes `check --read-data` and every remaining snapshot restores byte for byte.
 pub fn prune_beside_backups(kind: Kind) {
+    prune_beside_backups_of(kind, false);
+}
+
+/// The same with the backups made by a write-only key: prune (a full key) must see its
+/// announcements, and it must see the prune's condemnations and new index.
+pub fn prune_beside_write_only_backups(kind: Kind) {
+    prune_beside_backups_of(kind, true);
+}
+
+fn prune_beside_backups_of(kind: Kind, write_only: bool) {
     let Some(env) = Env::for_kind(kind) else { return };
     let started = Instant::now();
     env.init();
+    if write_only {
+        super::write_only_scenarios::add_writer(&env, &super::write_only_scenarios::this_host());
+    }
     let mut gens: Vec<PathBuf> = Vec::new();
     for g in 0..3 {
         gens.push(generation(&env, g, 3));
@@ -107,7 +120,7 @@ pub fn prune_beside_backups(kind: Kind) {
         // One backend for the polling: opening one per poll is slower than a backup.
         let backend = env.backend();
         let before = writers(&backend);
-        let mut paused = spawn_backup(&env, &gens[gb as usize], gb);
+        let mut paused = spawn_backup(&env, &gens[gb as usize], gb, write_only);
         let t = Instant::now();
         while writers(&backend) == before
             && paused.try_wait().unwrap().is_none()
@@ -117,7 +130,7 @@ pub fn prune_beside_backups(kind: Kind) {
         }
         std::thread::sleep(Duration::from_millis(steps.next(30)));
         signal(&paused, Signal::SIGSTOP);
-        let mut running = spawn_backup(&env, &gens[ga as usize], ga);
+        let mut running = spawn_backup(&env, &gens[ga as usize], ga, write_only);
         for attempt in 0..3 {
             env.ok(&["forget", "-q", "--keep-last", "3", "--group-by", "host"]);
             let mut p =
@@ -160,7 +173,7 @@ pub fn prune_beside_backups(kind: Kind) {
     }
     assert!(waited > 0, "no prune ever had to wait for the stopped backup");
     eprintln!(
-        "{kind:?}: {rounds} rounds, {kills} prunes killed, {waited} waited for the stopped backup, {checks} checks beside them, {} snapshots left, {:.1}s",
+        "{kind:?} (write-only backups: {write_only}): {rounds} rounds, {kills} prunes killed, {waited} waited for the stopped backup, {checks} checks beside them, {} snapshots left, {:.1}s",
         snaps.len(),
         started.elapsed().as_secs_f64()
     );

@@ -5,6 +5,10 @@ use super::*;
 
 pub const WRITER_PASSWORD: &str = "writer password";
 
+pub fn this_host() -> String {
+    nix::unistd::gethostname().unwrap().into_string().unwrap()
+}
+
 /// `vault` as the write-only key.
 pub fn as_writer(env: &Env, args: &[&str]) -> Output {
     env.cmd().env("VAULT_PASSWORD", WRITER_PASSWORD).args(args).output().expect("run vault")
