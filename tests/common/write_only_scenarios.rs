@@ -69,6 +69,8 @@ pub fn write_only_key_backs_up_but_reads_nothing_of_others(kind: Kind) {
     // Everything that reads others' data is refused, with one line and exit 16.
     let target = env.path("stolen");
     let t = target.to_str().unwrap();
+    let mnt = env.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
     for args in [
         vec!["ls", &alpha_snap[..8]],
         vec!["restore", &alpha_snap[..8], "--target", t],
@@ -82,6 +84,7 @@ pub fn write_only_key_backs_up_but_reads_nothing_of_others(kind: Kind) {
         vec!["stats"],
         vec!["key", "add"],
         vec!["restore", &beta_snap[..8], "--target", t],
+        vec!["mount", mnt.to_str().unwrap()],
     ] {
         let out = as_writer(&env, &args);
         assert_eq!(code(&out), 16, "{args:?}: {}", stderr(&out));
