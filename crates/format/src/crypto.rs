@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -17,7 +17,8 @@ use super::id::BlobId;
 
 /// Length of every symmetric key, in bytes.
 pub const KEY_LEN: usize = 32;
-pub(crate) const NONCE_LEN: usize = 24;
+/// Length of a sealed object's nonce.
+pub const NONCE_LEN: usize = 24;
 pub(crate) const TAG_LEN: usize = 16;
 /// Bytes a sealed object adds to its plaintext.
 pub(crate) const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
@@ -517,12 +518,9 @@ pub fn seal_with_nonce(
 /// `buf` holds a nonce and the plaintext after it; the plaintext is encrypted in place and
 /// the tag appended, which gives the sealed form `nonce | ciphertext | tag`.
 fn seal_in_place(key: &SecretKey, buf: &mut Vec<u8>, kind: ObjectKind, blob: Option<&BlobId>) {
-    let cipher = XChaCha20Poly1305::new(key.expose().into());
     let ad = associated_data(kind, blob);
     let (nonce, msg) = buf.split_at_mut(NONCE_LEN);
-    let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), &ad, msg)
-        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+    let tag = super::aead::seal_in_place(key, nonce, &ad, msg);
     buf.extend_from_slice(&tag);
 }
 
@@ -532,9 +530,22 @@ pub fn open(key: &SecretKey, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[
         return Err(FormatError::Truncated("sealed object"));
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    super::aead::open(key, nonce, &associated_data(kind, blob), ct)
+}
+
+/// The RustCrypto XChaCha20-Poly1305 that [`seal_with_nonce`] must match byte for byte:
+/// the reference for tests and for `vault bench-primitives`.
+pub fn seal_reference(key: &SecretKey, nonce: &[u8; NONCE_LEN], ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.expose().into());
-    let ad = associated_data(kind, blob);
-    cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &ad }).map_err(|_| FormatError::Authentication)
+    let mut buf = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+    buf.extend_from_slice(nonce);
+    buf.extend_from_slice(plaintext);
+    let (n, msg) = buf.split_at_mut(NONCE_LEN);
+    // In-memory encryption cannot fail below ChaCha20's 256 GiB limit.
+    if let Ok(tag) = cipher.encrypt_in_place_detached(XNonce::from_slice(n), ad, msg) {
+        buf.extend_from_slice(&tag);
+    }
+    buf
 }
 
 #[cfg(test)]

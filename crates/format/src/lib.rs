@@ -5,6 +5,7 @@
 //! written by this module ships with its spec text and golden vectors.
 
 pub mod access;
+pub(crate) mod aead;
 pub mod announcement;
 pub mod blob;
 pub mod check_record;

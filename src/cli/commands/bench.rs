@@ -107,13 +107,24 @@ pub(crate) fn run(g: &GlobalArgs) -> Result<ExitCode> {
     });
     let nonce = [1u8; 24];
     p.push(Primitive {
-        name: "encryption (XChaCha20-Poly1305)",
+        name: "encryption (XChaCha20-Poly1305, ring kernel)",
         mb_per_s: measure(size, || {
             for c in &chunks {
                 std::hint::black_box(keys.seal_with_nonce(&nonce, ObjectKind::DataBlob, None, c));
             }
         }),
     });
+    // The reference implementation the kernel matches byte for byte, for comparison (last,
+    // so that the indexes above stay the pipeline's stages).
+    let reference_key = SecretKey::from_bytes([9; 32]);
+    let reference = Primitive {
+        name: "encryption (XChaCha20-Poly1305, RustCrypto reference)",
+        mb_per_s: measure(size, || {
+            for c in &chunks {
+                std::hint::black_box(vault_format::crypto::seal_reference(&reference_key, &nonce, b"vault", c));
+            }
+        }),
+    };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let one = |rates: &[f64]| 1.0 / rates.iter().map(|r| 1.0 / r).sum::<f64>();
     let inc = one(&[p[0].mb_per_s, p[1].mb_per_s, p[2].mb_per_s, p[4].mb_per_s]);
@@ -121,6 +132,7 @@ pub(crate) fn run(g: &GlobalArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().and_then(std::fs::read).unwrap_or_default();
     let corpora: [(&'static str, &[u8]); 2] =
         [("text", &words[..8 << 20]), ("vault executable", &exe[..exe.len().min(8 << 20)])];
+    p.push(reference);
     let mut levels = Vec::new();
     for (corpus, data) in corpora.into_iter().filter(|(_, d)| !d.is_empty()) {
         for level in [1, 3, 9, 19] {
