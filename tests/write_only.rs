@@ -63,7 +63,7 @@ fn forgeries_by_a_write_only_key_hide_nothing() {
         command: "forget".into(),
         snapshots: vec![alpha_id],
     };
-    w.save_document(StoredKind::Tombstone, &stone).unwrap();
+    let forged_stone = w.save_document(StoredKind::Tombstone, &stone).unwrap();
     // 2. A snapshot that says it replaces alpha's (as `repair`, `tag` and `rewrite` do).
     let mut own = w.load_snapshot(&beta_id).unwrap();
     own.original = Some(alpha_id);
@@ -77,7 +77,15 @@ fn forgeries_by_a_write_only_key_hide_nothing() {
     assert!(ids.contains(&alpha) && ids.contains(&beta), "{ids:?}");
     // Prune keeps every pack alpha needs; check reads it all back.
     env.ok(&["prune"]);
-    env.ok(&["check", "--read-data"]);
+    // check reads all data back and finds nothing wrong but the forged tombstone.
+    let out = env.run(&["check", "--read-data", "--json"]);
+    assert_eq!(code(&out), 13, "{}", stderr(&out));
+    let report = last_json(&out.stdout);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{report:#}");
+    assert_eq!(problems[0]["kind"], "record", "{report:#}");
+    assert!(problems[0]["object"].as_str().unwrap().contains(&forged_stone.to_hex()), "{report:#}");
+    assert!(problems[0]["message"].as_str().unwrap().contains("not written by a full key"), "{report:#}");
     let out = env.path("out");
     env.ok(&["restore", &alpha[..8], "--target", out.to_str().unwrap()]);
     let a = env.path("alpha");

@@ -85,6 +85,25 @@ impl Repository {
         Ok(())
     }
 
+    /// Key records that do not open (damaged, or not written by a full key), read afresh:
+    /// one stored after this repository was opened is judged too.
+    pub fn unreadable_key_records(&self) -> Result<Vec<(Id, String)>> {
+        let mut bad = Vec::new();
+        for (id, size) in self.list_files(StoredKind::KeyRecord)? {
+            let object = StoredObject::new(StoredKind::KeyRecord, id);
+            let r = self
+                .read_listed_file(object, size)
+                .and_then(|b| KeyRecord::decode(self.keys(), &b).map_err(|e| undecodable(object, e)));
+            match r {
+                Ok(_) => {}
+                Err(RepoError::Backend(e)) if e.kind == super::backend::BackendErrorKind::NotFound => {}
+                Err(RepoError::Backend(e)) => return Err(RepoError::Backend(e)),
+                Err(e) => bad.push((id, e.to_string())),
+            }
+        }
+        Ok(bad)
+    }
+
     /// Whether this is a full key (everything readable); `false` for a write-only key.
     pub fn is_full(&self) -> bool {
         self.keys().is_full()

@@ -102,6 +102,9 @@ pub enum ProblemKind {
     ContentLength,
     /// A blob read with `--read-data` does not open or hash to its id.
     BlobDamaged,
+    /// A tombstone, condemnation, wait record or key record does not open: damaged, or
+    /// forged by a key that may not write it (a write-only key's tombstone, say).
+    Record,
 }
 
 impl ProblemKind {
@@ -120,6 +123,7 @@ impl ProblemKind {
             ProblemKind::DataMissing => "data-missing",
             ProblemKind::ContentLength => "content-length",
             ProblemKind::BlobDamaged => "blob-damaged",
+            ProblemKind::Record => "record",
         }
     }
 }
@@ -326,6 +330,7 @@ fn check_once(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progre
         bad_blobs: HashMap::new(),
     };
     c.check_keys()?;
+    c.check_records()?;
     c.check_tmp()?;
     // Snapshots before the index: a snapshot is written after the index files that list
     // its blobs, so every snapshot listed now has its index entries stored already. (The
@@ -380,6 +385,28 @@ impl Checker<'_> {
             if let Err(e) = r {
                 self.problems.add(ProblemKind::KeyFile, StoredObject::Key(id).path(), e.to_string());
             }
+        }
+        Ok(())
+    }
+
+    /// The deletion protocol's records and the key records: each must open (a tombstone
+    /// that does not is ignored by every reader, but someone wrote it).
+    fn check_records(&mut self) -> Result<()> {
+        use vault_format::condemnation::{Condemnation, WaitRecord};
+        use vault_format::tombstone::Tombstone;
+        let mut bad: Vec<(StoredObject, String)> = Vec::new();
+        let mut collect = |kind: StoredKind, errs: Vec<(vault_format::Id, String)>| {
+            bad.extend(errs.into_iter().map(|(id, e)| (StoredObject::new(kind, id), e)));
+        };
+        fn errors<T>(v: Vec<(vault_format::Id, vault_repo::error::Result<T>)>) -> Vec<(vault_format::Id, String)> {
+            v.into_iter().filter_map(|(id, r)| r.err().map(|e| (id, e.to_string()))).collect()
+        }
+        collect(StoredKind::Tombstone, errors(self.repo.load_documents::<Tombstone>(StoredKind::Tombstone)?));
+        collect(StoredKind::Condemnation, errors(self.repo.load_documents::<Condemnation>(StoredKind::Condemnation)?));
+        collect(StoredKind::WaitRecord, errors(self.repo.load_documents::<WaitRecord>(StoredKind::WaitRecord)?));
+        collect(StoredKind::KeyRecord, self.repo.unreadable_key_records()?);
+        for (object, e) in bad {
+            self.problems.add(ProblemKind::Record, object.path(), e);
         }
         Ok(())
     }
