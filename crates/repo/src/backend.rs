@@ -135,6 +135,11 @@ pub struct Backend {
     down: Option<Arc<Pacer>>,
 }
 
+/// Pieces of a large read from remote storage (see [`Backend::read_range_parts`]).
+const PARALLEL_READ_PIECE: u64 = 4 << 20;
+/// How many of them are in flight at once.
+const PARALLEL_READS_PER_OBJECT: usize = 4;
+
 /// See [`Backend::with_hook`]: `(operation, path)`; an `Err` fails the operation.
 pub type Hook = Arc<dyn Fn(&'static str, &str) -> Result<(), String> + Send + Sync>;
 
@@ -421,10 +426,20 @@ impl Backend {
     /// Exactly `len` bytes at `offset`, in the pieces the backend delivered. A longer
     /// object is not read past them; a shorter one is an error.
     pub(crate) fn read_range_parts(&self, path: &str, offset: u64, len: u64) -> Result<ObjectBytes, BackendError> {
-        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        // A large read from remote storage goes as several range requests at once: one
+        // stream is bound by the round trip and one connection's window, not by the link.
+        let split = self.local_root.is_none() && len >= 2 * PARALLEL_READ_PIECE;
+        let requests = if split { len.div_ceil(PARALLEL_READ_PIECE) } else { 1 };
+        self.counters.reads.fetch_add(requests, Ordering::Relaxed);
         pace(&self.down, len as usize);
         let buf = self.read_afresh(path, || {
-            let buf = self.wait(async { self.op.read_with(path).range(offset..offset + len).await })?;
+            let read = self.op.read_with(path).range(offset..offset + len);
+            let read = if split {
+                read.concurrent(PARALLEL_READS_PER_OBJECT).chunk(PARALLEL_READ_PIECE as usize)
+            } else {
+                read
+            };
+            let buf = self.wait(async { read.await })?;
             self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
             if (buf.len() as u64) != len {
                 return Err(opendal::Error::new(
