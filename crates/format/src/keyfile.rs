@@ -115,17 +115,7 @@ impl KeyFile {
         nonce: [u8; NONCE_LEN],
         meta: KeyMeta,
     ) -> Result<KeyFile> {
-        let kek = derive_kek(password, &salt, params)?;
-        let sealed = crypto::seal_with_nonce(&kek, &nonce, ObjectKind::KeyFile, None, master.expose());
-        Ok(KeyFile {
-            version: 1,
-            access: None,
-            created: meta.created,
-            host: meta.host,
-            username: meta.username,
-            kdf: Kdf { algorithm: "argon2id".into(), version: 0x13, params, salt: hex::encode(salt) },
-            wrapped_key: hex::encode(sealed),
-        })
+        Self::seal(master.expose(), None, password, params, (salt, nonce), meta)
     }
 
     /// A write-only key file: `payload` sealed under `password` with a fresh salt.
@@ -137,11 +127,23 @@ impl KeyFile {
         nonce: [u8; NONCE_LEN],
         meta: KeyMeta,
     ) -> Result<KeyFile> {
+        Self::seal(&payload.to_secret_json(), Some(WRITE_ONLY), password, params, (salt, nonce), meta)
+    }
+
+    /// A key file of version 1 (`access` none: a master key) or 2 (a write-only payload).
+    fn seal(
+        secret: &[u8],
+        access: Option<&str>,
+        password: &[u8],
+        params: KdfParams,
+        (salt, nonce): ([u8; SALT_LEN], [u8; NONCE_LEN]),
+        meta: KeyMeta,
+    ) -> Result<KeyFile> {
         let kek = derive_kek(password, &salt, params)?;
-        let sealed = crypto::seal_with_nonce(&kek, &nonce, ObjectKind::KeyFile, None, &payload.to_secret_json());
+        let sealed = crypto::seal_with_nonce(&kek, &nonce, ObjectKind::KeyFile, None, secret);
         Ok(KeyFile {
-            version: 2,
-            access: Some(WRITE_ONLY.into()),
+            version: if access.is_some() { 2 } else { 1 },
+            access: access.map(str::to_string),
             created: meta.created,
             host: meta.host,
             username: meta.username,
