@@ -144,3 +144,29 @@ fn a_write_only_key_notices_rollback_but_not_forgets() {
 fn prune_beside_write_only_backups_keeps_their_data() {
     common::prune_scenarios::prune_beside_write_only_backups(Kind::Local);
 }
+
+#[test]
+fn a_write_only_key_changes_its_password_and_stays_write_only() {
+    let env = Env::new();
+    let (alpha, _) = two_hosts(&env);
+    let out = env
+        .cmd()
+        .env("VAULT_PASSWORD", WRITER_PASSWORD)
+        .env("VAULT_NEW_PASSWORD", "the new writer password")
+        .args(["key", "passwd"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(code(&as_writer(&env, &["snapshots"])), 12);
+    let as_new =
+        |args: &[&str]| env.cmd().env("VAULT_PASSWORD", "the new writer password").args(args).output().unwrap();
+    let src = env.path("beta");
+    let out = as_new(&["backup", "--host", "beta", src.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = as_new(&["ls", &alpha[..8]]);
+    assert_eq!(code(&out), 16, "{}", stderr(&out));
+    let keys: serde_json::Value = serde_json::from_str(&env.ok(&["key", "list", "--json"])).unwrap();
+    let access: Vec<&str> = keys.as_array().unwrap().iter().map(|k| k["access"].as_str().unwrap()).collect();
+    assert_eq!(access.iter().filter(|a| **a == "write-only").count(), 1, "{keys}");
+    assert_eq!(access.len(), 2, "{keys}");
+}

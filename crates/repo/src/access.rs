@@ -125,7 +125,7 @@ impl Repository {
             return Ok(());
         }
         Err(RepoError::WriteOnly(format!(
-            "{what} needs a full key; the password opened a write-only key, which can only run `backup`, `snapshots` (its own) and `key list`"
+            "{what} needs a full key; the password opened a write-only key, which can only run `backup`, `snapshots` (its own), `key list` and `key passwd`"
         )))
     }
 
@@ -194,17 +194,29 @@ impl Repository {
             config: self.config().clone(),
             config_file: Id::of_stored_bytes(&config_bytes),
         };
+        let key_file = self.store_write_only_key_file(&payload, password, kdf, meta)?;
+        let index_files_resealed = self.reseal_index()?;
+        Ok(WriteOnlyKeyAdded { key_file, writer: SealKeyId::of(&writer_key), record: record_id, index_files_resealed })
+    }
+
+    /// Stores a write-only key file wrapping `payload` under `password`.
+    pub(crate) fn store_write_only_key_file(
+        &self,
+        payload: &WriteOnlyPayload,
+        password: &[u8],
+        kdf: KdfParams,
+        meta: KeyMeta,
+    ) -> Result<KeyId> {
         let mut salt = [0u8; SALT_LEN];
         getrandom::fill(&mut salt)?;
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce)?;
-        let kf = KeyFile::wrap_write_only(&payload, password, kdf, salt, nonce, meta)
+        let kf = KeyFile::wrap_write_only(payload, password, kdf, salt, nonce, meta)
             .map_err(|e| RepoError::invalid("key derivation parameters", e))?;
         let bytes = kf.to_json();
         let key_file = KeyId(Id::of_stored_bytes(&bytes));
         self.backend().write(&StoredObject::Key(key_file).path(), bytes)?;
-        let index_files_resealed = self.reseal_index()?;
-        Ok(WriteOnlyKeyAdded { key_file, writer: SealKeyId::of(&writer_key), record: record_id, index_files_resealed })
+        Ok(key_file)
     }
 
     /// Seals every live index file that only full keys can read again, as a new file that

@@ -13,6 +13,7 @@ use super::backend::{Backend, BackendErrorKind};
 use super::error::{RepoError, Result};
 use super::object::{Damaged, StoredKind, StoredObject};
 use super::repository::{Repository, parse_listing};
+use vault_format::access::WriteOnlyPayload;
 use vault_format::config::Config;
 use vault_format::crypto::Keys;
 use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN, Unwrap, Unwrapped};
@@ -66,6 +67,8 @@ pub struct OpenOptions {
 
 /// What `open` found: the key file that opened, and key files it skipped.
 pub(crate) struct Opened {
+    /// A write-only key's payload (kept to re-wrap it under a new password).
+    pub payload: Option<Box<WriteOnlyPayload>>,
     pub key_id: KeyId,
     pub keys: Keys,
     pub config: Config,
@@ -124,6 +127,9 @@ fn read_candidate(backend: &Backend, id: KeyId, size: u64) -> Candidate {
     }
 }
 
+/// A key file that opened: its id, keys, the config, and a write-only key's payload.
+type Found = (KeyId, Keys, Config, Option<Box<WriteOnlyPayload>>);
+
 /// Why one key file did not open the repository.
 enum Attempt {
     Config(String),
@@ -169,7 +175,7 @@ impl Tried {
     }
 
     /// The first attempt that opened, in order; the others' reasons are kept.
-    fn record(&mut self, results: Vec<Result<(KeyId, Keys, Config), Attempt>>) -> Option<(KeyId, Keys, Config)> {
+    fn record(&mut self, results: Vec<Result<Found, Attempt>>) -> Option<Found> {
         let mut opened = None;
         for r in results {
             match r {
@@ -231,13 +237,13 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
     let mut tried = Tried::default();
     let attempt = |(id, kf): &(KeyId, Box<KeyFile>)| match kf.unwrap(password) {
         Ok(Unwrapped::Full(keys)) => match Config::decode(&keys, &config_bytes) {
-            Ok(config) => Ok((*id, config.keys(*keys), config)),
+            Ok(config) => Ok((*id, config.keys(*keys), config, None)),
             Err(e) => Err(Attempt::Config(format!("{}: {e}", StoredObject::Key(*id).path()))),
         },
         // A write-only key cannot open the config; its key file carries a copy, and the
         // hash of the config file it was made for.
         Ok(Unwrapped::WriteOnly(p)) if Id::of_stored_bytes(&config_bytes) == p.config_file => {
-            Ok((*id, p.keys(), p.config.clone()))
+            Ok((*id, p.keys(), p.config.clone(), Some(p)))
         }
         Ok(Unwrapped::WriteOnly(_)) => Err(Attempt::Config(format!(
             "{}: the stored config is not the one this write-only key was made for",
@@ -271,7 +277,7 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
     }
     let Tried { problems, config_failures, skipped, unreadable, wrong_password } = tried;
     let notes: Vec<String> = skipped.iter().map(|s| format!("{s}; skipped (see --kdf-max-memory)")).collect();
-    let Some((key_id, keys, config)) = opened else {
+    let Some((key_id, keys, config, payload)) = opened else {
         if !config_failures.is_empty() {
             // A key opened but the config does not authenticate under it.
             return Err(RepoError::integrity(
@@ -301,7 +307,7 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
         }
         return Err(RepoError::NoUsableKey { repo: name, reason: problems.join("; ") });
     };
-    Ok(Opened { key_id, keys, config, notes })
+    Ok(Opened { payload, key_id, keys, config, notes })
 }
 
 /// A new key file wrapping `keys`' master key under `password`.
@@ -384,7 +390,11 @@ impl Repository {
     /// Returns the new key file's id.
     pub fn change_password(&mut self, password: &[u8], kdf: KdfParams, meta: KeyMeta) -> Result<KeyId> {
         let old = self.key_id();
-        let new = self.add_key(password, kdf, meta)?;
+        let new = match self.write_only_payload() {
+            // A write-only key keeps its payload (its data key) under the new password.
+            Some(p) => self.store_write_only_key_file(p, password, kdf, meta)?,
+            None => self.add_key(password, kdf, meta)?,
+        };
         self.set_key_id(new);
         self.remove_key(old)?;
         Ok(new)

@@ -107,6 +107,8 @@ pub struct Repository {
     open_notes: Vec<String>,
     /// Write-only keys' records (full keys only).
     writer_keys: Vec<crate::access::WriterKey>,
+    /// A write-only key: what its key file wraps.
+    payload: Option<Box<vault_format::access::WriteOnlyPayload>>,
 }
 
 /// The error for a stored object that did not decode: damage, or (for a write-only key)
@@ -216,6 +218,7 @@ impl Repository {
     pub fn open_with(backend: Backend, password: &[u8], opts: &OpenOptions) -> Result<Repository> {
         let o = key_files::open_keys(&backend, password, opts)?;
         let mut repo = Repository::assemble(backend, o.keys, o.config, o.key_id, o.notes);
+        repo.payload = o.payload;
         repo.load_writer_keys()?;
         Ok(repo)
     }
@@ -230,6 +233,7 @@ impl Repository {
             cache: None,
             open_notes: notes,
             writer_keys: Vec::new(),
+            payload: None,
         }
     }
 
@@ -239,6 +243,10 @@ impl Repository {
 
     pub(crate) fn set_writer_keys(&mut self, w: Vec<crate::access::WriterKey>) {
         self.writer_keys = w;
+    }
+
+    pub(crate) fn write_only_payload(&self) -> Option<&vault_format::access::WriteOnlyPayload> {
+        self.payload.as_deref()
     }
 
     pub(crate) fn writer_keys_slice(&self) -> &[crate::access::WriterKey] {

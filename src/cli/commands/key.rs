@@ -56,7 +56,6 @@ pub(crate) fn run(g: &GlobalArgs, a: &KeyArgs) -> Result<ExitCode> {
             report(g, "key_removed", target, &format!("removed key file {}", target.short()))?;
         }
         Some(KeyAction::Passwd(n)) => {
-            repo.require_full("`vault key passwd`")?;
             // The new key file is the old one with another password: same cost, same labels.
             let current = repo.read_key_file(&repo.key_id())?;
             let labels = (current.host, current.username);
