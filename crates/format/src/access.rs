@@ -209,6 +209,18 @@ mod tests {
     }
 
     #[test]
+    fn a_random_nonce_that_starts_like_a_key_id_still_opens() {
+        // The 2^-64 case: the encryption key's random nonce begins with the metadata id.
+        let full = full();
+        let mut nonce = [7u8; 24];
+        nonce[..8].copy_from_slice(&full.metadata_id().0);
+        let sealed = full.seal_with_nonce(&nonce, ObjectKind::Snapshot, None, b"s");
+        assert_eq!(full.sealer_of(&sealed), Some(crate::crypto::Sealer::Metadata));
+        let (sealer, plain) = full.open_from(ObjectKind::Snapshot, None, &sealed).unwrap();
+        assert_eq!((sealer, plain.as_slice()), (crate::crypto::Sealer::Full, &b"s"[..]));
+    }
+
+    #[test]
     fn records_and_payloads_round_trip_without_showing_keys() {
         let full = full();
         let r = KeyRecord {

@@ -446,10 +446,9 @@ impl Keys {
         let Some((sealer, key)) = self.opening_key(sealed) else {
             return Err(FormatError::ForeignKey);
         };
-        if !allowed(kind, sealer) {
-            return Err(FormatError::Authentication);
-        }
-        match open(key, kind, blob, sealed) {
+        let first =
+            if allowed(kind, sealer) { open(key, kind, blob, sealed) } else { Err(FormatError::Authentication) };
+        match first {
             // One in 2^64 random nonces of the encryption key starts like another key's id.
             Err(FormatError::Authentication) if sealer != Sealer::Full => match &self.encryption {
                 Some(e) => open(e, kind, blob, sealed).map(|p| (Sealer::Full, p)),
