@@ -204,8 +204,16 @@ fn allowed(kind: ObjectKind, sealer: Sealer) -> bool {
     match sealer {
         Sealer::Full => true,
         Sealer::Writer(_) => matches!(kind, DataBlob | TreeBlob | PackHeader | Snapshot),
-        Sealer::Metadata => matches!(kind, Index | Announcement | Condemnation | WaitRecord | Tombstone),
+        Sealer::Metadata => metadata_kind(kind),
     }
+}
+
+/// The kinds the metadata key may seal: what write-only keys read (index files,
+/// announcements) and what a full key's authority tag vouches for (the prune's and
+/// forget's records). A full key seals them with it once the repository has write-only keys.
+pub fn metadata_kind(kind: ObjectKind) -> bool {
+    use ObjectKind::*;
+    matches!(kind, Index | Announcement | Condemnation | WaitRecord | Tombstone)
 }
 
 /// The sub-keys derived from a repository's master key, or, for a write-only key, the
@@ -349,10 +357,10 @@ impl Keys {
                 _ => meta,
             };
         }
-        match (&self.encryption, kind) {
-            (Some(_), Index | Announcement | Condemnation | WaitRecord | Tombstone) if self.shared => meta,
-            (Some(e), _) => (e, None),
-            (None, _) => meta,
+        match &self.encryption {
+            Some(_) if self.shared && metadata_kind(kind) => meta,
+            Some(e) => (e, None),
+            None => meta,
         }
     }
 

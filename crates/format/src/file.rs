@@ -255,7 +255,9 @@ pub(crate) fn check_header(magic: &[u8; 4], what: &'static str, bytes: &[u8]) ->
     if &bytes[..4] != magic {
         return Err(FormatError::invalid(what, "wrong magic bytes"));
     }
-    let tagged_kind = magic != MAGIC_PACK && magic != MAGIC_CONFIG && magic != MAGIC_KEY_RECORD;
+    // Version 2 (an authority tag) exists only for the kinds the metadata key seals.
+    let tagged_kind =
+        [MAGIC_INDEX, MAGIC_ANNOUNCEMENT, MAGIC_CONDEMNATION, MAGIC_WAIT, MAGIC_TOMBSTONE].contains(&magic);
     if bytes[4] != FORMAT_VERSION && !(tagged_kind && bytes[4] == VERSION_TAGGED) {
         return Err(FormatError::UnsupportedVersion { what, version: u64::from(bytes[4]) });
     }

@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use vault_format::access::{KeyRecord, WRITE_ONLY, WriteOnlyPayload};
-use vault_format::crypto::{Keys, SealKeyId, Sealer, SecretKey};
+use vault_format::crypto::{Keys, ObjectKind, SealKeyId, Sealer, SecretKey, metadata_kind};
 use vault_format::file::Origin;
 use vault_format::index::IndexFile;
 use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN};
@@ -13,7 +13,7 @@ use vault_format::{Id, IndexId, KeyId};
 
 use super::error::{RepoError, Result};
 use super::object::{StoredKind, StoredObject};
-use super::repository::{Repository, superseded_index_files, undecodable};
+use super::repository::{Repository, keep_present, superseded_index_files, undecodable};
 
 /// An index file and the key that sealed it.
 type SealedIndex = (Option<Sealer>, IndexFile);
@@ -53,20 +53,10 @@ impl Repository {
         if !self.keys().is_full() {
             return Ok(());
         }
-        let listed = self.list_files(StoredKind::KeyRecord)?;
-        if listed.is_empty() {
+        let loaded = self.load_key_records()?;
+        if loaded.is_empty() {
             return Ok(());
         }
-        let loaded: Vec<(Id, Result<KeyRecord>)> = listed
-            .par_iter()
-            .map(|(id, size)| {
-                let object = StoredObject::new(StoredKind::KeyRecord, *id);
-                let r = self
-                    .read_listed_file(object, *size)
-                    .and_then(|b| KeyRecord::decode(self.keys(), &b).map_err(|e| undecodable(object, e)));
-                (*id, r)
-            })
-            .collect();
         let mut writers = Vec::new();
         for (record, r) in loaded {
             match r {
@@ -74,8 +64,6 @@ impl Repository {
                     let id = self.keys_mut().add_writer_key(r.key.clone());
                     writers.push(WriterKey { id, record, host: r.host, username: r.username, created: r.created });
                 }
-                Err(RepoError::Backend(e)) if e.kind == super::backend::BackendErrorKind::NotFound => {}
-                Err(RepoError::Backend(e)) => return Err(RepoError::Backend(e)),
                 Err(e) => self.push_note(format!("{e}; what that write-only key wrote cannot be read")),
             }
         }
@@ -85,23 +73,18 @@ impl Repository {
         Ok(())
     }
 
-    /// Key records that do not open (damaged, or not written by a full key), read afresh:
-    /// one stored after this repository was opened is judged too.
-    pub fn unreadable_key_records(&self) -> Result<Vec<(Id, String)>> {
-        let mut bad = Vec::new();
-        for (id, size) in self.list_files(StoredKind::KeyRecord)? {
-            let object = StoredObject::new(StoredKind::KeyRecord, id);
-            let r = self
-                .read_listed_file(object, size)
-                .and_then(|b| KeyRecord::decode(self.keys(), &b).map_err(|e| undecodable(object, e)));
-            match r {
-                Ok(_) => {}
-                Err(RepoError::Backend(e)) if e.kind == super::backend::BackendErrorKind::NotFound => {}
-                Err(RepoError::Backend(e)) => return Err(RepoError::Backend(e)),
-                Err(e) => bad.push((id, e.to_string())),
-            }
-        }
-        Ok(bad)
+    /// Every key record, opened or with the error that kept it from opening (damaged, or
+    /// not written by a full key); read afresh, so one stored since the repository was
+    /// opened is there too. Records gone meanwhile are left out.
+    pub fn load_key_records(&self) -> Result<Vec<(Id, Result<KeyRecord>)>> {
+        let listed = self.list_files(StoredKind::KeyRecord)?;
+        let loaded: Vec<(Id, Result<KeyRecord>)> = listed
+            .par_iter()
+            .map(|(id, size)| {
+                (*id, self.load_listed(StoredObject::new(StoredKind::KeyRecord, *id), *size, KeyRecord::decode))
+            })
+            .collect();
+        keep_present(loaded)
     }
 
     /// Whether this is a full key (everything readable); `false` for a write-only key.
@@ -152,23 +135,26 @@ impl Repository {
         }
     }
 
-    /// The keys new index files, announcements and the prune's and forget's records are
-    /// sealed with. A full key that found no key record at open looks again (one listing)
-    /// the first time it writes one: a write-only key made since must be able to read
-    /// what this command writes after loading an index that key's making sealed again.
-    pub fn sealing_keys(&self) -> Result<&Keys> {
-        if !self.keys().is_full() || self.keys().seals_with_metadata(vault_format::crypto::ObjectKind::Index) {
-            return Ok(self.keys());
+    /// The keys new objects of `kind` are sealed with. Index files, announcements and the
+    /// prune's and forget's records are sealed for write-only keys once the repository has
+    /// any: a full key that found no key record at open looks again (one listing) before
+    /// each such file, since a write-only key made meanwhile must be able to read what
+    /// this command writes after loading an index that key's making sealed again. Other
+    /// kinds never depend on it and cost no listing.
+    pub fn sealing_keys(&self, kind: ObjectKind) -> Result<&Keys> {
+        let keys = self.keys();
+        if !keys.is_full() || !metadata_kind(kind) || keys.seals_with_metadata(kind) {
+            return Ok(keys);
         }
         if let Some(k) = self.shared_keys_cell().get() {
             return Ok(k);
         }
         if self.list_files(StoredKind::KeyRecord)?.is_empty() {
-            return Ok(self.keys());
+            return Ok(keys);
         }
-        let mut k = self.keys().clone();
-        k.set_shared(true);
-        Ok(self.shared_keys_cell().get_or_init(|| k))
+        let mut shared = keys.clone();
+        shared.set_shared(true);
+        Ok(self.shared_keys_cell().get_or_init(|| shared))
     }
 
     /// Makes a write-only key opened by `password`: stores its record (for full keys),
@@ -223,7 +209,7 @@ impl Repository {
     /// supersedes it: write-only keys deduplicate against what it lists. Nothing is
     /// deleted (a prune removes superseded index files).
     fn reseal_index(&self) -> Result<usize> {
-        let keys = self.sealing_keys()?;
+        let keys = self.sealing_keys(ObjectKind::Index)?;
         let listed = self.list_files(StoredKind::Index)?;
         let loaded: Vec<(IndexId, Result<SealedIndex>)> = listed
             .par_iter()

@@ -17,7 +17,7 @@ use vault_format::check_record::CheckRecord;
 use vault_format::chunker::{Chunker, ChunkerParams};
 use vault_format::condemnation::Condemnation;
 use vault_format::config::Config;
-use vault_format::crypto::{ContentKeys, Keys, SecretKey};
+use vault_format::crypto::{ContentKeys, Keys, ObjectKind, SecretKey};
 use vault_format::file::SealedDocument;
 use vault_format::index::IndexFile;
 use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta};
@@ -122,7 +122,7 @@ pub(crate) fn undecodable(object: StoredObject, e: vault_format::FormatError) ->
 
 /// Files read after a listing: those gone meanwhile are left out, and a storage failure
 /// ends the call (it is not damage of the file).
-fn keep_present<K, T>(loaded: Vec<(K, Result<T>)>) -> Result<Vec<(K, Result<T>)>> {
+pub(crate) fn keep_present<K, T>(loaded: Vec<(K, Result<T>)>) -> Result<Vec<(K, Result<T>)>> {
     let mut out = Vec::with_capacity(loaded.len());
     for (id, r) in loaded {
         match r {
@@ -463,7 +463,7 @@ impl Repository {
 
     /// Writes a snapshot: the commit point of a backup.
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<SnapshotId> {
-        Ok(SnapshotId(self.write_file(StoredKind::Snapshot, s.encode(self.sealing_keys()?)?)?))
+        Ok(SnapshotId(self.write_file(StoredKind::Snapshot, s.encode(self.sealing_keys(ObjectKind::Snapshot)?)?)?))
     }
 
     /// Reads and decrypts one index file.
@@ -475,7 +475,7 @@ impl Repository {
 
     /// Writes an index file.
     pub fn save_index(&self, idx: &IndexFile) -> Result<IndexId> {
-        Ok(IndexId(self.write_file(StoredKind::Index, idx.encode(self.sealing_keys()?)?)?))
+        Ok(IndexId(self.write_file(StoredKind::Index, idx.encode(self.sealing_keys(ObjectKind::Index)?)?)?))
     }
 
     /// Every index file, decoded, or the error that kept it from decoding.
@@ -676,11 +676,11 @@ impl Repository {
 
     /// Seals and writes a document as a content-addressed file of `kind`.
     pub fn save_document<T: SealedDocument>(&self, kind: StoredKind, doc: &T) -> Result<Id> {
-        self.write_file(kind, doc.encode(self.sealing_keys()?)?)
+        self.write_file(kind, doc.encode(self.sealing_keys(T::KIND.object)?)?)
     }
 
     /// Reads (as listed with `size`) and opens one document.
-    fn load_listed<T>(
+    pub(crate) fn load_listed<T>(
         &self,
         object: StoredObject,
         size: u64,

@@ -66,7 +66,7 @@ pub fn announce(repo: &Arc<Repository>, command: &str) -> Result<Announced> {
     };
     // Its name is known before it is stored, so that even the announcement's own
     // temporary file carries it.
-    let bytes = record.encode(repo.sealing_keys()?)?;
+    let bytes = record.encode(repo.sealing_keys(vault_format::crypto::ObjectKind::Announcement)?)?;
     repo.backend().set_tmp_tag(Some(Id::of_stored_bytes(&bytes).to_string()));
     let id = match repo.write_file(StoredKind::Announcement, bytes) {
         Ok(id) => id,

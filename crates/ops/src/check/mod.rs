@@ -404,7 +404,7 @@ impl Checker<'_> {
         collect(StoredKind::Tombstone, errors(self.repo.load_documents::<Tombstone>(StoredKind::Tombstone)?));
         collect(StoredKind::Condemnation, errors(self.repo.load_documents::<Condemnation>(StoredKind::Condemnation)?));
         collect(StoredKind::WaitRecord, errors(self.repo.load_documents::<WaitRecord>(StoredKind::WaitRecord)?));
-        collect(StoredKind::KeyRecord, self.repo.unreadable_key_records()?);
+        collect(StoredKind::KeyRecord, errors(self.repo.load_key_records()?));
         for (object, e) in bad {
             self.problems.add(ProblemKind::Record, object.path(), e);
         }
