@@ -1,5 +1,5 @@
 //! One conformance suite for every storage backend: write, read, range read, stat, list,
-//! delete, replace, and errors that name the object. Runs on fs, SFTP and S3.
+//! delete, replace, and errors that name the object. Runs on fs, SFTP, S3, WebDAV and Azure Blob.
 
 mod common;
 
@@ -69,4 +69,14 @@ fn sftp() {
 #[test]
 fn s3() {
     conformance(Kind::S3);
+}
+
+#[test]
+fn webdav() {
+    conformance(Kind::WebDav);
+}
+
+#[test]
+fn azure() {
+    conformance(Kind::Azure);
 }

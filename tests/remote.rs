@@ -1,5 +1,6 @@
-//! The integration scenarios on SFTP (a real OpenSSH sshd) and S3 (a real Garage node),
-//! both started on 127.0.0.1 by scripts/test-servers. Without the servers these tests
+//! The integration scenarios on SFTP (a real OpenSSH sshd), S3 (a real Garage node),
+//! WebDAV (Apache httpd's mod_dav_fs) and Azure Blob (Azurite), all started on 127.0.0.1
+//! by scripts/test-servers. Without the servers these tests
 //! skip on a developer's machine and fail in CI.
 
 mod common;
@@ -25,6 +26,14 @@ macro_rules! on_remote_backends {
         mod s3 {
             use super::*;
             $( #[test] fn $scenario() { super::$scenario(Kind::S3) } )*
+        }
+        mod webdav {
+            use super::*;
+            $( #[test] fn $scenario() { super::$scenario(Kind::WebDav) } )*
+        }
+        mod azure {
+            use super::*;
+            $( #[test] fn $scenario() { super::$scenario(Kind::Azure) } )*
         }
     };
 }

@@ -50,6 +50,32 @@ fn s3_permanent_failures_fail_fast() {
 }
 
 #[test]
+fn webdav_and_azure_permanent_failures_fail_fast() {
+    let Some(env) = Env::webdav() else { return };
+    env.init();
+    let t = Instant::now();
+    let wrong = "wrong-password-4711";
+    let out = env.cmd().env("VAULT_WEBDAV_PASSWORD", wrong).arg("snapshots").output().unwrap();
+    assert_one_line_error(&out, 14, &["webdav:", "config", "permission denied", "401", "VAULT_WEBDAV_PASSWORD"]);
+    assert!(!stderr(&out).contains(wrong));
+    // A password in the repository string is refused without being shown.
+    let dav = env.repo_string().replacen("@", ":hunter2-secret@", 1);
+    let out = env.raw().args(["-r", &dav, "snapshots"]).output().unwrap();
+    assert_one_line_error(&out, 1, &["VAULT_WEBDAV_PASSWORD"]);
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    assert!(t.elapsed() < Duration::from_secs(10), "permanent errors must not be retried: {:?}", t.elapsed());
+
+    let Some(mut env) = Env::azure() else { return };
+    env.init();
+    let out = env.cmd().env("AZURE_ACCOUNT_KEY", "d3Jvbmcta2V5LTAxMjM0NTY3ODk=").arg("snapshots").output().unwrap();
+    assert_one_line_error(&out, 14, &["azure:", "config", "403", "AZURE_ACCOUNT_KEY"]);
+    let out = env.cmd().env_remove("AZURE_ACCOUNT_NAME").arg("snapshots").output().unwrap();
+    assert_one_line_error(&out, 14, &["AZURE_ACCOUNT_NAME"]);
+    env.set_repo_string("azure:no-such-container/x");
+    assert_one_line_error(&env.run(&["init"]), 14, &["no-such-container", "ContainerNotFound"]);
+}
+
+#[test]
 fn unreachable_servers_fail_within_a_bounded_time() {
     let port = common::garage::free_port();
     let Some(mut env) = Env::s3() else { return };
@@ -62,6 +88,14 @@ fn unreachable_servers_fail_within_a_bounded_time() {
     let t = Instant::now();
     assert_one_line_error(&env.run(&["snapshots"]), 14, &["sftp://", "connect"]);
     assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    for repo in [format!("webdav:http://127.0.0.1:{port}/x"), "azure:vault-test/x".into()] {
+        let Some(mut env) = (if repo.starts_with("webdav") { Env::webdav() } else { Env::azure() }) else { return };
+        env.set_repo_string(&repo);
+        env.set_option("azure.endpoint", &format!("http://127.0.0.1:{port}/vaulttest"));
+        let t = Instant::now();
+        assert_one_line_error(&env.run(&["snapshots"]), 14, &[&repo, "config"]);
+        assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    }
 }
 
 #[test]

@@ -20,7 +20,8 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub(crate) struct GlobalArgs {
-    /// Repository: a local path, local:PATH, sftp://[user@]host[:port]/path or s3://bucket[/prefix]
+    /// Repository: a local path, local:PATH, sftp://[user@]host[:port]/path, s3://bucket[/prefix],
+    /// webdav:https://[user@]host[:port]/path or azure:container[/prefix]
     #[arg(
         short = 'r',
         long = "repo",
@@ -30,7 +31,8 @@ pub(crate) struct GlobalArgs {
         value_name = "REPO"
     )]
     pub repo: Option<String>,
-    /// Backend option KEY=VALUE (repeatable): s3.endpoint, s3.region, sftp.key, sftp.known-hosts, timeout
+    /// Backend option KEY=VALUE (repeatable): s3.endpoint, s3.region, azure.endpoint, sftp.key,
+    /// sftp.known-hosts, timeout, upload-threads
     #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// Local cache directory (default: $XDG_CACHE_HOME/vault or ~/.cache/vault)

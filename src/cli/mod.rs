@@ -4,6 +4,8 @@
 
 pub(crate) mod args;
 pub(crate) mod commands;
+#[cfg(test)]
+mod docs_examples;
 pub(crate) mod exit;
 pub(crate) mod mount;
 pub(crate) mod output;

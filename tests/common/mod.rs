@@ -33,6 +33,18 @@ pub enum Kind {
     Local,
     Sftp,
     S3,
+    /// Apache httpd's mod_dav_fs.
+    WebDav,
+    /// Azurite, the Azure Blob Storage emulator.
+    Azure,
+}
+
+impl Kind {
+    /// Whether objects are written under `tmp/` and then renamed (object stores write
+    /// each object whole, so an unfinished upload leaves nothing).
+    pub fn renames_into_place(self) -> bool {
+        matches!(self, Kind::Local | Kind::Sftp | Kind::WebDav)
+    }
 }
 
 fn unique() -> String {
@@ -86,7 +98,34 @@ impl Env {
             Kind::Local => Some(Env::new()),
             Kind::Sftp => Env::sftp(),
             Kind::S3 => Env::s3(),
+            Kind::WebDav => Env::webdav(),
+            Kind::Azure => Env::azure(),
         }
+    }
+
+    pub fn webdav() -> Option<Env> {
+        let url = server_var("VAULT_TEST_WEBDAV")?;
+        let (scheme, hostport) = url.split_once("://").expect("VAULT_TEST_WEBDAV is a URL");
+        let user = server_var("VAULT_TEST_WEBDAV_USER")?;
+        let mut e = Env::new();
+        e.repo_arg = format!("webdav:{scheme}://{user}@{hostport}/repo-{}", unique());
+        e.kind = Kind::WebDav;
+        e.env = vec![("VAULT_WEBDAV_PASSWORD".into(), server_var("VAULT_TEST_WEBDAV_PASSWORD")?)];
+        Some(e)
+    }
+
+    pub fn azure() -> Option<Env> {
+        let endpoint = server_var("VAULT_TEST_AZURE_ENDPOINT")?;
+        let container = server_var("VAULT_TEST_AZURE_CONTAINER")?;
+        let mut e = Env::new();
+        e.repo_arg = format!("azure:{container}/repo-{}", unique());
+        e.kind = Kind::Azure;
+        e.options = vec![format!("azure.endpoint={endpoint}")];
+        e.env = vec![
+            ("AZURE_ACCOUNT_NAME".into(), server_var("VAULT_TEST_AZURE_ACCOUNT")?),
+            ("AZURE_ACCOUNT_KEY".into(), server_var("VAULT_TEST_AZURE_KEY")?),
+        ];
+        Some(e)
     }
 
     pub fn sftp() -> Option<Env> {
@@ -141,8 +180,13 @@ impl Env {
 
     /// Points this environment's repository at another S3 endpoint (same bucket and prefix).
     pub fn set_endpoint(&mut self, endpoint: &str) {
-        self.options.retain(|o| !o.starts_with("s3.endpoint="));
-        self.options.push(format!("s3.endpoint={endpoint}"));
+        self.set_option("s3.endpoint", endpoint);
+    }
+
+    /// Sets (or replaces) one `-o key=value` option.
+    pub fn set_option(&mut self, key: &str, value: &str) {
+        self.options.retain(|o| !o.starts_with(&format!("{key}=")));
+        self.options.push(format!("{key}={value}"));
     }
 
     /// Adds this environment's backend settings (options and credentials) to a command

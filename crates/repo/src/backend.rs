@@ -38,7 +38,7 @@ pub enum BackendErrorKind {
 }
 
 #[derive(Clone, Debug, Error)]
-#[error("{backend}: cannot {op} {path}: {message}")]
+#[error("{backend}: cannot {op}{}{path}: {message}", if path.is_empty() { "" } else { " " })]
 /// A failed storage request, naming the backend, the operation and the object.
 pub struct BackendError {
     /// The backend's name (`local`, `sftp`, `s3`, `memory`).
@@ -112,6 +112,9 @@ pub struct Backend {
     counters: Arc<Counters>,
     /// Files and SFTP are written in place, so writes go to `tmp/` and are renamed.
     rename_writes: bool,
+    /// Creating a file fails when the name exists (local disks, SFTP's `O_EXCL`); a
+    /// WebDAV `PUT` replaces what is there.
+    exclusive_create: bool,
     /// The backend can rename (local, SFTP), so an object can be written piece by piece
     /// under a temporary name ([`StreamingWrite`]).
     streams: bool,
@@ -244,6 +247,12 @@ impl Backend {
                 }
                 Operator::new(b).map_err(|e| fail("open", e.to_string()))?
             }
+            Location::WebDav { endpoint, user, path } => {
+                open_webdav(endpoint, user, path, options).map_err(|e| fail("open", e))?
+            }
+            Location::Azure { container, prefix } => {
+                open_azure(container, prefix, options).map_err(|e| fail("open", e))?
+            }
             Location::Memory(_) => {
                 Operator::new(opendal::services::Memory::default()).map_err(|e| fail("open", e.to_string()))?
             }
@@ -269,7 +278,9 @@ impl Backend {
             .enable_all()
             .build()
             .map_err(|e| fail("start I/O runtime", e.to_string()))?;
-        let rename_writes = matches!(location, Location::Local(_) | Location::Sftp { .. });
+        // A WebDAV server may write a PUT in place (RFC 4918 leaves it open), so objects
+        // go to tmp/ and are moved into place, as on SFTP.
+        let rename_writes = matches!(location, Location::Local(_) | Location::Sftp { .. } | Location::WebDav { .. });
         let streams = matches!(location, Location::Local(_) | Location::Sftp { .. });
         Ok(Backend {
             op,
@@ -277,6 +288,7 @@ impl Backend {
             name,
             counters: Arc::default(),
             rename_writes,
+            exclusive_create: matches!(location, Location::Local(_) | Location::Sftp { .. }),
             streams,
             hook: None,
             local_root,
@@ -392,15 +404,19 @@ impl Backend {
     }
 
     fn err(&self, op: &'static str, path: &str, e: opendal::Error) -> BackendError {
+        let status = http_status(&e);
         let kind = match e.kind() {
             ErrorKind::NotFound => BackendErrorKind::NotFound,
             ErrorKind::PermissionDenied => BackendErrorKind::PermissionDenied,
+            // OpenDAL's WebDAV service leaves 401 unclassified.
+            _ if status.as_deref() == Some("401") => BackendErrorKind::PermissionDenied,
             ErrorKind::AlreadyExists => BackendErrorKind::AlreadyExists,
             _ if is_storage_full(&e) => BackendErrorKind::StorageFull,
             _ if e.is_temporary() || e.kind() == ErrorKind::RateLimited => BackendErrorKind::Temporary,
             _ => BackendErrorKind::Other,
         };
-        BackendError { backend: self.name.clone(), op, path: path.to_string(), kind, message: short_message(&e) }
+        let message = short_message(&e, status.as_deref(), &self.name);
+        BackendError { backend: self.name.clone(), op, path: path.to_string(), kind, message }
     }
 
     /// A whole object, in one piece.
@@ -471,8 +487,9 @@ impl Backend {
     /// Writes an object only if nothing exists under its name yet; `Ok(false)` when
     /// something does (and nothing was written). A local disk links a complete temporary
     /// file into place (the link fails if the name exists); SFTP opens with `O_EXCL` (the
-    /// content then arrives in place, so a crash can leave it short); S3 sends
-    /// `If-None-Match: *`, which some servers ignore. Each checks for the name first.
+    /// content then arrives in place, so a crash can leave it short); S3 and Azure send
+    /// `If-None-Match: *`, which some servers ignore; WebDAV moves a complete temporary
+    /// file into place, replacing a rival's. Each checks for the name first.
     /// Whether the create is truly exclusive: [`Backend::creates_exclusively`].
     pub(crate) fn write_new(&self, path: &str, data: Vec<u8>) -> Result<bool, BackendError> {
         self.call_hook("write", path)?;
@@ -502,6 +519,11 @@ impl Backend {
         }
         let written = if self.op.info().capability().write_with_if_not_exists {
             self.wait(async { self.op.write_with(path, data).if_not_exists(true).await })
+        } else if self.rename_writes && !self.exclusive_create {
+            // Not exclusive (see creates_exclusively), but never seen half-written.
+            let tmp = self.temp_name(path)?;
+            self.wait(self.op.write(&tmp, data)).map_err(|e| self.write_err(&tmp, e))?;
+            return self.rename_into_place(&tmp, path).map(|()| true);
         } else {
             self.wait(self.op.write(path, data))
         };
@@ -513,10 +535,11 @@ impl Backend {
     }
 
     /// Whether [`Backend::write_new`] can never replace an object another client wrote
-    /// at the same moment. Local disks and SFTP can; an S3 server is asked by writing a
-    /// probe object twice (Garage, for one, ignores `If-None-Match`).
+    /// at the same moment. Local disks and SFTP can, WebDAV cannot (OpenDAL moves with
+    /// `Overwrite: T`); an S3 or Azure server is asked by writing a probe object twice
+    /// (Garage, for one, ignores `If-None-Match`).
     pub(crate) fn creates_exclusively(&self) -> Result<bool, BackendError> {
-        if self.local_root.is_some() || self.rename_writes {
+        if self.exclusive_create {
             return Ok(true);
         }
         if !self.op.info().capability().write_with_if_not_exists {
@@ -643,6 +666,54 @@ impl Backend {
     }
 }
 
+#[cfg(feature = "webdav")]
+fn open_webdav(
+    endpoint: &str,
+    user: &Option<String>,
+    path: &str,
+    options: &BackendOptions,
+) -> Result<Operator, String> {
+    let mut b = opendal::services::Webdav::default().endpoint(endpoint).root(path);
+    if let Some(u) = user.as_ref().or(options.webdav_user.as_ref()) {
+        b = b.username(u);
+    }
+    if let Some(p) = &options.webdav_password {
+        b = b.password(p);
+    }
+    Operator::new(b).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "webdav"))]
+fn open_webdav(_: &str, _: &Option<String>, _: &str, _: &BackendOptions) -> Result<Operator, String> {
+    Err("this vault was built without WebDAV support (cargo feature `webdav`)".into())
+}
+
+#[cfg(feature = "azure")]
+fn open_azure(container: &str, prefix: &str, options: &BackendOptions) -> Result<Operator, String> {
+    let Some(account) = &options.azure_account else {
+        return Err("no Azure account: set AZURE_ACCOUNT_NAME and AZURE_ACCOUNT_KEY (or AZURE_ACCOUNT_SAS)".into());
+    };
+    let Some(endpoint) = &options.azure_endpoint else {
+        return Err("no Azure endpoint: set -o azure.endpoint=URL".into());
+    };
+    let mut b = opendal::services::Azblob::default()
+        .container(container)
+        .root(&format!("/{prefix}"))
+        .endpoint(endpoint)
+        .account_name(account);
+    match (&options.azure_key, &options.azure_sas) {
+        (Some(k), _) => b = b.account_key(k),
+        (None, Some(sas)) => b = b.sas_token(sas),
+        (None, None) => return Err("no Azure credentials: set AZURE_ACCOUNT_KEY or AZURE_ACCOUNT_SAS".into()),
+    }
+    Operator::new(b).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "azure"))]
+fn open_azure(_: &str, _: &str, _: &BackendOptions) -> Result<Operator, String> {
+    Err("this vault was built without Azure Blob support (cargo feature `azure`)".into())
+}
+
 /// Packs uploaded at once unless `-o upload-threads=N` says otherwise: enough to hide one
 /// request's latency behind the others without holding many packs in memory.
 pub const DEFAULT_UPLOAD_THREADS: usize = 3;
@@ -720,18 +791,35 @@ fn absolute(p: &Path) -> std::io::Result<std::path::PathBuf> {
 /// OpenDAL's Display output carries a multi-line context dump; users get one line: what
 /// kind of failure, the server's error code and message when it sent one, the HTTP status,
 /// and a hint for the usual causes.
-fn short_message(e: &opendal::Error) -> String {
+/// The HTTP status an OpenDAL error carries in its context, if any.
+fn http_status(e: &opendal::Error) -> Option<String> {
+    let full = e.to_string();
+    let i = full.find("status: ")?;
+    full[i + 8..].split(|c: char| !c.is_ascii_digit()).next().filter(|s| !s.is_empty()).map(String::from)
+}
+
+/// Where the credentials of the storage named `backend` come from, for a hint.
+fn credentials_hint(backend: &str) -> &'static str {
+    if backend.starts_with("azure:") {
+        "AZURE_ACCOUNT_NAME, AZURE_ACCOUNT_KEY or AZURE_ACCOUNT_SAS"
+    } else if backend.starts_with("webdav:") {
+        "VAULT_WEBDAV_USER, VAULT_WEBDAV_PASSWORD"
+    } else {
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY"
+    }
+}
+
+fn short_message(e: &opendal::Error, status: Option<&str>, backend: &str) -> String {
     let full = e.to_string();
     let quoted = |key: &str| {
         let start = full.find(&format!("{key}: \""))? + key.len() + 3;
         let end = full[start..].find('"')?;
         Some(full[start..start + end].to_string()).filter(|s| !s.is_empty())
     };
-    let status =
-        full.find("status: ").and_then(|i| full[i + 8..].split(|c: char| !c.is_ascii_digit()).next().map(String::from));
     let mut msg = match e.kind() {
         ErrorKind::NotFound => "not found".to_string(),
         ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ if status == Some("401") => "permission denied".to_string(),
         ErrorKind::ConfigInvalid => "invalid configuration".to_string(),
         ErrorKind::AlreadyExists => "already exists".to_string(),
         ErrorKind::RateLimited => "rate limited".to_string(),
@@ -754,12 +842,13 @@ fn short_message(e: &opendal::Error) -> String {
             }
         }
     }
-    if let Some(st) = status.filter(|s| !s.is_empty()) {
+    if let Some(st) = status {
         msg.push_str(&format!(" (HTTP {st})"));
-        match st.as_str() {
-            "403" => msg.push_str("; check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"),
-            "400" => msg.push_str("; check s3.region and s3.endpoint"),
-            "301" => msg.push_str("; the bucket is in another region: check s3.region"),
+        let s3 = backend.starts_with("s3:");
+        match st {
+            "401" | "403" => msg.push_str(&format!("; check the credentials ({})", credentials_hint(backend))),
+            "400" if s3 => msg.push_str("; check s3.region and s3.endpoint"),
+            "301" if s3 => msg.push_str("; the bucket is in another region: check s3.region"),
             "503" => msg.push_str("; the server is unavailable (in a cluster: too few nodes up)"),
             _ => {}
         }

@@ -25,7 +25,7 @@ pub use backend::Backend;
 pub use error::RepoError;
 pub use indexed::IndexedRepository;
 pub use key_files::{KdfLimit, KeyInfo, OpenOptions};
-pub use location::{BackendOptions, KnownHosts, Location, OptionError};
+pub use location::{BackendOptions, KnownHosts, Location, OptionError, storage_services};
 pub use master_index::{BlobLocation, MasterIndex};
 pub use object::{Damaged, StoredKind, StoredObject};
 pub use object_bytes::ObjectBytes;

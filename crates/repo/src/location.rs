@@ -27,6 +27,22 @@ pub enum Location {
         /// Key prefix inside the bucket (may be empty).
         prefix: String,
     },
+    /// `webdav:http[s]://[user@]host[:port]/path`
+    WebDav {
+        /// `http://host:port` or `https://host:port`.
+        endpoint: String,
+        /// User for Basic authentication (else `VAULT_WEBDAV_USER`).
+        user: Option<String>,
+        /// Repository path on the server.
+        path: String,
+    },
+    /// `azure:container[/prefix]` (Azure Blob Storage)
+    Azure {
+        /// Container name (the container must exist).
+        container: String,
+        /// Blob name prefix inside the container (may be empty).
+        prefix: String,
+    },
     /// Process memory (tests only); the name keeps distinct repositories apart in output.
     Memory(String),
 }
@@ -39,9 +55,9 @@ pub struct LocationError {
 }
 
 impl Location {
-    /// Parses a path, `sftp://…`, `s3://…` or `memory:…` location.
+    /// Parses a path, `sftp://…`, `s3://…`, `webdav:…`, `azure:…` or `memory:…` location.
     pub fn parse(s: &str) -> Result<Location, LocationError> {
-        let err = |reason: &str| LocationError { input: s.to_string(), reason: reason.to_string() };
+        let err = |reason: &str| LocationError { input: without_password(s), reason: reason.to_string() };
         if s.is_empty() {
             return Err(err("empty repository string"));
         }
@@ -77,13 +93,91 @@ impl Location {
             }
             return Ok(Location::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
         }
+        if let Some(rest) = s.strip_prefix("webdav:") {
+            return parse_webdav(rest).map_err(|reason| err(&reason));
+        }
+        if let Some(rest) = s.strip_prefix("azure:") {
+            let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            // Azure's rule: 3 to 63 characters, lower-case letters, digits and single
+            // hyphens, starting and ending with a letter or digit.
+            let valid = container.len() >= 3
+                && container.len() <= 63
+                && container.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !container.starts_with('-')
+                && !container.ends_with('-')
+                && !container.contains("--");
+            if !valid {
+                return Err(err("container names have 3 to 63 characters: a-z, 0-9 and single '-' inside"));
+            }
+            return Ok(Location::Azure {
+                container: container.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
         if let Some((scheme, _)) = s.split_once("://") {
             return Err(err(&format!(
-                "unsupported scheme {scheme:?} (supported: a local path, local:PATH, sftp://, s3://)"
+                "unsupported scheme {scheme:?} (supported: a local path, local:PATH, sftp://, s3://, webdav:http[s]://, azure:)"
             )));
         }
         Ok(Location::Local(PathBuf::from(s)))
     }
+}
+
+/// The repository string with a password in its user part (`scheme://user:password@…`)
+/// replaced, so that an error message can show the rest.
+fn without_password(s: &str) -> String {
+    let Some((scheme, after)) = s.split_once("://") else { return s.to_string() };
+    let authority_end = after.find('/').unwrap_or(after.len());
+    match after[..authority_end].rsplit_once('@') {
+        Some((userinfo, _)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{}", &after[userinfo.len() + 1..])
+        }
+        _ => s.to_string(),
+    }
+}
+
+fn parse_webdav(rest: &str) -> Result<Location, String> {
+    let usage = || "expected webdav:http[s]://[user@]host[:port]/path".to_string();
+    let (scheme, after) = rest.split_once("://").ok_or_else(usage)?;
+    if scheme != "http" && scheme != "https" {
+        return Err(usage());
+    }
+    let (authority, path) = after.split_once('/').unwrap_or((after, ""));
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((u, _)) if u.contains(':') => {
+            // A password in the repository string would show in process lists and logs.
+            return Err("put the WebDAV password in VAULT_WEBDAV_PASSWORD, not in the repository string".into());
+        }
+        Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
+        Some(_) => return Err("empty user name before '@'".into()),
+        None => (None, authority),
+    };
+    let host_ok = !hostport.is_empty()
+        && hostport.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+        && hostport
+            .rsplit_once(':')
+            .is_none_or(|(_, p)| hostport.ends_with(']') || p.parse::<u16>().is_ok_and(|p| p != 0));
+    if !host_ok {
+        return Err("bad host or port".into());
+    }
+    let path = format!("/{}", path.trim_matches('/'));
+    if path == "/" {
+        return Err("the path must not be the server's root (give a directory for the repository)".into());
+    }
+    Ok(Location::WebDav { endpoint: format!("{scheme}://{hostport}"), user, path })
+}
+
+/// The storage services this build reaches (cargo features decide WebDAV and Azure).
+pub fn storage_services() -> Vec<&'static str> {
+    let mut services = vec!["local", "sftp", "s3"];
+    if cfg!(feature = "webdav") {
+        services.push("webdav");
+    }
+    if cfg!(feature = "azure") {
+        services.push("azure");
+    }
+    services
 }
 
 fn split_host_port(s: &str) -> Option<(String, u16)> {
@@ -116,6 +210,13 @@ impl fmt::Display for Location {
             }
             Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Location::WebDav { endpoint, user, path } => {
+                let (scheme, hostport) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+                let user = user.as_ref().map(|u| format!("{u}@")).unwrap_or_default();
+                write!(f, "webdav:{scheme}://{user}{hostport}{path}")
+            }
+            Location::Azure { container, prefix } if prefix.is_empty() => write!(f, "azure:{container}"),
+            Location::Azure { container, prefix } => write!(f, "azure:{container}/{prefix}"),
             Location::Memory(n) => write!(f, "memory:{n}"),
         }
     }
@@ -146,6 +247,19 @@ pub struct BackendOptions {
     pub s3_secret_access_key: Option<String>,
     /// S3 session token (`AWS_SESSION_TOKEN`); never printed.
     pub s3_session_token: Option<String>,
+    /// WebDAV user, when the repository string names none (`VAULT_WEBDAV_USER`).
+    pub webdav_user: Option<String>,
+    /// WebDAV password (`VAULT_WEBDAV_PASSWORD`); never printed.
+    pub webdav_password: Option<String>,
+    /// Azure Blob endpoint (`-o azure.endpoint=`, else `AZURE_ENDPOINT`, else
+    /// `https://ACCOUNT.blob.` + `AZURE_ENDPOINT_SUFFIX` or `core.windows.net`).
+    pub azure_endpoint: Option<String>,
+    /// Azure storage account (`AZURE_ACCOUNT_NAME`).
+    pub azure_account: Option<String>,
+    /// Azure account key (`AZURE_ACCOUNT_KEY`); never printed.
+    pub azure_key: Option<String>,
+    /// Azure shared access signature (`AZURE_ACCOUNT_SAS`); never printed.
+    pub azure_sas: Option<String>,
     /// SSH private key file for SFTP (`-o sftp.key=`).
     pub sftp_key: Option<PathBuf>,
     /// How SFTP checks the server's host key (`-o sftp.known-hosts=`).
@@ -172,6 +286,12 @@ impl fmt::Debug for BackendOptions {
             .field("s3_access_key_id", &self.s3_access_key_id)
             .field("s3_secret_access_key", &self.s3_secret_access_key.as_ref().map(|_| "<redacted>"))
             .field("s3_session_token", &self.s3_session_token.as_ref().map(|_| "<redacted>"))
+            .field("webdav_user", &self.webdav_user)
+            .field("webdav_password", &self.webdav_password.as_ref().map(|_| "<redacted>"))
+            .field("azure_endpoint", &self.azure_endpoint)
+            .field("azure_account", &self.azure_account)
+            .field("azure_key", &self.azure_key.as_ref().map(|_| "<redacted>"))
+            .field("azure_sas", &self.azure_sas.as_ref().map(|_| "<redacted>"))
             .field("sftp_key", &self.sftp_key)
             .field("sftp_known_hosts", &self.sftp_known_hosts)
             .field("timeout_secs", &self.timeout_secs)
@@ -203,6 +323,7 @@ impl BackendOptions {
             match k {
                 "s3.endpoint" => o.s3_endpoint = Some(v.to_string()),
                 "s3.region" => o.s3_region = Some(v.to_string()),
+                "azure.endpoint" => o.azure_endpoint = Some(v.to_string()),
                 "sftp.key" => o.sftp_key = Some(PathBuf::from(v)),
                 "sftp.known-hosts" => {
                     o.sftp_known_hosts = match v {
@@ -229,7 +350,7 @@ impl BackendOptions {
                     return Err(OptionError {
                         option: k.to_string(),
                         reason:
-                            "unknown option (known: s3.endpoint, s3.region, sftp.key, sftp.known-hosts, timeout, upload-threads)"
+                            "unknown option (known: s3.endpoint, s3.region, azure.endpoint, sftp.key, sftp.known-hosts, timeout, upload-threads)"
                                 .into(),
                     });
                 }
@@ -242,6 +363,16 @@ impl BackendOptions {
         o.s3_access_key_id = nonempty("AWS_ACCESS_KEY_ID");
         o.s3_secret_access_key = nonempty("AWS_SECRET_ACCESS_KEY");
         o.s3_session_token = nonempty("AWS_SESSION_TOKEN");
+        o.webdav_user = nonempty("VAULT_WEBDAV_USER");
+        o.webdav_password = nonempty("VAULT_WEBDAV_PASSWORD");
+        o.azure_account = nonempty("AZURE_ACCOUNT_NAME");
+        o.azure_key = nonempty("AZURE_ACCOUNT_KEY");
+        o.azure_sas = nonempty("AZURE_ACCOUNT_SAS");
+        o.azure_endpoint = o.azure_endpoint.or_else(|| nonempty("AZURE_ENDPOINT")).or_else(|| {
+            let account = o.azure_account.as_ref()?;
+            let suffix = nonempty("AZURE_ENDPOINT_SUFFIX").unwrap_or_else(|| "core.windows.net".into());
+            Some(format!("https://{account}.blob.{suffix}"))
+        });
         if let Some(f) = nonempty("VAULT_DEBUG_FAULTS") {
             o.debug_faults = Some(crate::faults::FaultSpec::parse(&f).ok_or_else(|| OptionError {
                 option: format!("VAULT_DEBUG_FAULTS={f}"),
@@ -273,6 +404,22 @@ mod tests {
             Location::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
         );
         assert_eq!(Location::parse("s3://bucket").unwrap().to_string(), "s3://bucket");
+        assert_eq!(
+            Location::parse("webdav:https://me@dav.example.org:8443/backups/repo/").unwrap(),
+            Location::WebDav {
+                endpoint: "https://dav.example.org:8443".into(),
+                user: Some("me".into()),
+                path: "/backups/repo".into()
+            }
+        );
+        assert_eq!(Location::parse("webdav:http://[::1]:8080/r").unwrap().to_string(), "webdav:http://[::1]:8080/r");
+        assert_eq!(
+            Location::parse("azure:backups/host1/").unwrap(),
+            Location::Azure { container: "backups".into(), prefix: "host1".into() }
+        );
+        assert_eq!(Location::parse("azure:backups").unwrap().to_string(), "azure:backups");
+        let e = Location::parse("webdav:https://u:hunter2@h/x").unwrap_err().to_string();
+        assert!(!e.contains("hunter2") && e.contains("u:***@h/x") && e.contains("VAULT_WEBDAV_PASSWORD"), "{e}");
         for bad in [
             "",
             "ftp://x",
@@ -283,6 +430,16 @@ mod tests {
             "s3://",
             "s3://Bad_Bucket",
             "local:",
+            "webdav:ftp://h/x",
+            "webdav:https://h",
+            "webdav:https://h/",
+            "webdav:https://u:secret@h/x",
+            "webdav:https://h:0/x",
+            "webdav:https://h x/y",
+            "azure:ab",
+            "azure:Upper",
+            "azure:-abc",
+            "azure:a--b",
         ] {
             assert!(Location::parse(bad).is_err(), "{bad}");
         }

@@ -38,7 +38,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &GenerateArgs) -> Result<ExitCode> {
 
 pub(crate) fn version(g: &GlobalArgs) -> Result<ExitCode> {
     let version = env!("CARGO_PKG_VERSION");
-    let storage = ["local", "sftp", "s3"];
+    let storage = vault_repo::storage_services();
     if g.json {
         print_json(&json!({
             "message_type": "version",
