@@ -1,83 +1,192 @@
 //! Where restore gets blobs from.
+//!
+//! Packs that the plan needs mostly are downloaded whole; blobs of other packs are fetched
+//! by range. The whole packs are put in the order files will need them (files are taken
+//! in that order), and background threads download a window of them ahead of the files
+//! being written, so that the storage's latency hides behind decryption and writing. A
+//! pack leaves memory when the last blob read that needs it is done, and downloads never
+//! run more than the window ahead of the oldest pack still in use, so memory stays at
+//! about (window + writers) packs whatever the restore's size.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::write::Piece;
 use vault_format::pack::BlobKind;
 use vault_format::{BlobId, PackId};
 use vault_repo::{IndexedRepository, ObjectBytes, RepoError};
 
-/// Where restore gets blobs from. Packs that the plan needs mostly are downloaded once,
-/// whole, and kept in a small LRU; blobs of other packs are fetched by range. A pack
-/// that cannot be read whole falls back to range reads, so its intact blobs still restore.
-pub(super) struct BlobSource<'a> {
-    repo: &'a IndexedRepository,
-    whole: HashSet<PackId>,
-    packs: Mutex<PackLru>,
-    /// The index loaded again after a pack vanished (a prune moved its blobs meanwhile).
-    fresh: std::sync::OnceLock<Option<IndexedRepository>>,
-}
-
-/// Packs kept in memory at once (16 MiB each by default).
-const PACKS_IN_MEMORY: usize = 4;
+/// Whole packs downloaded ahead of the oldest one still in use.
+const PREFETCH_WINDOW: usize = 4;
+/// Threads that download them (each pack is itself read in up to four ranges at once).
+const PREFETCH_THREADS: usize = 2;
 
 /// A pack being fetched or fetched: `None` when it could not be read whole.
 type PackSlot = Arc<OnceLock<Option<ObjectBytes>>>;
 
+/// The whole packs, in the order of first use.
+struct Schedule {
+    packs: Vec<PackId>,
+    kind: Vec<BlobKind>,
+    position: HashMap<PackId, usize>,
+    /// Blob reads still to come from each pack; at zero the pack is dropped.
+    reads_left: Vec<AtomicU32>,
+    /// The pack in memory (or being fetched), by position.
+    slots: Vec<Mutex<Option<PackSlot>>>,
+    window: Mutex<Window>,
+    moved: Condvar,
+}
+
 #[derive(Default)]
-struct PackLru {
-    slots: HashMap<PackId, PackSlot>,
-    order: VecDeque<PackId>,
+struct Window {
+    /// The first position whose pack is still needed.
+    oldest: usize,
+    /// The next position a prefetch thread takes.
+    next: usize,
+    /// The restore has finished with data: prefetch threads stop.
+    closed: bool,
+}
+
+pub(super) struct BlobSource<'a> {
+    repo: &'a IndexedRepository,
+    schedule: Schedule,
+    /// The index loaded again after a pack vanished (a prune moved its blobs meanwhile).
+    fresh: OnceLock<Option<IndexedRepository>>,
 }
 
 impl<'a> BlobSource<'a> {
-    /// A source for the blobs `needed` (each once).
-    pub(super) fn new(repo: &'a IndexedRepository, needed: impl Iterator<Item = BlobId>) -> Self {
-        let mut per_pack: HashMap<PackId, u64> = HashMap::new();
-        for id in needed {
-            if let Some(l) = repo.locate(BlobKind::Data, &id) {
-                *per_pack.entry(l.pack).or_insert(0) += u64::from(l.length);
+    /// A source for the pieces of `files`, which will be written in this order.
+    pub(super) fn new<'p>(repo: &'a IndexedRepository, files: impl Iterator<Item = &'p [Piece]>) -> Self {
+        let files: Vec<&[Piece]> = files.collect();
+        let mut needed: HashMap<PackId, (u64, u32, usize)> = HashMap::new();
+        let mut order = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (_, id, _) in files.iter().flat_map(|f| f.iter()) {
+            if let Some(l) = repo.locate(BlobKind::Data, id) {
+                let e = needed.entry(l.pack).or_insert_with(|| {
+                    order.push((l.pack, l.kind));
+                    (0, 0, order.len() - 1)
+                });
+                // Bytes are counted once per blob, reads once per piece.
+                if seen.insert(*id) {
+                    e.0 += u64::from(l.length);
+                }
+                e.1 += 1;
             }
         }
         let sizes: HashMap<PackId, u64> =
             repo.index().packs().iter().chain(repo.condemned().packs()).map(|p| (p.id, p.size)).collect();
-        let whole =
-            per_pack.into_iter().filter(|(p, n)| sizes.get(p).is_some_and(|s| n * 2 >= *s)).map(|(p, _)| p).collect();
-        BlobSource { repo, whole, packs: Mutex::default(), fresh: std::sync::OnceLock::new() }
+        let mut schedule = Schedule {
+            packs: Vec::new(),
+            kind: Vec::new(),
+            position: HashMap::new(),
+            reads_left: Vec::new(),
+            slots: Vec::new(),
+            window: Mutex::default(),
+            moved: Condvar::new(),
+        };
+        for (pack, kind) in order {
+            let (bytes, reads, _) = needed[&pack];
+            if sizes.get(&pack).is_some_and(|s| bytes * 2 >= *s) {
+                schedule.position.insert(pack, schedule.packs.len());
+                schedule.packs.push(pack);
+                schedule.kind.push(kind);
+                schedule.reads_left.push(AtomicU32::new(reads));
+                schedule.slots.push(Mutex::new(None));
+            }
+        }
+        BlobSource { repo, schedule, fresh: OnceLock::new() }
     }
 
     /// Where a file's data starts (pack and offset), to order files so that each pack
     /// is used while it is in memory.
-    pub(super) fn first_location(&self, pieces: &[Piece]) -> Option<(PackId, u32)> {
-        pieces.iter().find_map(|(_, id, _)| self.repo.locate(BlobKind::Data, id).map(|l| (l.pack, l.offset)))
+    pub(super) fn first_location(repo: &IndexedRepository, pieces: &[Piece]) -> Option<(PackId, u32)> {
+        pieces.iter().find_map(|(_, id, _)| repo.locate(BlobKind::Data, id).map(|l| (l.pack, l.offset)))
     }
 
-    fn pack(&self, kind: BlobKind, id: PackId) -> Option<ObjectBytes> {
-        let slot = {
-            let mut lru = self.packs.lock();
-            let slot = lru.slots.entry(id).or_default().clone();
-            if !lru.order.contains(&id) {
-                lru.order.push_back(id);
-                while lru.order.len() > PACKS_IN_MEMORY {
-                    if let Some(old) = lru.order.pop_front() {
-                        lru.slots.remove(&old);
-                    }
+    /// Downloads whole packs ahead of the writers until [`BlobSource::close`].
+    pub(super) fn prefetch<'s>(&'s self, scope: &'s std::thread::Scope<'s, '_>) {
+        let threads = PREFETCH_THREADS.min(self.schedule.packs.len());
+        for _ in 0..threads {
+            scope.spawn(move || {
+                while let Some(i) = self.next_to_prefetch() {
+                    let _ = self.pack_at(i);
                 }
-            }
-            slot
-        };
-        slot.get_or_init(|| self.repo.read_pack(kind, &id).ok()).clone()
+            });
+        }
     }
 
+    /// No more data will be read: prefetch threads stop after their current download.
+    pub(super) fn close(&self) {
+        self.schedule.window.lock().closed = true;
+        self.schedule.moved.notify_all();
+    }
+
+    fn next_to_prefetch(&self) -> Option<usize> {
+        let s = &self.schedule;
+        let mut w = s.window.lock();
+        loop {
+            if w.closed || w.next >= s.packs.len() {
+                return None;
+            }
+            if w.next < w.oldest {
+                w.next = w.oldest;
+                continue;
+            }
+            if w.next < w.oldest + PREFETCH_WINDOW {
+                w.next += 1;
+                return Some(w.next - 1);
+            }
+            s.moved.wait(&mut w);
+        }
+    }
+
+    /// The pack at position `i`, fetched by whoever asks first.
+    fn pack_at(&self, i: usize) -> Option<ObjectBytes> {
+        let slot = self.schedule.slots[i].lock().get_or_insert_with(Default::default).clone();
+        slot.get_or_init(|| self.repo.read_pack(self.schedule.kind[i], &self.schedule.packs[i]).ok()).clone()
+    }
+
+    /// One read that needed the pack at `i` is done; the last one frees it.
+    fn done_with(&self, i: usize) {
+        let s = &self.schedule;
+        let left = s.reads_left[i].fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if left != Ok(1) {
+            return;
+        }
+        *s.slots[i].lock() = None;
+        let mut w = s.window.lock();
+        while w.oldest < s.packs.len() && s.reads_left[w.oldest].load(Ordering::Acquire) == 0 {
+            w.oldest += 1;
+        }
+        drop(w);
+        s.moved.notify_all();
+    }
+
+    /// The pieces of a file that will not be read after all (it could not be created).
+    pub(super) fn skip(&self, pieces: &[Piece]) {
+        for (_, id, _) in pieces {
+            if let Some(l) = self.repo.locate(BlobKind::Data, id)
+                && let Some(&i) = self.schedule.position.get(&l.pack)
+            {
+                self.done_with(i);
+            }
+        }
+    }
+
+    /// The blob `id`, read once for one piece of a file.
     pub(super) fn read(&self, id: &BlobId) -> Result<Vec<u8>, RepoError> {
         let loc = self.repo.locate(BlobKind::Data, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
-        if self.whole.contains(&loc.pack)
-            && let Some(data) = self.pack(loc.kind, loc.pack)
-        {
-            return self.repo.open_blob_in(&loc, id, &data);
+        if let Some(&i) = self.schedule.position.get(&loc.pack) {
+            let whole = self.pack_at(i);
+            let opened = whole.map(|data| self.repo.open_blob_in(&loc, id, &data));
+            self.done_with(i);
+            if let Some(r) = opened {
+                return r;
+            }
         }
         match self.repo.repo().read_blob_at(&loc, id) {
             Err(RepoError::Backend(e)) if e.kind == vault_repo::backend::BackendErrorKind::NotFound => {
@@ -91,5 +200,60 @@ impl<'a> BlobSource<'a> {
             }
             r => r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::backup;
+    use crate::ls::list;
+    use crate::progress::NoProgress;
+    use crate::tests::{backup_opts, memory_repo};
+
+    /// Every pack leaves memory once its last read (or skip) is done, and the window
+    /// moves to the end: what bounds a restore's memory.
+    #[test]
+    fn packs_leave_memory_after_their_last_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let big = vault_format::xorshift::xorshift_bytes(5 << 20, 3);
+        for name in ["one", "same-as-one", "skipped"] {
+            std::fs::write(src.join(name), &big).unwrap();
+        }
+        std::fs::write(src.join("other"), vault_format::xorshift::xorshift_bytes(3 << 20, 4)).unwrap();
+        let repo = memory_repo("blob-source-window");
+        let handle = IndexedRepository::load(repo.clone()).unwrap();
+        let snap = backup(&handle, &backup_opts(&src), &NoProgress).unwrap();
+        let handle = IndexedRepository::load(repo).unwrap();
+        let mut files = Vec::new();
+        list(&handle, snap.snapshot.tree, "", &mut |p, n| {
+            if n.kind == vault_format::tree::NodeKind::File {
+                files.push((p.to_string(), super::super::write::pieces(n)));
+            }
+        })
+        .unwrap();
+        files.sort();
+        assert_eq!(files.len(), 4);
+        let source = BlobSource::new(&handle, files.iter().map(|(_, p)| p.as_slice()));
+        assert!(!source.schedule.packs.is_empty(), "the files' packs are read whole");
+        std::thread::scope(|scope| {
+            source.prefetch(scope);
+            for (path, pieces) in &files {
+                if path.ends_with("skipped") {
+                    source.skip(pieces);
+                    continue;
+                }
+                for (_, id, len) in pieces {
+                    assert_eq!(source.read(id).unwrap().len() as u64, *len);
+                }
+            }
+            source.close();
+        });
+        let s = &source.schedule;
+        assert!(s.slots.iter().all(|slot| slot.lock().is_none()), "a pack stayed in memory");
+        assert!(s.reads_left.iter().all(|n| n.load(Ordering::Relaxed) == 0));
+        assert_eq!(s.window.lock().oldest, s.packs.len());
     }
 }

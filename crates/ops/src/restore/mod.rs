@@ -15,7 +15,7 @@ mod existing;
 mod plan;
 mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
@@ -241,12 +241,8 @@ fn restore_into(
         })
         .collect();
     progress.set_totals(jobs.len() as u64, jobs.iter().map(|(_, n, _, _)| n.size).sum());
-    let mut unique = HashSet::new();
-    let source = BlobSource::new(
-        repo,
-        jobs.iter().flat_map(|(_, _, _, needed)| needed.iter().map(|(_, id, _)| *id)).filter(|id| unique.insert(*id)),
-    );
-    jobs.sort_by_cached_key(|(_, _, _, needed)| source.first_location(needed));
+    jobs.sort_by_cached_key(|(_, _, _, needed)| BlobSource::first_location(repo, needed));
+    let source = BlobSource::new(repo, jobs.iter().map(|(_, _, _, needed)| needed.as_slice()));
 
     for (path, node) in &plan.special {
         // Without `overwrite` the target was empty: nothing to look at.
@@ -281,7 +277,7 @@ fn restore_into(
         }
     }
 
-    jobs.par_iter().for_each(|(path, node, action, needed)| {
+    let job = |(path, node, action, needed): &(PathBuf, Node, FileAction, Vec<write::Piece>)| {
         let written: u64 = needed.iter().map(|(_, _, len)| len).sum();
         let result = restore_file(&source, path, node, action, needed, dry, progress);
         progress.add_bytes(node.size.saturating_sub(written));
@@ -331,7 +327,17 @@ fn restore_into(
             Err(WriteError::Storage(m)) => problem(path, m, ProblemClass::Storage),
             Err(WriteError::Io(m)) => problem(path, m, ProblemClass::Local),
         }
+    };
+    // Files are taken in order (not split among threads by halves), so that the packs
+    // they need come in the order the prefetch downloads them.
+    std::thread::scope(|scope| {
+        if !dry {
+            source.prefetch(scope);
+        }
+        jobs.iter().par_bridge().for_each(job);
+        source.close();
     });
+
     for (path, first) in &plan.links {
         match link(path, first, overwrite, dry) {
             Ok(LinkOutcome::Unchanged) => report.lock().unchanged += 1,
@@ -377,8 +383,11 @@ fn restore_file(
         FileAction::Keep { .. } => Ok(()),
         FileAction::Create => write_file(source, path, node, needed, false, progress),
         FileAction::Replace => {
-            if let Ok(Some(m)) = existing(path) {
-                remove_entry(path, &m).map_err(|e| WriteError::Io(format!("cannot remove what is there: {e}")))?;
+            if let Ok(Some(m)) = existing(path)
+                && let Err(e) = remove_entry(path, &m)
+            {
+                source.skip(needed);
+                return Err(WriteError::Io(format!("cannot remove what is there: {e}")));
             }
             write_file(source, path, node, needed, false, progress)
         }

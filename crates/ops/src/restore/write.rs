@@ -31,6 +31,10 @@ pub(super) fn pieces(node: &Node) -> Vec<Piece> {
     pieces
 }
 
+/// A piece written (`None`), or the message of one that failed and whether the storage
+/// (not damage) failed it.
+type PieceResult = Result<Option<(String, bool)>, WriteError>;
+
 pub(super) enum WriteError {
     Integrity(String),
     /// The storage failed to deliver data (an error of the backend, not damage).
@@ -63,32 +67,18 @@ pub(super) fn write_file(
     progress: &dyn Progress,
 ) -> Result<(), WriteError> {
     let io = |what: &str, e: std::io::Error| WriteError::Io(format!("{what}: {e}"));
-    let f = if in_place {
-        let f = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| io("cannot open file", e))?;
-        // Written in place only while it is still the single-link regular file that was
-        // compared: a link elsewhere would carry the change out of the target.
-        let m = f.metadata().map_err(|e| io("cannot stat file", e))?;
-        if !m.file_type().is_file() || m.nlink() != 1 {
-            return Err(WriteError::Io("changed while being restored".into()));
+    let opened = open_for_writing(path, in_place);
+    let f = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            source.skip(pieces);
+            return Err(e);
         }
-        f
-    } else {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| io("cannot create file", e))?
     };
+
     // A large file's blobs are fetched, verified and written in parallel (pwrite to
     // distinct offsets of one descriptor).
-    // A piece that failed: its message, and whether the storage (not damage) failed.
-    let write_piece = |&(offset, id, length): &Piece| -> Result<Option<(String, bool)>, WriteError> {
+    let write_piece = |&(offset, id, length): &Piece| -> PieceResult {
         let r = match source.read(&id) {
             Ok(data) => {
                 // A blob of another length than the content list says would shift or
@@ -109,11 +99,15 @@ pub(super) fn write_file(
         progress.add_bytes(length);
         Ok(r)
     };
-    let results: Vec<Result<Option<(String, bool)>, WriteError>> = if pieces.len() > 2 {
-        pieces.par_iter().map(write_piece).collect()
+    // Taken in order by whichever thread is free (not split by halves), so that a large
+    // file reads its packs in the order they are prefetched.
+    let mut results: Vec<(u64, PieceResult)> = if pieces.len() > 2 {
+        pieces.iter().par_bridge().map(|p| (p.0, write_piece(p))).collect()
     } else {
-        pieces.iter().map(write_piece).collect()
+        pieces.iter().map(|p| (p.0, write_piece(p))).collect()
     };
+    results.sort_by_key(|(offset, _)| *offset);
+    let results = results.into_iter().map(|(_, r)| r);
     let mut damaged = Vec::new();
     let mut unread = Vec::new();
     for r in results {
@@ -132,4 +126,32 @@ pub(super) fn write_file(
         return Err(WriteError::Storage(format!("data could not be read from storage, {}", unread.join("; "))));
     }
     Ok(())
+}
+
+/// Opens `path` for a restore's writes: created new (never through a link), or the
+/// existing file to be updated in place.
+fn open_for_writing(path: &Path, in_place: bool) -> Result<std::fs::File, WriteError> {
+    let io = |what: &str, e: std::io::Error| WriteError::Io(format!("{what}: {e}"));
+    if in_place {
+        let f = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| io("cannot open file", e))?;
+        // Written in place only while it is still the single-link regular file that was
+        // compared: a link elsewhere would carry the change out of the target.
+        let m = f.metadata().map_err(|e| io("cannot stat file", e))?;
+        if !m.file_type().is_file() || m.nlink() != 1 {
+            return Err(WriteError::Io("changed while being restored".into()));
+        }
+        Ok(f)
+    } else {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| io("cannot create file", e))
+    }
 }
