@@ -303,6 +303,11 @@ impl Backend {
         })
     }
 
+    /// Whether the repository is a local directory, where a read costs no round trip.
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     /// How many packs a writer uploads at once (`-o upload-threads=N`).
     pub fn upload_threads(&self) -> usize {
         self.upload_threads

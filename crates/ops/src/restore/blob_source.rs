@@ -107,8 +107,13 @@ impl<'a> BlobSource<'a> {
         pieces.iter().find_map(|(_, id, _)| repo.locate(BlobKind::Data, id).map(|l| (l.pack, l.offset)))
     }
 
-    /// Downloads whole packs ahead of the writers until [`BlobSource::close`].
+    /// Downloads whole packs ahead of the writers until [`BlobSource::close`]. Not from
+    /// a local directory: there a read costs no round trip, and the writers read each
+    /// pack when they come to it, with fewer packs in memory.
     pub(super) fn prefetch<'s>(&'s self, scope: &'s std::thread::Scope<'s, '_>) {
+        if self.repo.repo().backend().is_local() {
+            return;
+        }
         let threads = PREFETCH_THREADS.min(self.schedule.packs.len());
         for _ in 0..threads {
             scope.spawn(move || {
