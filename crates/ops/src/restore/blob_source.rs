@@ -20,7 +20,7 @@ use vault_format::{BlobId, PackId};
 use vault_repo::{IndexedRepository, ObjectBytes, RepoError};
 
 /// Whole packs downloaded ahead of the oldest one still in use.
-const PREFETCH_WINDOW: usize = 4;
+const PREFETCH_WINDOW: usize = 3;
 /// Threads that download them (each pack is itself read in up to four ranges at once).
 const PREFETCH_THREADS: usize = 2;
 
