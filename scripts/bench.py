@@ -103,7 +103,7 @@ def edit_large(d, step):
 def gen_random(d):
     rnd = random.Random(3)
     os.makedirs(d, exist_ok=True)
-    per = 256
+    per = min(256, SIZES["random_mib"])
     for i in range(SIZES["random_mib"] // per):
         with open(os.path.join(d, f"r{i:02}.bin"), "wb") as f:
             for _ in range(per):
@@ -218,8 +218,10 @@ WORKLOADS = {
 
 
 class Tool:
-    def __init__(self, name, repo):
+    def __init__(self, name, repo, args=()):
         self.name, self.repo = name, repo
+        # Options placed before the command (remote storage settings).
+        self.args = list(args)
         self.snap = 0
 
 
@@ -227,45 +229,45 @@ class Vault(Tool):
     env = {"VAULT_PASSWORD": PASSWORD}
 
     def init(self):
-        return sh([VAULT, "-r", self.repo, "init", "-q"], self.env)
+        return sh([VAULT, *self.args, "-r", self.repo, "init", "-q"], self.env)
 
     def backup(self, src):
-        return sh([VAULT, "-r", self.repo, "backup", "-q", src], self.env)
+        return sh([VAULT, *self.args, "-r", self.repo, "backup", "-q", src], self.env)
 
     def restore(self, target):
-        return sh([VAULT, "-r", self.repo, "restore", "-q", "latest", "--target", target], self.env)
+        return sh([VAULT, *self.args, "-r", self.repo, "restore", "-q", "latest", "--target", target], self.env)
 
     def restore_again(self, target):
-        return sh([VAULT, "-r", self.repo, "restore", "-q", "latest", "--target", target, "--overwrite", "if-changed"], self.env)
+        return sh([VAULT, *self.args, "-r", self.repo, "restore", "-q", "latest", "--target", target, "--overwrite", "if-changed"], self.env)
 
     def copy_to(self, dest):
         # Shared chunker parameters and keys, as restic's copy is run: blobs cross as
         # they are.
         env = {**self.env, "VAULT_FROM_PASSWORD": PASSWORD}
-        sh([VAULT, "-r", dest, "init", "-q", "--from-repo", self.repo, "--copy-chunker-params"], env)
-        return sh([VAULT, "-r", dest, "copy", "-q", "--from-repo", self.repo], env)
+        sh([VAULT, *self.args, "-r", dest, "init", "-q", "--from-repo", self.repo, "--copy-chunker-params"], env)
+        return sh([VAULT, *self.args, "-r", dest, "copy", "-q", "--from-repo", self.repo], env)
 
     def check(self):
-        return sh([VAULT, "-r", self.repo, "check", "-q", "--read-data"], self.env)
+        return sh([VAULT, *self.args, "-r", self.repo, "check", "-q", "--read-data"], self.env)
 
     def forget_prune(self, keep):
-        return [sh([VAULT, "-r", self.repo, "forget", "-q", "--keep-last", str(keep), "--prune"], self.env)]
+        return [sh([VAULT, *self.args, "-r", self.repo, "forget", "-q", "--keep-last", str(keep), "--prune"], self.env)]
 
 
 class Restic(Tool):
     env = {"RESTIC_PASSWORD": PASSWORD}
 
     def init(self):
-        return sh(["restic", "-q", "-r", self.repo, "init"], self.env)
+        return sh(["restic", "-q", *self.args, "-r", self.repo, "init"], self.env)
 
     def backup(self, src):
-        return sh(["restic", "-q", "-r", self.repo, "backup", src], self.env)
+        return sh(["restic", "-q", *self.args, "-r", self.repo, "backup", src], self.env)
 
     def restore(self, target):
-        return sh(["restic", "-q", "-r", self.repo, "restore", "latest", "--target", target], self.env)
+        return sh(["restic", "-q", *self.args, "-r", self.repo, "restore", "latest", "--target", target], self.env)
 
     def check(self):
-        return sh(["restic", "-q", "-r", self.repo, "check", "--read-data"], self.env)
+        return sh(["restic", "-q", *self.args, "-r", self.repo, "check", "--read-data"], self.env)
 
     def copy_to(self, dest):
         # Same chunker parameters, so restic's copy moves blobs without re-chunking.
@@ -274,7 +276,7 @@ class Restic(Tool):
         return sh(["restic", "-q", "-r", dest, "copy", "--from-repo", self.repo], env)
 
     def forget_prune(self, keep):
-        return [sh(["restic", "-q", "-r", self.repo, "forget", "--keep-last", str(keep), "--prune"], self.env)]
+        return [sh(["restic", "-q", *self.args, "-r", self.repo, "forget", "--keep-last", str(keep), "--prune"], self.env)]
 
 
 class Rustic(Tool):
@@ -339,11 +341,90 @@ def available_tools():
     return tools
 
 
+# ---------------------------------------------------------------- remote storage
+
+REMOTE = {"remote-s3": "s3", "remote-sftp": "sftp"}
+
+
+def test_servers():
+    """Settings of the servers scripts/bench started with scripts/test-servers."""
+    path = os.path.join(os.environ.get("VAULT_TEST_SERVERS_DIR", "/tmp/vault-test-servers"), "env")
+    env = {}
+    with open(path) as f:
+        for line in f:
+            k, _, v = line.strip().removeprefix("export ").partition("=")
+            env[k] = v
+    return env
+
+
+def remote_tools(tools, kind, srv, tag):
+    """The tools that reach this storage, each with its repository there (rustic reaches
+    S3 and SFTP only through a profile of OpenDAL options, borg only SSH with borg on the
+    server: both are left out)."""
+    out = []
+    port = srv["VAULT_TEST_SFTP"].rsplit(":", 1)[1]
+    for name, cls in tools:
+        if name == "vault" and kind == "s3":
+            args = ["-o", f"s3.endpoint={srv['VAULT_TEST_S3_ENDPOINT']}", "-o", f"s3.region={srv['VAULT_TEST_S3_REGION']}"]
+            repo = f"s3://{srv['VAULT_TEST_S3_BUCKET']}/bench-{tag}-vault"
+        elif name == "vault":
+            args = ["-o", f"sftp.key={srv['VAULT_TEST_SFTP_KEY']}", "-o", "sftp.known-hosts=accept"]
+            repo = f"{srv['VAULT_TEST_SFTP']}{srv['VAULT_TEST_SFTP_DIR']}/bench-{tag}-vault"
+        elif name == "restic" and kind == "s3":
+            args = []
+            repo = f"s3:{srv['VAULT_TEST_S3_ENDPOINT']}/{srv['VAULT_TEST_S3_BUCKET']}/bench-{tag}-restic"
+        elif name == "restic":
+            ssh = (f"ssh -i {srv['VAULT_TEST_SFTP_KEY']} -p {port} -o StrictHostKeyChecking=no "
+                   f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 -s sftp")
+            args = ["-o", f"sftp.command={ssh}"]
+            repo = f"sftp:root@127.0.0.1:{srv['VAULT_TEST_SFTP_DIR']}/bench-{tag}-restic"
+        else:
+            continue
+        out.append((name, cls(name, repo, args)))
+    return out
+
+
+def remote_workload(tools, results, wl):
+    """Incompressible data backed up to, checked on and restored from a server on
+    loopback; restores in balanced order (A B B A), the median kept."""
+    kind = REMOTE[wl]
+    srv = test_servers()
+    os.environ.update({"AWS_ACCESS_KEY_ID": srv["VAULT_TEST_S3_KEY_ID"], "AWS_SECRET_ACCESS_KEY": srv["VAULT_TEST_S3_SECRET"],
+                       "AWS_DEFAULT_REGION": srv["VAULT_TEST_S3_REGION"]})
+    base = os.path.join(WORK, wl)
+    shutil.rmtree(base, ignore_errors=True)
+    src = os.path.join(base, "src")
+    print(f"== {wl}: generating data", file=sys.stderr)
+    gen_random(src)
+    src_bytes = dir_bytes(src)
+    inst = remote_tools(tools, kind, srv, f"{int(time.time())}")
+
+    def record(step, tname, secs, rss):
+        results.append({"workload": wl, "step": step, "tool": tname, "seconds": secs, "rss_kib": rss, "source_bytes": src_bytes})
+        print(f"   {wl:<15} {step:<12} {tname:<7} {secs:8.2f}s  {rss / 1024:8.1f} MiB", file=sys.stderr)
+
+    for step, fn in (("init", lambda t: t.init()), ("initial", lambda t: t.backup(src)), ("check-data", lambda t: t.check())):
+        for tname, t in inst:
+            record(step, tname, *fn(t))
+    runs = {tname: [] for tname, _ in inst}
+    order = [t for t in inst] + [t for t in reversed(inst)]
+    for tname, t in order + order:
+        target = os.path.join(base, f"restore-{tname}")
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run(["sync"])
+        runs[tname].append(t.restore(target))
+        shutil.rmtree(target, ignore_errors=True)
+    for tname, r in runs.items():
+        secs = sorted(x[0] for x in r)
+        record("restore", tname, (secs[(len(secs) - 1) // 2] + secs[len(secs) // 2]) / 2, max(x[1] for x in r))
+    shutil.rmtree(base, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- run
 
 
 def main():
-    only = sys.argv[1:] or list(WORKLOADS) + ["prune", "prune-history"]
+    only = sys.argv[1:] or list(WORKLOADS) + ["prune", "prune-history"] + list(REMOTE)
     os.makedirs(WORK, exist_ok=True)
     results = []  # dicts: workload, step, tool, seconds, rss_kib, bytes
     tools = available_tools()
@@ -353,6 +434,9 @@ def main():
         if wl == "prune":
             prune_workload(tools, results, "prune", random_generation,
                            f"8 generations of {SIZES['prune_gen_mib']} MiB incompressible, each snapshot holding the newest two; keep 2")
+            continue
+        if wl in REMOTE:
+            remote_workload(tools, results, wl)
             continue
         if wl == "prune-history":
             prune_workload(tools, results, "prune-history", history_window, "8 generations of a sliding window of source files; keep 2")

@@ -4,9 +4,10 @@
 //! by range. The whole packs are put in the order files will need them (files are taken
 //! in that order), and background threads download a window of them ahead of the files
 //! being written, so that the storage's latency hides behind decryption and writing. A
-//! pack leaves memory when the last blob read that needs it is done, and downloads never
-//! run more than the window ahead of the oldest pack still in use, so memory stays at
-//! about (window + writers) packs whatever the restore's size.
+//! pack leaves memory when the last blob read that needs it is done (or, past
+//! [`PACKS_IN_MEMORY`], when it has been held longest); downloads pause while a few packs
+//! are in memory and never fetch a pack again that the writers have read, so memory is
+//! bounded whatever the restore's size.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,8 +20,15 @@ use vault_format::pack::BlobKind;
 use vault_format::{BlobId, PackId};
 use vault_repo::{IndexedRepository, ObjectBytes, RepoError};
 
-/// Whole packs downloaded ahead of the oldest one still in use.
-const PREFETCH_WINDOW: usize = 3;
+/// Downloads pause while this many packs are in memory (fetched ahead, or in use).
+const PACKS_AHEAD: usize = 4;
+/// At most this many packs stay in memory: beyond it the one held longest is dropped,
+/// even if some of its blobs are still to be read (they are then fetched again). Backups
+/// interleave the blobs of files read at the same time in the same packs, so files
+/// written one after the other can need one pack at very different times.
+const PACKS_IN_MEMORY: usize = 8;
+/// The same from a local directory, where fetching a pack again costs little.
+const PACKS_IN_MEMORY_LOCAL: usize = 4;
 /// Threads that download them (each pack is itself read in up to four ranges at once).
 const PREFETCH_THREADS: usize = 2;
 
@@ -36,6 +44,10 @@ struct Schedule {
     reads_left: Vec<AtomicU32>,
     /// The pack in memory (or being fetched), by position.
     slots: Vec<Mutex<Option<PackSlot>>>,
+    /// The positions whose slot holds a pack, oldest first.
+    held: Mutex<std::collections::VecDeque<usize>>,
+    /// How many packs may be held ([`PACKS_IN_MEMORY`]).
+    max_held: usize,
     window: Mutex<Window>,
     moved: Condvar,
 }
@@ -85,6 +97,8 @@ impl<'a> BlobSource<'a> {
             position: HashMap::new(),
             reads_left: Vec::new(),
             slots: Vec::new(),
+            held: Mutex::default(),
+            max_held: if repo.repo().backend().is_local() { PACKS_IN_MEMORY_LOCAL } else { PACKS_IN_MEMORY },
             window: Mutex::default(),
             moved: Condvar::new(),
         };
@@ -119,6 +133,11 @@ impl<'a> BlobSource<'a> {
             scope.spawn(move || {
                 while let Some(i) = self.next_to_prefetch() {
                     let _ = self.pack_at(i);
+                    // Read to the end meanwhile by writers that fetched it themselves:
+                    // nobody else would free it.
+                    if self.schedule.reads_left[i].load(Ordering::Acquire) == 0 {
+                        self.free(i);
+                    }
                 }
             });
         }
@@ -141,7 +160,12 @@ impl<'a> BlobSource<'a> {
                 w.next = w.oldest;
                 continue;
             }
-            if w.next < w.oldest + PREFETCH_WINDOW {
+            // A pack the writers already read (fetching it themselves) is not fetched again.
+            if s.reads_left[w.next].load(Ordering::Acquire) == 0 {
+                w.next += 1;
+                continue;
+            }
+            if s.held.lock().len() < PACKS_AHEAD {
                 w.next += 1;
                 return Some(w.next - 1);
             }
@@ -151,7 +175,24 @@ impl<'a> BlobSource<'a> {
 
     /// The pack at position `i`, fetched by whoever asks first.
     fn pack_at(&self, i: usize) -> Option<ObjectBytes> {
-        let slot = self.schedule.slots[i].lock().get_or_insert_with(Default::default).clone();
+        let s = &self.schedule;
+        let (slot, created) = {
+            let mut g = s.slots[i].lock();
+            match &*g {
+                Some(slot) => (slot.clone(), false),
+                None => (g.insert(PackSlot::default()).clone(), true),
+            }
+        };
+        if created {
+            let evicted = {
+                let mut held = s.held.lock();
+                held.push_back(i);
+                if held.len() > s.max_held { held.pop_front() } else { None }
+            };
+            if let Some(j) = evicted {
+                *s.slots[j].lock() = None;
+            }
+        }
         slot.get_or_init(|| self.repo.read_pack(self.schedule.kind[i], &self.schedule.packs[i]).ok()).clone()
     }
 
@@ -162,12 +203,22 @@ impl<'a> BlobSource<'a> {
         if left != Ok(1) {
             return;
         }
-        *s.slots[i].lock() = None;
         let mut w = s.window.lock();
         while w.oldest < s.packs.len() && s.reads_left[w.oldest].load(Ordering::Acquire) == 0 {
             w.oldest += 1;
         }
         drop(w);
+        self.free(i);
+    }
+
+    /// Drops the pack at `i` from memory, and lets the prefetch go on.
+    fn free(&self, i: usize) {
+        let s = &self.schedule;
+        if s.slots[i].lock().take().is_some() {
+            s.held.lock().retain(|&j| j != i);
+        }
+        // Under the window's lock, so that a prefetch thread about to wait sees it.
+        let _w = s.window.lock();
         s.moved.notify_all();
     }
 
@@ -258,6 +309,7 @@ mod tests {
         });
         let s = &source.schedule;
         assert!(s.slots.iter().all(|slot| slot.lock().is_none()), "a pack stayed in memory");
+        assert!(s.held.lock().is_empty());
         assert!(s.reads_left.iter().all(|n| n.load(Ordering::Relaxed) == 0));
         assert_eq!(s.window.lock().oldest, s.packs.len());
     }
