@@ -7,7 +7,8 @@
 //! pack leaves memory when the last blob read that needs it is done (or, past
 //! [`PACKS_IN_MEMORY`], when it has been held longest); downloads pause while a few packs
 //! are in memory and never fetch a pack again that the writers have read, so memory is
-//! bounded whatever the restore's size.
+//! bounded whatever the restore's size. A pack that cannot be read whole falls back to
+//! range reads, so its intact blobs still restore.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -73,14 +74,15 @@ impl<'a> BlobSource<'a> {
     /// A source for the pieces of `files`, which will be written in this order.
     pub(super) fn new<'p>(repo: &'a IndexedRepository, files: impl Iterator<Item = &'p [Piece]>) -> Self {
         let files: Vec<&[Piece]> = files.collect();
-        let mut needed: HashMap<PackId, (u64, u32, usize)> = HashMap::new();
+        // Per pack: bytes of distinct blobs, and reads (one per piece).
+        let mut needed: HashMap<PackId, (u64, u32)> = HashMap::new();
         let mut order = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (_, id, _) in files.iter().flat_map(|f| f.iter()) {
             if let Some(l) = repo.locate(BlobKind::Data, id) {
                 let e = needed.entry(l.pack).or_insert_with(|| {
                     order.push((l.pack, l.kind));
-                    (0, 0, order.len() - 1)
+                    (0, 0)
                 });
                 // Bytes are counted once per blob, reads once per piece.
                 if seen.insert(*id) {
@@ -103,7 +105,7 @@ impl<'a> BlobSource<'a> {
             moved: Condvar::new(),
         };
         for (pack, kind) in order {
-            let (bytes, reads, _) = needed[&pack];
+            let (bytes, reads) = needed.get(&pack).copied().unwrap_or_default();
             if sizes.get(&pack).is_some_and(|s| bytes * 2 >= *s) {
                 schedule.position.insert(pack, schedule.packs.len());
                 schedule.packs.push(pack);
