@@ -41,7 +41,7 @@ pub enum BackendErrorKind {
 #[error("{backend}: cannot {op}{}{path}: {message}", if path.is_empty() { "" } else { " " })]
 /// A failed storage request, naming the backend, the operation and the object.
 pub struct BackendError {
-    /// The backend's name (`local`, `sftp`, `s3`, `memory`).
+    /// The backend's name: its repository string (`local:/srv/repo`, `s3://bucket/prefix` …).
     pub backend: String,
     /// The operation (`read`, `write`, `list` …).
     pub op: &'static str,
@@ -104,13 +104,13 @@ pub struct ListEntry {
 }
 
 #[derive(Clone)]
-/// The repository's storage: local disk, SFTP, S3 or memory through OpenDAL, with timeouts, retries, atomic writes and request counters.
+/// The repository's storage: local disk, SFTP, S3, WebDAV, Azure Blob or memory through OpenDAL, with timeouts, retries, atomic writes and request counters.
 pub struct Backend {
     op: Operator,
     rt: Arc<tokio::runtime::Runtime>,
     name: String,
     counters: Arc<Counters>,
-    /// Files and SFTP are written in place, so writes go to `tmp/` and are renamed.
+    /// Files, SFTP and WebDAV are written in place, so writes go to `tmp/` and are renamed.
     rename_writes: bool,
     /// Creating a file fails when the name exists (local disks, SFTP's `O_EXCL`); a
     /// WebDAV `PUT` replaces what is there.
@@ -793,9 +793,6 @@ fn absolute(p: &Path) -> std::io::Result<std::path::PathBuf> {
     if p.is_absolute() { Ok(p.to_path_buf()) } else { Ok(std::env::current_dir()?.join(p)) }
 }
 
-/// OpenDAL's Display output carries a multi-line context dump; users get one line: what
-/// kind of failure, the server's error code and message when it sent one, the HTTP status,
-/// and a hint for the usual causes.
 /// The HTTP status an OpenDAL error carries in its context, if any.
 fn http_status(e: &opendal::Error) -> Option<String> {
     let full = e.to_string();
@@ -814,6 +811,9 @@ fn credentials_hint(backend: &str) -> &'static str {
     }
 }
 
+/// OpenDAL's Display output carries a multi-line context dump; users get one line: what
+/// kind of failure, the server's error code and message when it sent one, the HTTP status,
+/// and a hint for the usual causes.
 fn short_message(e: &opendal::Error, status: Option<&str>, backend: &str) -> String {
     let full = e.to_string();
     let quoted = |key: &str| {

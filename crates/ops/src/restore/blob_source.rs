@@ -45,8 +45,9 @@ struct Schedule {
     reads_left: Vec<AtomicU32>,
     /// The pack in memory (or being fetched), by position.
     slots: Vec<Mutex<Option<PackSlot>>>,
-    /// The positions whose slot holds a pack, oldest first.
-    held: Mutex<std::collections::VecDeque<usize>>,
+    /// The packs in `slots`, oldest first (the slot itself, so that an entry never stands
+    /// for a later fetch of the same position).
+    held: Mutex<std::collections::VecDeque<(usize, PackSlot)>>,
     /// How many packs may be held ([`PACKS_IN_MEMORY`]).
     max_held: usize,
     window: Mutex<Window>,
@@ -188,11 +189,14 @@ impl<'a> BlobSource<'a> {
         if created {
             let evicted = {
                 let mut held = s.held.lock();
-                held.push_back(i);
+                held.push_back((i, slot.clone()));
                 if held.len() > s.max_held { held.pop_front() } else { None }
             };
-            if let Some(j) = evicted {
-                *s.slots[j].lock() = None;
+            if let Some((j, old)) = evicted {
+                let mut g = s.slots[j].lock();
+                if g.as_ref().is_some_and(|x| Arc::ptr_eq(x, &old)) {
+                    *g = None;
+                }
             }
         }
         slot.get_or_init(|| self.repo.read_pack(self.schedule.kind[i], &self.schedule.packs[i]).ok()).clone()
@@ -216,8 +220,9 @@ impl<'a> BlobSource<'a> {
     /// Drops the pack at `i` from memory, and lets the prefetch go on.
     fn free(&self, i: usize) {
         let s = &self.schedule;
-        if s.slots[i].lock().take().is_some() {
-            s.held.lock().retain(|&j| j != i);
+        let taken = s.slots[i].lock().take();
+        if let Some(slot) = taken {
+            s.held.lock().retain(|(_, held)| !Arc::ptr_eq(held, &slot));
         }
         // Under the window's lock, so that a prefetch thread about to wait sees it.
         let _w = s.window.lock();
