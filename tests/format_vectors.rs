@@ -495,3 +495,82 @@ fn write_only_keys() {
         }),
     );
 }
+
+/// Key epochs (spec §3.2): a key file's agreement key, an epoch certificate, a grant sealed
+/// to a key file, an object sealed with epoch 2's encryption key, a member record.
+#[test]
+fn key_epochs() {
+    use vault_format::epoch::{self, AgreementSecret, Grant, GrantPayload, MemberRecord};
+    use vault_format::file::SealedDocument;
+
+    let k = keys();
+    let master = k.master().unwrap().clone();
+    let kek = SecretKey::from_bytes(std::array::from_fn(|i| 0x50 + i as u8));
+    let agreement = AgreementSecret::from_kek(&kek);
+    let m2 = SecretKey::from_bytes(std::array::from_fn(|i| 0x60 + i as u8));
+    let mut k2 = k.clone();
+    k2.enter_epoch(m2.clone());
+    let payload = GrantPayload::from_keys(&k2, true).unwrap();
+    let recipient = vault_format::KeyId(Id([5u8; 32]));
+    let ephemeral: [u8; 32] = std::array::from_fn(|i| 0x70 + i as u8);
+    let grant = Grant::seal_with(&payload, recipient, &agreement.public(), ephemeral, &nonce(14));
+    let opened = Grant::parse(&grant).unwrap().open(&agreement).unwrap();
+    assert_eq!(opened.verify(&master, true).unwrap(), vec![m2.clone()]);
+    let payload_json = serde_json::to_vec(&opened).unwrap();
+
+    let s = Snapshot {
+        version: 1,
+        time: "2026-12-02T18:00:00Z".into(),
+        tree: BlobId(Id([1u8; 32])),
+        paths: vec!["/home".into()],
+        hostname: "alpha".into(),
+        username: "root".into(),
+        uid: 0,
+        gid: 0,
+        tags: Vec::new(),
+        parent: None,
+        program_version: "vault 0.1.0".into(),
+        summary: None,
+        filters: None,
+        original: None,
+        written_by: None,
+    };
+    let snap_file = file::seal_with_nonce(&k2, file::SNAPSHOT, &s.to_json(), Compression::Off, &nonce(15));
+    assert_eq!(Snapshot::decode(&k2, &snap_file).unwrap().paths, s.paths);
+    assert!(Snapshot::decode(&k, &snap_file).is_err(), "epoch 1's key does not open it");
+    assert_eq!(k2.epoch_of(&snap_file[5..]), Some(2));
+    let member = MemberRecord {
+        version: 1,
+        created: "2026-12-02T18:00:00Z".into(),
+        key_file: recipient,
+        access: "full".into(),
+        agreement_key: h(&agreement.public()),
+    };
+    let member_file = file::seal_with_nonce(&k2, MemberRecord::KIND, &member.to_json(), Compression::Off, &nonce(16));
+    assert_eq!(MemberRecord::decode_origin(&k2, &member_file).unwrap(), (member.clone(), true));
+    let enc2 = blake3::derive_key(crypto::CONTEXT_ENCRYPTION, m2.expose());
+
+    check(
+        "epochs",
+        json!({
+            "master_key": h(master.expose()),
+            "agreement_context": epoch::CONTEXT_AGREEMENT,
+            "key_file_kek": h(kek.expose()),
+            "agreement_public": h(&agreement.public()),
+            "epoch_2_master_key": h(m2.expose()),
+            "epoch_2_encryption_key": h(&enc2),
+            "epoch_2_encryption_key_id": vault_format::crypto::SealKeyId::of(&SecretKey::from_bytes(enc2)).to_hex(),
+            "epoch_certificate_context": epoch::CONTEXT_EPOCH_CERT,
+            "epoch_2_certificate": h(&epoch::certificate(true, &master, 2, &m2)),
+            "metadata_certificate_context": epoch::CONTEXT_METADATA_CERT,
+            "grant_context": epoch::CONTEXT_GRANT,
+            "grant_recipient": recipient.to_hex(),
+            "grant_ephemeral_secret": h(&ephemeral),
+            "grant_payload": String::from_utf8(payload_json).unwrap(),
+            "grant_file": h(&grant),
+            "snapshot_epoch_2_file": h(&snap_file),
+            "member_record_plaintext": String::from_utf8(member.to_json()).unwrap(),
+            "member_record_file": h(&member_file),
+        }),
+    );
+}

@@ -172,6 +172,7 @@ fn every_json_message_matches_docs_json_md() {
     c.output("key remove", &run(&["key", "remove", &added_id]));
     let changed = env.cmd().env("VAULT_NEW_PASSWORD", PASSWORD).args(["--json", "key", "passwd"]).output().unwrap();
     c.output("key passwd", &changed);
+    c.output("key rotate", &run(&["key", "rotate"]));
 
     c.output("tag", &run(&["tag", "--add", "x", "latest"]));
     c.output("rewrite", &run(&["rewrite", "--exclude", &format!("{s}/sub"), "latest"]));

@@ -403,6 +403,10 @@ pub(crate) struct PruneArgs {
     /// Show what would be deleted and repacked, with exact figures; change nothing
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Also rewrite every pack and index file sealed with a key epoch older than the
+    /// current one (after `vault key rotate`), so that the old key opens none of them
+    #[arg(long)]
+    pub reencrypt: bool,
     /// When writers that started before this prune still run, wait for them (checking
     /// every few seconds) and then delete, instead of leaving it to the next prune
     #[arg(long)]
@@ -467,6 +471,20 @@ pub(crate) enum KeyAction {
     },
     /// Change the password: a new key file replaces the one in use
     Passwd(NewKeyArgs),
+    /// Make a new master key (a key epoch) and give it to every key file; new data is
+    /// sealed with it, and `vault prune --reencrypt` rewrites the old
+    Rotate(KeyRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyRotateArgs {
+    /// Rotate although some key files cannot be given the new key (no member record yet);
+    /// they keep reading what was written before, nothing newer
+    #[arg(long)]
+    pub leave_out: bool,
+    /// Show which key files would get the new key; change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -90,6 +90,10 @@ pub enum ObjectKind {
     Tombstone = 12,
     /// A write-only key's record (its data key, for full keys to read what it wrote).
     KeyRecord = 13,
+    /// A key file's member record (its agreement key, spec §3.2).
+    MemberRecord = 14,
+    /// A grant of key epochs to one key file (spec §3.2).
+    Grant = 15,
 }
 
 /// Serialises a secret key as 64 hex digits without leaving unwiped copies of them.
@@ -204,7 +208,8 @@ fn allowed(kind: ObjectKind, sealer: Sealer) -> bool {
     match sealer {
         Sealer::Full => true,
         Sealer::Writer(_) => matches!(kind, DataBlob | TreeBlob | PackHeader | Snapshot),
-        Sealer::Metadata => metadata_kind(kind),
+        // A write-only key publishes its own agreement key (spec §3.2).
+        Sealer::Metadata => metadata_kind(kind) || kind == MemberRecord,
     }
 }
 
@@ -216,14 +221,32 @@ pub fn metadata_kind(kind: ObjectKind) -> bool {
     matches!(kind, Index | Announcement | Condemnation | WaitRecord | Tombstone)
 }
 
+/// The keys of an epoch before the current one (spec §3.2).
+#[derive(Clone)]
+struct PastEpoch {
+    encryption: Option<SecretKey>,
+    encryption_id: Option<SealKeyId>,
+    authority: Option<SecretKey>,
+    metadata: SecretKey,
+    metadata_id: SealKeyId,
+}
+
 /// The sub-keys derived from a repository's master key, or, for a write-only key, the
 /// few keys it is given (spec §3.1).
 #[derive(Clone)]
 pub struct Keys {
-    /// `None` for a write-only key.
+    /// The master key of epoch 1, which full key files wrap; `None` for a write-only key.
     master: Option<SecretKey>,
-    /// The encryption key of full keys; `None` for a write-only key.
+    /// The master keys of epochs 2, 3, … (full keys), which grants give (spec §3.2).
+    epoch_masters: Vec<SecretKey>,
+    /// The current key epoch: 1 until the repository's key is rotated.
+    epoch: u32,
+    /// The keys of earlier epochs, oldest first: they open what was sealed then.
+    past: Vec<PastEpoch>,
+    /// The current encryption key of full keys; `None` for a write-only key.
     encryption: Option<SecretKey>,
+    /// Its id: none in epoch 1, whose objects have random nonces.
+    encryption_id: Option<SealKeyId>,
     authority: Option<SecretKey>,
     blob_id: SecretKey,
     chunker: SecretKey,
@@ -260,6 +283,10 @@ impl Keys {
             own_writer: None,
             shared: false,
             master: Some(master),
+            epoch_masters: Vec::new(),
+            epoch: 1,
+            past: Vec::new(),
+            encryption_id: None,
         }
     }
 
@@ -269,7 +296,11 @@ impl Keys {
         let id = SealKeyId::of(&writer);
         Keys {
             master: None,
+            epoch_masters: Vec::new(),
+            epoch: 1,
+            past: Vec::new(),
             encryption: None,
+            encryption_id: None,
             authority: None,
             blob_id: content.blob_id.clone(),
             chunker: content.chunker.clone(),
@@ -330,8 +361,15 @@ impl Keys {
 
     /// Whether `tag` is the authority tag of `envelope`: `None` when these keys cannot tell
     /// (a write-only key), else whether it matches (in constant time).
-    pub fn verify_authority(&self, kind: ObjectKind, envelope: &[u8], tag: &[u8; 32]) -> Option<bool> {
-        let a = self.authority.as_ref()?;
+    /// The tag is checked with the authority key of the epoch whose metadata key sealed
+    /// `sealed`: an old epoch's authority key proves nothing about a newer epoch's files.
+    pub fn verify_authority(&self, kind: ObjectKind, sealed: &[u8], envelope: &[u8], tag: &[u8; 32]) -> Option<bool> {
+        let id = SealKeyId::of_sealed(sealed);
+        let a = if id == Some(self.metadata_id) {
+            self.authority.as_ref()?
+        } else {
+            self.past.iter().find(|p| Some(p.metadata_id) == id).and_then(|p| p.authority.as_ref())?
+        };
         let mut h = blake3::Hasher::new_keyed(a.expose());
         h.update(&[kind as u8]);
         h.update(envelope);
@@ -359,7 +397,7 @@ impl Keys {
         }
         match &self.encryption {
             Some(_) if self.shared && metadata_kind(kind) => meta,
-            Some(e) => (e, None),
+            Some(e) => (e, self.encryption_id),
             None => meta,
         }
     }
@@ -380,9 +418,94 @@ impl Keys {
         ContentKeys { blob_id: self.blob_id.clone(), chunker: self.chunker.clone() }
     }
 
-    /// The master key (wrapped into key files); `None` for a write-only key.
+    /// The master key of epoch 1 (wrapped into key files); `None` for a write-only key.
     pub fn master(&self) -> Option<&SecretKey> {
         self.master.as_ref()
+    }
+
+    /// The current key epoch: 1, and one more with each rotation this key holds a grant of.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The master keys of epochs 2 to the current one (full keys).
+    pub fn epoch_masters(&self) -> &[SecretKey] {
+        &self.epoch_masters
+    }
+
+    /// The metadata keys of epoch 1 to the current one.
+    pub fn metadata_keys(&self) -> Vec<SecretKey> {
+        let mut v: Vec<SecretKey> = self.past.iter().map(|p| p.metadata.clone()).collect();
+        v.push(self.metadata.clone());
+        v
+    }
+
+    /// The metadata key of epoch 1, which write-only key files wrap.
+    pub fn base_metadata_key(&self) -> &SecretKey {
+        self.past.first().map_or(&self.metadata, |p| &p.metadata)
+    }
+
+    fn push_past(&mut self) {
+        self.past.push(PastEpoch {
+            encryption: self.encryption.take(),
+            encryption_id: self.encryption_id,
+            authority: self.authority.take(),
+            metadata: self.metadata.clone(),
+            metadata_id: self.metadata_id,
+        });
+        self.epoch += 1;
+    }
+
+    /// Moves a full key into the next epoch, whose master key a grant gave (spec §3.2):
+    /// new objects are sealed with that epoch's keys; every earlier epoch's still open.
+    pub fn enter_epoch(&mut self, master: SecretKey) {
+        if self.master.is_none() {
+            return;
+        }
+        self.push_past();
+        let derive = |ctx: &str| SecretKey(blake3::derive_key(ctx, master.expose()));
+        let encryption = derive(CONTEXT_ENCRYPTION);
+        self.encryption_id = Some(SealKeyId::of(&encryption));
+        self.encryption = Some(encryption);
+        self.authority = Some(derive(CONTEXT_AUTHORITY));
+        self.metadata = derive(CONTEXT_METADATA);
+        self.metadata_id = SealKeyId::of(&self.metadata);
+        self.epoch_masters.push(master);
+    }
+
+    /// Moves a write-only key into the next epoch: its metadata key.
+    pub fn enter_metadata_epoch(&mut self, metadata: SecretKey) {
+        if self.master.is_some() {
+            return;
+        }
+        self.push_past();
+        self.metadata_id = SealKeyId::of(&metadata);
+        self.metadata = metadata;
+    }
+
+    /// The epoch of the encryption or metadata key that sealed `sealed`, judged by its
+    /// nonce; `None` for a write-only key's data key or a key these keys do not hold.
+    pub fn epoch_of(&self, sealed: &[u8]) -> Option<u32> {
+        let id = SealKeyId::of_sealed(sealed)?;
+        if Some(id) == self.encryption_id || id == self.metadata_id {
+            return Some(self.epoch);
+        }
+        if let Some(i) = self.past.iter().position(|p| Some(id) == p.encryption_id || id == p.metadata_id) {
+            return Some(i as u32 + 1);
+        }
+        if self.writers.iter().any(|(w, _)| *w == id) {
+            return None;
+        }
+        // Epoch 1's encryption key seals with random nonces.
+        self.base_encryption().map(|_| 1)
+    }
+
+    /// Epoch 1's encryption key.
+    fn base_encryption(&self) -> Option<&SecretKey> {
+        match self.past.first() {
+            Some(p) => p.encryption.as_ref(),
+            None => self.encryption.as_ref(),
+        }
     }
 
     /// The subkey the chunker's gear table comes from.
@@ -391,22 +514,34 @@ impl Keys {
     }
 
     /// The sealer of `sealed` by its nonce, and the key to open it with, if these keys hold it.
-    fn opening_key(&self, sealed: &[u8]) -> Option<(Sealer, &SecretKey)> {
+    /// The third value tells whether the key was chosen by the id the nonce starts with.
+    fn opening_key(&self, sealed: &[u8]) -> Option<(Sealer, &SecretKey, bool)> {
         if let Some(id) = SealKeyId::of_sealed(sealed) {
             if id == self.metadata_id {
-                return Some((Sealer::Metadata, &self.metadata));
+                return Some((Sealer::Metadata, &self.metadata, true));
+            }
+            if let (Some(e), true) = (&self.encryption, self.encryption_id == Some(id)) {
+                return Some((Sealer::Full, e, true));
             }
             if let Some((_, k)) = self.writers.iter().find(|(i, _)| *i == id) {
-                return Some((Sealer::Writer(id), k));
+                return Some((Sealer::Writer(id), k, true));
+            }
+            for p in self.past.iter().rev() {
+                if p.metadata_id == id {
+                    return Some((Sealer::Metadata, &p.metadata, true));
+                }
+                if let (Some(e), true) = (&p.encryption, p.encryption_id == Some(id)) {
+                    return Some((Sealer::Full, e, true));
+                }
             }
         }
-        self.encryption.as_ref().map(|e| (Sealer::Full, e))
+        self.base_encryption().map(|e| (Sealer::Full, e, false))
     }
 
     /// Which key sealed `sealed`, judged by its nonce alone (unauthenticated: the object
     /// still has to open).
     pub fn sealer_of(&self, sealed: &[u8]) -> Option<Sealer> {
-        self.opening_key(sealed).map(|(s, _)| s)
+        self.opening_key(sealed).map(|(s, _, _)| s)
     }
 
     /// Keyed BLAKE3-256 of a blob's plaintext. Keyed, so that a storage provider cannot
@@ -451,14 +586,14 @@ impl Keys {
     /// key these keys do not hold is [`FormatError::ForeignKey`] for a write-only key (it
     /// is not for it to read) and an authentication failure for a full key.
     pub fn open_from(&self, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[u8]) -> Result<(Sealer, Vec<u8>)> {
-        let Some((sealer, key)) = self.opening_key(sealed) else {
+        let Some((sealer, key, by_id)) = self.opening_key(sealed) else {
             return Err(FormatError::ForeignKey);
         };
         let first =
             if allowed(kind, sealer) { open(key, kind, blob, sealed) } else { Err(FormatError::Authentication) };
         match first {
             // One in 2^64 random nonces of the encryption key starts like another key's id.
-            Err(FormatError::Authentication) if sealer != Sealer::Full => match &self.encryption {
+            Err(FormatError::Authentication) if by_id => match self.base_encryption() {
                 Some(e) => open(e, kind, blob, sealed).map(|p| (Sealer::Full, p)),
                 None => Err(FormatError::Authentication),
             },

@@ -21,6 +21,7 @@ pub(crate) const MAGIC_CONDEMNATION: &[u8; 4] = b"VLTd";
 pub(crate) const MAGIC_WAIT: &[u8; 4] = b"VLTw";
 pub(crate) const MAGIC_TOMBSTONE: &[u8; 4] = b"VLTf";
 pub(crate) const MAGIC_KEY_RECORD: &[u8; 4] = b"VLTr";
+pub(crate) const MAGIC_MEMBER_RECORD: &[u8; 4] = b"VLTm";
 /// Version byte of a file that carries an authority tag (spec §7.1).
 pub const VERSION_TAGGED: u8 = 2;
 const TAG_LEN: usize = 32;
@@ -70,6 +71,9 @@ pub(crate) const TOMBSTONE: FileKind =
 /// A write-only key's record.
 pub const KEY_RECORD: FileKind =
     FileKind { magic: MAGIC_KEY_RECORD, object: ObjectKind::KeyRecord, name: "key record" };
+/// A key file's member record (spec §3.2).
+pub const MEMBER_RECORD: FileKind =
+    FileKind { magic: MAGIC_MEMBER_RECORD, object: ObjectKind::MemberRecord, name: "member record" };
 
 /// Kinds that full readers accept from the metadata key only with an authority tag:
 /// a write-only key must not be able to hide snapshots or condemn packs.
@@ -188,7 +192,7 @@ fn open_envelope(keys: &Keys, kind: FileKind, bytes: &[u8]) -> Result<(Origin, z
             let mut tag = [0u8; TAG_LEN];
             tag.copy_from_slice(&plain[..]);
             plain = zeroize::Zeroizing::new(env);
-            match keys.verify_authority(kind.object, &plain, &tag) {
+            match keys.verify_authority(kind.object, &bytes[5..], &plain, &tag) {
                 Some(true) => Origin::Full,
                 Some(false) => {
                     return Err(FormatError::invalid(kind.name, "its authority tag does not verify"));

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{WRITE_ONLY, WriteOnlyPayload};
 use super::crypto::{self, KEY_LEN, Keys, NONCE_LEN, ObjectKind, SecretKey};
+use super::epoch::AgreementSecret;
 use super::error::{FormatError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +116,18 @@ impl KeyFile {
         nonce: [u8; NONCE_LEN],
         meta: KeyMeta,
     ) -> Result<KeyFile> {
+        Self::seal(master.expose(), None, password, params, (salt, nonce), meta).map(|(k, _)| k)
+    }
+
+    /// [`KeyFile::wrap`], also giving the new key file's agreement public key (spec §3.2).
+    pub fn wrap_agreed(
+        master: &SecretKey,
+        password: &[u8],
+        params: KdfParams,
+        salt: [u8; SALT_LEN],
+        nonce: [u8; NONCE_LEN],
+        meta: KeyMeta,
+    ) -> Result<(KeyFile, [u8; 32])> {
         Self::seal(master.expose(), None, password, params, (salt, nonce), meta)
     }
 
@@ -127,6 +140,18 @@ impl KeyFile {
         nonce: [u8; NONCE_LEN],
         meta: KeyMeta,
     ) -> Result<KeyFile> {
+        Self::seal(&payload.to_secret_json(), Some(WRITE_ONLY), password, params, (salt, nonce), meta).map(|(k, _)| k)
+    }
+
+    /// [`KeyFile::wrap_write_only`], also giving the agreement public key.
+    pub fn wrap_write_only_agreed(
+        payload: &WriteOnlyPayload,
+        password: &[u8],
+        params: KdfParams,
+        salt: [u8; SALT_LEN],
+        nonce: [u8; NONCE_LEN],
+        meta: KeyMeta,
+    ) -> Result<(KeyFile, [u8; 32])> {
         Self::seal(&payload.to_secret_json(), Some(WRITE_ONLY), password, params, (salt, nonce), meta)
     }
 
@@ -138,10 +163,11 @@ impl KeyFile {
         params: KdfParams,
         (salt, nonce): ([u8; SALT_LEN], [u8; NONCE_LEN]),
         meta: KeyMeta,
-    ) -> Result<KeyFile> {
+    ) -> Result<(KeyFile, [u8; 32])> {
         let kek = derive_kek(password, &salt, params)?;
         let sealed = crypto::seal_with_nonce(&kek, &nonce, ObjectKind::KeyFile, None, secret);
-        Ok(KeyFile {
+        let agreement = AgreementSecret::from_kek(&kek).public();
+        let file = KeyFile {
             version: if access.is_some() { 2 } else { 1 },
             access: access.map(str::to_string),
             created: meta.created,
@@ -149,7 +175,8 @@ impl KeyFile {
             username: meta.username,
             kdf: Kdf { algorithm: "argon2id".into(), version: 0x13, params, salt: hex::encode(salt) },
             wrapped_key: hex::encode(sealed),
-        })
+        };
+        Ok((file, agreement))
     }
 
     /// Whether this key file says it is a write-only key.
@@ -178,6 +205,11 @@ impl KeyFile {
 
     /// Derives the wrapping key from `password` and opens what the key file wraps.
     pub fn unwrap(&self, password: &[u8]) -> Result<Unwrapped, Unwrap> {
+        self.unwrap_agreed(password).map(|(u, _)| u)
+    }
+
+    /// [`KeyFile::unwrap`], also giving the key file's agreement secret (spec §3.2).
+    pub fn unwrap_agreed(&self, password: &[u8]) -> Result<(Unwrapped, AgreementSecret), Unwrap> {
         self.validate().map_err(Unwrap::Invalid)?;
         let salt = hex::decode(&self.kdf.salt)
             .map_err(|e| Unwrap::Invalid(FormatError::invalid("key file salt", e.to_string())))?;
@@ -189,15 +221,16 @@ impl KeyFile {
             Err(FormatError::Authentication) => return Err(Unwrap::WrongPassword),
             Err(e) => return Err(Unwrap::Invalid(e)),
         };
+        let agreement = AgreementSecret::from_kek(&kek);
         if self.version == 2 {
             return WriteOnlyPayload::from_json(&plain)
-                .map(|p| Unwrapped::WriteOnly(Box::new(p)))
+                .map(|p| (Unwrapped::WriteOnly(Box::new(p)), agreement))
                 .map_err(Unwrap::Invalid);
         }
         let bytes: Result<[u8; KEY_LEN], _> = plain.as_slice().try_into();
         let bytes =
             bytes.map_err(|_| Unwrap::Invalid(FormatError::invalid("key file", "wrapped key is not 32 bytes")))?;
-        Ok(Unwrapped::Full(Box::new(Keys::from_master(SecretKey::from_bytes(bytes)))))
+        Ok((Unwrapped::Full(Box::new(Keys::from_master(SecretKey::from_bytes(bytes)))), agreement))
     }
 
     /// [`KeyFile::unwrap`] of a full key's key file.

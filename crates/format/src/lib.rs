@@ -14,6 +14,7 @@ pub(crate) mod codec;
 pub mod condemnation;
 pub mod config;
 pub mod crypto;
+pub mod epoch;
 /// The format layer's error.
 pub mod error;
 pub mod file;

@@ -104,6 +104,28 @@ pub fn tag(
     Ok(report)
 }
 
+/// Seals again, with the current key epoch, every snapshot of `snapshots` an older epoch
+/// sealed (`prune --reencrypt`): each is replaced by the same snapshot under a new id, and
+/// the old ones are removed. The caller has announced itself as a writer.
+pub fn reencrypt_snapshots(
+    repo: &IndexedRepository,
+    snapshots: &[(SnapshotId, Snapshot)],
+    dry_run: bool,
+) -> Result<RewriteReport> {
+    let mut report = RewriteReport::default();
+    let mut new_snaps = Vec::new();
+    for (id, s) in snapshots {
+        if repo.repo().snapshot_sealed_before_current_epoch(id)? {
+            new_snaps.push((*id, Snapshot { original: Some(*id), ..s.clone() }, 0, Vec::new()));
+        } else {
+            report.unchanged += 1;
+        }
+    }
+    commit(repo, new_snaps, dry_run, &mut report)?;
+    finish(repo, &mut report, dry_run, true, "reencrypt")?;
+    Ok(report)
+}
+
 /// Options of [`rewrite`].
 #[derive(Clone, Debug, Default)]
 pub struct RewriteOptions {

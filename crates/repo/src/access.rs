@@ -175,34 +175,37 @@ impl Repository {
             version: 1,
             access: WRITE_ONLY.into(),
             writer_key: writer_key.clone(),
-            metadata_key: self.keys().metadata_key().clone(),
+            // Epoch 1's: grants carry the later ones, certified from this one (spec §3.2).
+            metadata_key: self.keys().base_metadata_key().clone(),
             content_keys: self.keys().content_keys(),
             config: self.config().clone(),
             config_file: Id::of_stored_bytes(&config_bytes),
         };
-        let key_file = self.store_write_only_key_file(&payload, password, kdf, meta)?;
+        let (key_file, _) = self.store_write_only_key_file(&payload, password, kdf, meta)?;
         let index_files_resealed = self.reseal_index()?;
         Ok(WriteOnlyKeyAdded { key_file, writer: SealKeyId::of(&writer_key), record: record_id, index_files_resealed })
     }
 
-    /// Stores a write-only key file wrapping `payload` under `password`.
+    /// Stores a write-only key file wrapping `payload` under `password`, after its member
+    /// record and grant (see [`Repository::admit_key_file`]); returns its id and agreement key.
     pub(crate) fn store_write_only_key_file(
         &self,
         payload: &WriteOnlyPayload,
         password: &[u8],
         kdf: KdfParams,
         meta: KeyMeta,
-    ) -> Result<KeyId> {
+    ) -> Result<(KeyId, [u8; 32])> {
         let mut salt = [0u8; SALT_LEN];
         getrandom::fill(&mut salt)?;
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce)?;
-        let kf = KeyFile::wrap_write_only(payload, password, kdf, salt, nonce, meta)
+        let (kf, agreement) = KeyFile::wrap_write_only_agreed(payload, password, kdf, salt, nonce, meta)
             .map_err(|e| RepoError::invalid("key derivation parameters", e))?;
         let bytes = kf.to_json();
         let key_file = KeyId(Id::of_stored_bytes(&bytes));
+        self.admit_key_file(key_file, false, &agreement)?;
         self.backend().write(&StoredObject::Key(key_file).path(), bytes)?;
-        Ok(key_file)
+        Ok((key_file, agreement))
     }
 
     /// Seals every live index file that only full keys can read again, as a new file that

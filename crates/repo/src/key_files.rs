@@ -16,6 +16,7 @@ use super::repository::{Repository, parse_listing};
 use vault_format::access::WriteOnlyPayload;
 use vault_format::config::Config;
 use vault_format::crypto::Keys;
+use vault_format::epoch::AgreementSecret;
 use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta, SALT_LEN, Unwrap, Unwrapped};
 use vault_format::{Id, KeyId};
 
@@ -73,6 +74,8 @@ pub(crate) struct Opened {
     pub keys: Keys,
     pub config: Config,
     pub notes: Vec<String>,
+    /// The key file's agreement secret, which opens the grants made for it (spec §3.2).
+    pub agreement: AgreementSecret,
 }
 
 /// One key file as `vault key list` shows it.
@@ -128,7 +131,7 @@ fn read_candidate(backend: &Backend, id: KeyId, size: u64) -> Candidate {
 }
 
 /// A key file that opened: its id, keys, the config, and a write-only key's payload.
-type Found = (KeyId, Keys, Config, Option<Box<WriteOnlyPayload>>);
+type Found = (KeyId, Keys, Config, Option<Box<WriteOnlyPayload>>, AgreementSecret);
 
 /// Why one key file did not open the repository.
 enum Attempt {
@@ -235,17 +238,17 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
         return Err(RepoError::NoUsableKey { repo: name, reason: "the keys/ directory is empty".into() });
     }
     let mut tried = Tried::default();
-    let attempt = |(id, kf): &(KeyId, Box<KeyFile>)| match kf.unwrap(password) {
-        Ok(Unwrapped::Full(keys)) => match Config::decode(&keys, &config_bytes) {
-            Ok(config) => Ok((*id, config.keys(*keys), config, None)),
+    let attempt = |(id, kf): &(KeyId, Box<KeyFile>)| match kf.unwrap_agreed(password) {
+        Ok((Unwrapped::Full(keys), agreement)) => match Config::decode(&keys, &config_bytes) {
+            Ok(config) => Ok((*id, config.keys(*keys), config, None, agreement)),
             Err(e) => Err(Attempt::Config(format!("{}: {e}", StoredObject::Key(*id).path()))),
         },
         // A write-only key cannot open the config; its key file carries a copy, and the
         // hash of the config file it was made for.
-        Ok(Unwrapped::WriteOnly(p)) if Id::of_stored_bytes(&config_bytes) == p.config_file => {
-            Ok((*id, p.keys(), p.config.clone(), Some(p)))
+        Ok((Unwrapped::WriteOnly(p), agreement)) if Id::of_stored_bytes(&config_bytes) == p.config_file => {
+            Ok((*id, p.keys(), p.config.clone(), Some(p), agreement))
         }
-        Ok(Unwrapped::WriteOnly(_)) => Err(Attempt::Config(format!(
+        Ok((Unwrapped::WriteOnly(_), _)) => Err(Attempt::Config(format!(
             "{}: the stored config is not the one this write-only key was made for",
             StoredObject::Key(*id).path()
         ))),
@@ -277,7 +280,7 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
     }
     let Tried { problems, config_failures, skipped, unreadable, wrong_password } = tried;
     let notes: Vec<String> = skipped.iter().map(|s| format!("{s}; skipped (see --kdf-max-memory)")).collect();
-    let Some((key_id, keys, config, payload)) = opened else {
+    let Some((key_id, keys, config, payload, agreement)) = opened else {
         if !config_failures.is_empty() {
             // A key opened but the config does not authenticate under it.
             return Err(RepoError::integrity(
@@ -307,21 +310,26 @@ pub(crate) fn open_keys(backend: &Backend, password: &[u8], opts: &OpenOptions) 
         }
         return Err(RepoError::NoUsableKey { repo: name, reason: problems.join("; ") });
     };
-    Ok(Opened { payload, key_id, keys, config, notes })
+    Ok(Opened { payload, key_id, keys, config, notes, agreement })
 }
 
 /// A new key file wrapping `keys`' master key under `password`.
-pub(crate) fn wrap_key(keys: &Keys, password: &[u8], kdf: KdfParams, meta: KeyMeta) -> Result<(KeyId, Vec<u8>)> {
+pub(crate) fn wrap_key(
+    keys: &Keys,
+    password: &[u8],
+    kdf: KdfParams,
+    meta: KeyMeta,
+) -> Result<(KeyId, Vec<u8>, [u8; 32])> {
     let mut salt = [0u8; SALT_LEN];
     getrandom::fill(&mut salt)?;
     let mut nonce = [0u8; 24];
     getrandom::fill(&mut nonce)?;
     let master =
         keys.master().ok_or_else(|| RepoError::WriteOnly("a write-only key cannot make or change key files".into()))?;
-    let kf = KeyFile::wrap(master, password, kdf, salt, nonce, meta)
+    let (kf, agreement) = KeyFile::wrap_agreed(master, password, kdf, salt, nonce, meta)
         .map_err(|e| RepoError::invalid("key derivation parameters", e))?;
     let bytes = kf.to_json();
-    Ok((KeyId(Id::of_stored_bytes(&bytes)), bytes))
+    Ok((KeyId(Id::of_stored_bytes(&bytes)), bytes, agreement))
 }
 
 impl Repository {
@@ -343,9 +351,16 @@ impl Repository {
 
     /// Stores a new key file that opens this repository with `password`.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams, meta: KeyMeta) -> Result<KeyId> {
-        let (id, bytes) = wrap_key(self.keys(), password, kdf, meta)?;
+        self.add_key_agreed(password, kdf, meta).map(|(id, _)| id)
+    }
+
+    fn add_key_agreed(&self, password: &[u8], kdf: KdfParams, meta: KeyMeta) -> Result<(KeyId, [u8; 32])> {
+        let (id, bytes, agreement) = wrap_key(self.keys(), password, kdf, meta)?;
+        // Member record and grant first: a key file that opens is never left without the
+        // newest epoch.
+        self.admit_key_file(id, true, &agreement)?;
         self.backend().write(&StoredObject::Key(id).path(), bytes)?;
-        Ok(id)
+        Ok((id, agreement))
     }
 
     /// Deletes key file `target`. The key file that opened this repository cannot be
@@ -390,12 +405,19 @@ impl Repository {
     /// Returns the new key file's id.
     pub fn change_password(&mut self, password: &[u8], kdf: KdfParams, meta: KeyMeta) -> Result<KeyId> {
         let old = self.key_id();
-        let new = match self.write_only_payload() {
+        let (new, agreement) = match self.write_only_payload() {
             // A write-only key keeps its payload (its data key) under the new password.
             Some(p) => self.store_write_only_key_file(p, password, kdf, meta)?,
-            None => self.add_key(password, kdf, meta)?,
+            None => self.add_key_agreed(password, kdf, meta)?,
         };
         self.set_key_id(new);
+        self.set_agreement_public(agreement);
+        if !self.is_full() {
+            // No full key can admit it: a write-only key publishes its own record and
+            // grants itself the epochs it holds.
+            self.ensure_member_record()?;
+            self.grant_self()?;
+        }
         self.remove_key(old)?;
         Ok(new)
     }

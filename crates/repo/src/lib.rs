@@ -5,6 +5,7 @@
 pub mod access;
 pub mod backend;
 pub mod cache;
+pub mod epochs;
 pub mod error;
 pub mod faults;
 pub mod fuzzing;

@@ -2,7 +2,7 @@
 //!
 //! Layout: `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `checks/<id>`,
 //! `data/<xx>/<id>`, `tree/<xx>/<id>`, `writers/<id>`, `condemned/<id>`, `waiting/<id>`,
-//! `forgotten/<id>`, `keyring/<id>`, where every `<id>` is the BLAKE3 hash of the file's
+//! `forgotten/<id>`, `keyring/<id>`, `members/<id>`, `grants/<id>`, where every `<id>` is the BLAKE3 hash of the file's
 //! bytes. Nothing above this module spells a directory name.
 
 use std::fmt;
@@ -35,6 +35,10 @@ pub enum StoredKind {
     Tombstone,
     /// Write-only keys' data keys, for full keys (`keyring/`).
     KeyRecord,
+    /// Key files' agreement keys, for full keys (`members/`).
+    MemberRecord,
+    /// Key epochs granted to key files (`grants/`).
+    Grant,
 }
 
 impl StoredKind {
@@ -44,7 +48,11 @@ impl StoredKind {
     pub(crate) const fn max_stored_size(self) -> u64 {
         const MIB: u64 = 1 << 20;
         match self {
-            StoredKind::Config | StoredKind::Key | StoredKind::KeyRecord => 64 * 1024,
+            StoredKind::Config
+            | StoredKind::Key
+            | StoredKind::KeyRecord
+            | StoredKind::MemberRecord
+            | StoredKind::Grant => 64 * 1024,
             StoredKind::Announcement | StoredKind::WaitRecord => MIB,
             StoredKind::Snapshot => 16 * MIB,
             StoredKind::Index | StoredKind::CheckRecord | StoredKind::Condemnation | StoredKind::Tombstone => 256 * MIB,
@@ -67,6 +75,8 @@ impl StoredKind {
             StoredKind::WaitRecord => "waiting",
             StoredKind::Tombstone => "forgotten",
             StoredKind::KeyRecord => "keyring",
+            StoredKind::MemberRecord => "members",
+            StoredKind::Grant => "grants",
         }
     }
 }
@@ -104,7 +114,9 @@ impl StoredObject {
             | StoredKind::Condemnation
             | StoredKind::WaitRecord
             | StoredKind::Tombstone
-            | StoredKind::KeyRecord) => StoredObject::Record(k, id),
+            | StoredKind::KeyRecord
+            | StoredKind::MemberRecord
+            | StoredKind::Grant) => StoredObject::Record(k, id),
         }
     }
 

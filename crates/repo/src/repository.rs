@@ -109,6 +109,8 @@ pub struct Repository {
     writer_keys: Vec<crate::access::WriterKey>,
     /// A write-only key: what its key file wraps.
     payload: Option<Box<vault_format::access::WriteOnlyPayload>>,
+    /// The public agreement key of the key file that opened (spec §3.2).
+    agreement_public: Option<[u8; 32]>,
 }
 
 /// The error for a stored object that did not decode: damage, or (for a write-only key)
@@ -167,7 +169,7 @@ impl Repository {
             return Err(RepoError::AlreadyExists(backend.name().to_string()));
         }
         let master = Keys::from_master(SecretKey::random()?);
-        let (key_id, key_bytes) = key_files::wrap_key(&master, password, opts.kdf, meta)?;
+        let (key_id, key_bytes, agreement) = key_files::wrap_key(&master, password, opts.kdf, meta)?;
         let mut repo_id = [0u8; 32];
         getrandom::fill(&mut repo_id)?;
         let mut config = Config::new(Id(repo_id));
@@ -204,7 +206,12 @@ impl Repository {
                 backend.name()
             )));
         }
-        Ok(Repository::assemble(backend, keys, config, key_id, Vec::new()))
+        let mut repo = Repository::assemble(backend, keys, config, key_id, Vec::new());
+        repo.agreement_public = Some(agreement);
+        // So that a later `key rotate` can grant this key file the next epoch; a repository
+        // without it still opens, and `vault key list` writes it.
+        let _ = repo.ensure_member_record();
+        Ok(repo)
     }
 
     /// Opens a repository with the first key file that `password` opens and whose master
@@ -219,6 +226,8 @@ impl Repository {
         let o = key_files::open_keys(&backend, password, opts)?;
         let mut repo = Repository::assemble(backend, o.keys, o.config, o.key_id, o.notes);
         repo.payload = o.payload;
+        repo.agreement_public = Some(o.agreement.public());
+        repo.load_epochs(&o.agreement)?;
         repo.load_writer_keys()?;
         Ok(repo)
     }
@@ -234,7 +243,23 @@ impl Repository {
             open_notes: notes,
             writer_keys: Vec::new(),
             payload: None,
+            agreement_public: None,
         }
+    }
+
+    /// The public agreement key of the key file that opened.
+    pub(crate) fn agreement_public(&self) -> Option<[u8; 32]> {
+        self.agreement_public
+    }
+
+    pub(crate) fn set_agreement_public(&mut self, public: [u8; 32]) {
+        self.agreement_public = Some(public);
+    }
+
+    /// After `key rotate`: the new epoch's keys seal from now on.
+    pub(crate) fn replace_keys(&mut self, keys: Keys) {
+        self.keys = keys;
+        self.shared_keys = std::sync::OnceLock::new();
     }
 
     pub(crate) fn keys_mut(&mut self) -> &mut Keys {
@@ -427,6 +452,11 @@ impl Repository {
     /// The ids of all snapshots.
     pub fn list_snapshots(&self) -> Result<Vec<SnapshotId>> {
         Ok(self.list_cached(StoredKind::Snapshot)?.into_iter().map(|(id, _)| SnapshotId(id)).collect())
+    }
+
+    /// One snapshot file's stored bytes.
+    pub(crate) fn read_snapshot_file(&self, id: &SnapshotId) -> Result<Vec<u8>> {
+        self.read_file(StoredObject::Snapshot(*id))
     }
 
     /// Reads and decrypts one snapshot.
@@ -622,6 +652,26 @@ impl Repository {
         let sealed = blob_slice(kind, pack, data, entry)?;
         self.keys.open(kind.object_kind(), Some(&entry.id), &sealed).map_err(|e| damaged_blob(kind, pack, entry, e))?;
         Ok(sealed.to_vec())
+    }
+
+    /// [`Repository::sealed_blob_in`], sealed again with the current epoch's key when an
+    /// older epoch's sealed it (`prune --reencrypt`); a write-only key's blobs stay as they are.
+    pub fn resealed_blob_in(
+        &self,
+        kind: BlobKind,
+        pack: &PackId,
+        data: &ObjectBytes,
+        entry: &PackEntry,
+    ) -> Result<Vec<u8>> {
+        let sealed = blob_slice(kind, pack, data, entry)?;
+        let object = kind.object_kind();
+        let envelope = zeroize::Zeroizing::new(
+            self.keys.open(object, Some(&entry.id), &sealed).map_err(|e| damaged_blob(kind, pack, entry, e))?,
+        );
+        match self.keys.epoch_of(&sealed) {
+            Some(e) if e < self.keys.epoch() => Ok(self.keys.seal(object, Some(&entry.id), &envelope)?),
+            _ => Ok(sealed.to_vec()),
+        }
     }
 
     /// Opens one blob of a pack held whole (as read by [`Repository::read_pack`]):

@@ -11,6 +11,7 @@ use crate::cli::password::{Confirm, PasswordRole, PasswordSource, read_password}
 use vault_format::KeyId;
 use vault_format::keyfile::{KdfParams, KeyMeta};
 use vault_ops::OpError;
+use vault_repo::epochs::{RotateOptions, Rotated};
 use vault_repo::{KdfLimit, KeyInfo, Repository};
 
 pub(crate) fn run(g: &GlobalArgs, a: &KeyArgs) -> Result<ExitCode> {
@@ -54,6 +55,13 @@ pub(crate) fn run(g: &GlobalArgs, a: &KeyArgs) -> Result<ExitCode> {
             let target = resolve(&repo, id)?;
             repo.remove_key(target)?;
             report(g, "key_removed", target, &format!("removed key file {}", target.short()))?;
+        }
+        Some(KeyAction::Rotate(r)) => {
+            let mut repo = std::sync::Arc::try_unwrap(repo)
+                .map_err(|_| anyhow::anyhow!("internal: the repository handle is shared"))?;
+            let opts = RotateOptions { leave_out_ungranted: r.leave_out, dry_run: r.dry_run };
+            let done = repo.rotate_key(&opts)?;
+            rotated(g, &done, r.dry_run)?;
         }
         Some(KeyAction::Passwd(n)) => {
             // The new key file is the old one with another password: same cost, same labels.
@@ -122,15 +130,68 @@ fn new_key(
 }
 
 /// A key file named by its id or a unique prefix (from the listing: no key file is read).
+fn rotated(g: &GlobalArgs, r: &Rotated, dry_run: bool) -> Result<()> {
+    if g.json {
+        return print_json(&json!({
+            "message_type": "key_rotated",
+            "dry_run": dry_run,
+            "epoch": r.epoch,
+            "granted": r.granted.iter().map(|(k, full)| json!({ "id": k, "full": full })).collect::<Vec<_>>(),
+            "left_out": r.left_out,
+            "grants": r.grants,
+        }));
+    }
+    if g.quiet {
+        return Ok(());
+    }
+    let names = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let granted = names(
+        r.granted
+            .iter()
+            .map(|(k, full)| format!("{}{}", k.short(), if *full { "" } else { " (write-only)" }))
+            .collect(),
+    );
+    let verb = if dry_run { "would make" } else { "made" };
+    println!("{verb} key epoch {}, given to key files: {granted}", r.epoch);
+    if !r.left_out.is_empty() {
+        println!(
+            "left out (they read only what was written before): {}",
+            names(r.left_out.iter().map(|k| k.short()).collect())
+        );
+    }
+    if !dry_run {
+        println!(
+            "new data is sealed with the new key from now on; run `vault prune --reencrypt` to rewrite what older keys sealed"
+        );
+    }
+    Ok(())
+}
+
 fn resolve(repo: &Repository, spec: &str) -> Result<KeyId> {
     let ids = repo.key_ids()?;
     Ok(*by_prefix(spec, &ids, |k| k.0, "key file", " (see `vault key list`)")?)
 }
 
 fn list(g: &GlobalArgs, repo: &Repository, limit: &KdfLimit) -> Result<()> {
+    // Publishes this key file's agreement key once, so `key rotate` can reach it; storage
+    // that refuses writes only costs that.
+    if let Err(e) = repo.ensure_member_record()
+        && !g.quiet
+    {
+        eprintln!("warning: could not store this key file's member record: {e}");
+    }
+    let reachable: Vec<KeyId> = if repo.is_full() {
+        let epoch = repo.epoch();
+        repo.load_member_records()?.into_iter().filter(|m| m.epoch == Some(epoch)).map(|m| m.record.key_file).collect()
+    } else {
+        Vec::new()
+    };
     let keys = repo.list_keys()?;
     let status = |k: &KeyInfo| match &k.file {
         Ok(f) if !limit.allows(&f.kdf.params) => "over the KDF limit: skipped when opening".to_string(),
+        Ok(_) if repo.is_full() && !reachable.contains(&k.id) => {
+            "no member record: `key rotate` cannot reach it until its holder runs `vault key list`".to_string()
+        }
         Ok(_) => String::new(),
         Err(e) => format!("unreadable: {e}"),
     };
@@ -153,6 +214,8 @@ fn list(g: &GlobalArgs, repo: &Repository, limit: &KdfLimit) -> Result<()> {
                         "parallelism": f.kdf.params.parallelism,
                     })),
                     "within_kdf_limit": f.map(|f| limit.allows(&f.kdf.params)),
+                    "reachable_by_rotate": repo.is_full().then(|| reachable.contains(&k.id)),
+                    "epoch": k.current.then(|| repo.epoch()),
                     "error": k.file.as_ref().err().map(|e| e.to_string()),
                 })
             })
@@ -177,6 +240,6 @@ fn list(g: &GlobalArgs, repo: &Repository, limit: &KdfLimit) -> Result<()> {
         })
         .collect();
     print!("{}", table(&[" ID", "Host", "User", "Created", "Argon2id", "Access", "Status"], &rows));
-    println!("{} key files (* opened this run)", keys.len());
+    println!("{} key files (* opened this run, key epoch {})", keys.len(), repo.epoch());
     Ok(())
 }

@@ -17,6 +17,10 @@ use vault_repo::Repository;
 const WAIT_POLL: Duration = Duration::from_secs(5);
 
 pub(crate) fn options(a: &PruneOptsArgs, dry_run: bool) -> Result<PruneOptions> {
+    options_with(a, dry_run, false)
+}
+
+fn options_with(a: &PruneOptsArgs, dry_run: bool, reencrypt: bool) -> Result<PruneOptions> {
     let max_unused: UnusedLimit =
         a.max_unused.parse().map_err(|e: String| OpError::Usage(format!("--max-unused: {e}")))?;
     let max_repack = a
@@ -24,12 +28,30 @@ pub(crate) fn options(a: &PruneOptsArgs, dry_run: bool) -> Result<PruneOptions> 
         .as_deref()
         .map(|s| parse_size(s).map_err(|e| OpError::Usage(format!("--max-repack: {e}"))))
         .transpose()?;
-    Ok(PruneOptions { max_unused, max_repack, dry_run })
+    Ok(PruneOptions { max_unused, max_repack, dry_run, reencrypt })
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: &PruneArgs) -> Result<ExitCode> {
-    let opts = options(&a.opts, a.dry_run)?;
+    let opts = options_with(&a.opts, a.dry_run, a.reencrypt)?;
     let repo = open_repo(g)?;
+    if a.reencrypt {
+        reencrypt_snapshots(g, &repo, a.dry_run)?;
+    }
+    if a.reencrypt && !a.dry_run && !g.json && !g.quiet {
+        // The cost first: what the re-encryption will rewrite.
+        let plan = prune(&repo, &PruneOptions { dry_run: true, ..opts.clone() }, &vault_ops::NoProgress)?;
+        println!(
+            "re-encryption: {} sealed with older keys (epoch < {}), {} of live data to rewrite{}",
+            count(plan.packs.reencrypted, "pack", "packs"),
+            repo.epoch(),
+            bytes(plan.bytes.reencrypted),
+            if plan.packs.old_epoch_left > 0 {
+                format!("; {} more left for a later run (--max-repack)", plan.packs.old_epoch_left)
+            } else {
+                String::new()
+            }
+        );
+    }
     let (code, mut report) = run_prune(g, &repo, &opts)?;
     while a.wait && !a.dry_run && !report.waiting.is_empty() {
         std::thread::sleep(WAIT_POLL);
@@ -45,6 +67,31 @@ pub(crate) fn run(g: &GlobalArgs, a: &PruneArgs) -> Result<ExitCode> {
         print_message("summary", &report)?;
     }
     Ok(code)
+}
+
+/// Seals again with the current key every snapshot an older key epoch sealed (each gets a
+/// new id; the old ones are removed with a tombstone), before the prune rewrites the packs.
+fn reencrypt_snapshots(g: &GlobalArgs, repo: &Arc<Repository>, dry_run: bool) -> Result<()> {
+    let (snaps, bad) = vault_ops::select::list(repo, &vault_ops::select::SnapshotFilter::default())?;
+    if !bad.is_empty() {
+        return Err(OpError::PruneRefused(format!(
+            "{}; re-encryption needs every snapshot readable (forget or repair it first)",
+            bad[0]
+        ))
+        .into());
+    }
+    let announced = vault_repo::announce(repo, "prune")?;
+    let handle = vault_repo::IndexedRepository::load(repo.clone())?;
+    let r = vault_ops::rewrite::reencrypt_snapshots(&handle, &snaps, dry_run)?;
+    announced.end()?;
+    if !g.json && !g.quiet && !r.replaced.is_empty() {
+        let verb = if dry_run { "would seal" } else { "sealed" };
+        println!(
+            "{verb} {} again with the current key (new ids: `vault snapshots` lists them)",
+            count(r.replaced.len(), "snapshot", "snapshots")
+        );
+    }
+    Ok(())
 }
 
 /// Runs prune with a progress bar and prints its summary (unless `--json`, whose caller
@@ -87,6 +134,14 @@ fn print_summary(r: &PruneReport) {
     }
     if r.forgotten_files_removed > 0 {
         println!("removed {} of earlier forgets", count(r.forgotten_files_removed, "snapshot file", "snapshot files"));
+    }
+    if p.reencrypted > 0 || p.old_epoch_left > 0 {
+        println!(
+            "  re-encrypt {} sealed with older keys ({}); {} left",
+            count(p.reencrypted, "pack", "packs"),
+            bytes(b.reencrypted),
+            p.old_epoch_left
+        );
     }
     if r.dry_run {
         println!(

@@ -50,6 +50,9 @@ pub struct PruneOptions {
     pub max_repack: Option<u64>,
     /// Decide and report, write and delete nothing.
     pub dry_run: bool,
+    /// Rewrite every pack and index file sealed with an older key epoch than the current
+    /// one (after `key rotate`), so that an old key opens none of them.
+    pub reencrypt: bool,
 }
 
 /// Pack counts by fate.
@@ -69,6 +72,10 @@ pub struct PackCounts {
     pub rescued: u64,
     /// Packs written by repacking.
     pub written: u64,
+    /// Packs sealed with an older key epoch that are rewritten (`--reencrypt`).
+    pub reencrypted: u64,
+    /// Packs sealed with an older key epoch left for a later run (over `--max-repack`).
+    pub old_epoch_left: u64,
 }
 
 /// Byte figures (as stored).
@@ -88,6 +95,8 @@ pub struct ByteCounts {
     pub condemned: u64,
     /// Pack bytes written (repacked blobs and headers).
     pub written: u64,
+    /// Live bytes of packs sealed with an older key epoch, rewritten (`--reencrypt`).
+    pub reencrypted: u64,
 }
 
 /// What a prune run did.
@@ -299,6 +308,7 @@ fn condemn(
                 used_bytes: 0,
                 unused_blobs: 0,
                 unused_bytes: 0,
+                old_epoch: false,
             };
             for b in &p.blobs {
                 let used = index.slot(p.kind, &b.id).is_some_and(|s| life.marks.get(p.kind, s))
@@ -315,6 +325,9 @@ fn condemn(
         })
         .collect();
     usage.sort_by_key(|u| u.id);
+    if opts.reencrypt {
+        mark_old_epochs(repo, &loaded.live, &mut usage)?;
+    }
     let config = repo.config();
     let limits = Limits {
         max_unused: opts.max_unused,
@@ -333,11 +346,16 @@ fn condemn(
         match fate {
             Fate::Keep => {
                 report.packs.kept += 1;
+                report.packs.old_epoch_left += u64::from(u.old_epoch);
                 report.bytes.unused_after += u.unused_bytes;
                 kept.push(p);
             }
             Fate::Repack => {
                 report.packs.repacked += 1;
+                if u.old_epoch {
+                    report.packs.reencrypted += 1;
+                    report.bytes.reencrypted += u.used_bytes;
+                }
                 report.bytes.repacked += u.used_bytes;
                 report.bytes.condemned += u.size;
                 condemned.push((u.id, u.kind));
@@ -372,13 +390,18 @@ fn condemn(
     }
     // Nothing to condemn, nothing to re-index and one index file already: no new state
     // (superseded files still stored belong to a pending condemnation, which deletes them).
-    let settled = condemned.is_empty() && loaded.missing.is_empty() && rescued_ids.is_empty() && loaded.live_files <= 1;
+    // (A re-encryption always writes the index anew: the old one may be sealed with an old key.)
+    let settled = condemned.is_empty()
+        && loaded.missing.is_empty()
+        && rescued_ids.is_empty()
+        && loaded.live_files <= 1
+        && !opts.reencrypt;
     if opts.dry_run || settled {
         return Ok(());
     }
 
     progress.set_totals(jobs.len() as u64, report.bytes.repacked);
-    let (stats, new_packs) = repack::repack(repo, &jobs, progress)?;
+    let (stats, new_packs) = repack::repack(repo, &jobs, opts.reencrypt, progress)?;
     report.packs.written = new_packs.len() as u64;
     report.bytes.written = stats.stored_bytes_added;
 
@@ -403,6 +426,21 @@ fn condemn(
     // Only now, with the new index stored, are the writers that may hold the old one
     // exactly those announced.
     write_wait_record(repo, c_id, me)?;
+    Ok(())
+}
+
+/// Marks the used packs whose blobs an older key epoch sealed (one small read each).
+fn mark_old_epochs(repo: &Repository, live: &HashMap<PackId, IndexPack>, usage: &mut [PackUse]) -> Result<()> {
+    let old: Vec<bool> = usage
+        .par_iter()
+        .map(|u| match live.get(&u.id).and_then(|p| p.blobs.first()) {
+            Some(b) if u.used_blobs > 0 => repo.sealed_before_current_epoch(u.kind, &u.id, u64::from(b.offset)),
+            _ => Ok(false),
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    for (u, o) in usage.iter_mut().zip(old) {
+        u.old_epoch = o;
+    }
     Ok(())
 }
 

@@ -75,6 +75,8 @@ pub(crate) struct PackUse {
     pub used_bytes: u64,
     pub unused_blobs: u64,
     pub unused_bytes: u64,
+    /// Sealed with an older key epoch (marked only for `prune --reencrypt`).
+    pub old_epoch: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,12 +119,15 @@ pub(crate) fn decide(packs: &[PackUse], limits: &Limits) -> Vec<Fate> {
     let mut unused: u64 = packs.iter().filter(|p| p.used_blobs > 0).map(|p| p.unused_bytes).sum();
     let mut order: Vec<usize> = (0..packs.len()).filter(|&i| fates[i] == Fate::Keep).collect();
     let rank = |p: &PackUse| {
-        let class = if p.kind == BlobKind::Tree && p.unused_blobs > 0 {
+        // Re-encryption was asked for by name: it goes first within the budget.
+        let class = if p.old_epoch {
             0
-        } else if is_small(p) && small_count[p.kind.to_byte() as usize] >= SMALL_PACKS_TO_MERGE {
+        } else if p.kind == BlobKind::Tree && p.unused_blobs > 0 {
             1
-        } else {
+        } else if is_small(p) && small_count[p.kind.to_byte() as usize] >= SMALL_PACKS_TO_MERGE {
             2
+        } else {
+            3
         };
         let waste = p.unused_bytes as f64 / p.size.max(1) as f64;
         (class, std::cmp::Reverse((waste * 1e9) as u64))
@@ -132,8 +137,8 @@ pub(crate) fn decide(packs: &[PackUse], limits: &Limits) -> Vec<Fate> {
     for i in order {
         let p = &packs[i];
         let wanted = match rank(p).0 {
-            0 => limits.max_unused != UnusedLimit::Unlimited,
-            1 => true,
+            0 | 2 => true,
+            1 => limits.max_unused != UnusedLimit::Unlimited,
             _ => p.unused_blobs > 0 && unused > allowed,
         };
         if !wanted || p.used_bytes > budget {
@@ -160,6 +165,7 @@ mod tests {
             used_bytes: used,
             unused_blobs: unused.div_ceil(1000),
             unused_bytes: unused,
+            old_epoch: false,
         }
     }
 
@@ -195,6 +201,16 @@ mod tests {
         // A few small packs are not worth rewriting.
         let f = decide(&packs[1..4], &LIMITS);
         assert_eq!(f, vec![Fate::Keep, Fate::Keep, Fate::Keep]);
+    }
+
+    #[test]
+    fn packs_of_an_old_key_epoch_go_first_within_the_budget() {
+        let mut packs = vec![pack(1, BlobKind::Data, 16 * MIB, 0), pack(2, BlobKind::Data, 8 * MIB, 8 * MIB)];
+        packs[0].old_epoch = true;
+        let f = decide(&packs, &Limits { max_unused: UnusedLimit::Unlimited, ..LIMITS });
+        assert_eq!(f, vec![Fate::Repack, Fate::Keep]);
+        let f = decide(&packs, &Limits { max_repack: Some(10 * MIB), max_unused: UnusedLimit::Bytes(0), ..LIMITS });
+        assert_eq!(f, vec![Fate::Keep, Fate::Repack], "the budget holds");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Copying the live blobs of packs into new packs, as they are stored: authenticated, not
-//! decompressed or re-encrypted.
+//! decompressed; re-encrypted only for `prune --reencrypt`, and then only what an older key
+//! epoch sealed.
 
 use std::sync::Arc;
 
@@ -27,13 +28,18 @@ pub(crate) struct RepackJob {
 pub(crate) fn repack(
     repo: &Arc<Repository>,
     jobs: &[RepackJob],
+    reencrypt: bool,
     progress: &dyn Progress,
 ) -> Result<(WriterStats, Vec<IndexPack>)> {
     let writer = PackWriter::unindexed(repo.clone())?;
     jobs.par_iter().try_for_each(|job| -> Result<()> {
         let data = repo.read_pack(job.kind, &job.id, job.size)?;
         for e in &job.keep {
-            let sealed = repo.sealed_blob_in(job.kind, &job.id, &data, e)?;
+            let sealed = if reencrypt {
+                repo.resealed_blob_in(job.kind, &job.id, &data, e)?
+            } else {
+                repo.sealed_blob_in(job.kind, &job.id, &data, e)?
+            };
             writer.add_sealed(job.kind, e.id, sealed, e.raw_length)?;
             progress.add_bytes(u64::from(e.length));
         }

@@ -112,7 +112,8 @@ pub(crate) fn history(repo: &Arc<Repository>, src: &Path) -> HashMap<SnapshotId,
     expected
 }
 
-const TIGHT: PruneOptions = PruneOptions { max_unused: UnusedLimit::Bytes(0), max_repack: None, dry_run: false };
+const TIGHT: PruneOptions =
+    PruneOptions { max_unused: UnusedLimit::Bytes(0), max_repack: None, dry_run: false, reencrypt: false };
 
 #[test]
 fn every_step_of_a_prune_leaves_every_snapshot_whole() {
