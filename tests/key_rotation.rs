@@ -4,97 +4,18 @@
 
 mod common;
 
+use common::key_scenarios::*;
 use common::*;
 use vault_format::crypto::Keys;
-use vault_format::keyfile::KeyFile;
-use vault_format::pack::{decode_header, header_span};
 
-/// The keys the password opens from its key file alone: what a leaked old key gives.
-fn leaked_keys(env: &Env, password: &str) -> Keys {
-    let b = env.backend();
-    for e in b.list("keys").unwrap() {
-        let kf = KeyFile::from_json(&b.read(&e.path).unwrap()).unwrap();
-        if let Ok(k) = kf.unwrap_master(password.as_bytes()) {
-            return k;
-        }
-    }
-    panic!("no key file opens");
-}
-
-/// How many packs, index files and snapshots `keys` opens (headers, whole files).
-fn opened_by(env: &Env, keys: &Keys) -> (usize, usize, usize) {
-    let b = env.backend();
-    let mut packs = 0;
-    for dir in ["data", "tree"] {
-        for e in b.list(dir).unwrap() {
-            let bytes = b.read(&e.path).unwrap();
-            let span = header_span(&bytes[..5], bytes.len(), &bytes[bytes.len() - 4..]).unwrap();
-            packs += usize::from(decode_header(keys, &bytes[span.clone()], span.start as u64).is_ok());
-        }
-    }
-    let count = |dir: &str, open: &dyn Fn(&[u8]) -> bool| {
-        b.list(dir).unwrap().iter().filter(|e| open(&b.read(&e.path).unwrap())).count()
-    };
-    let index = count("index", &|x| vault_format::index::IndexFile::decode(keys, x).is_ok());
-    let snaps = count("snapshots", &|x| vault_format::snapshot::Snapshot::decode(keys, x).is_ok());
-    (packs, index, snaps)
-}
-
-fn with_password(env: &Env, pw: &str, args: &[&str]) -> std::process::Output {
-    env.cmd().env("VAULT_PASSWORD", pw).args(args).output().unwrap()
+#[test]
+fn after_rotation_and_reencryption_the_old_key_opens_nothing_local() {
+    after_rotation_and_reencryption_the_old_key_opens_nothing(Kind::Local);
 }
 
 #[test]
-fn after_rotation_and_reencryption_the_old_key_opens_nothing() {
-    let env = Env::new();
-    env.init();
-    let src = env.path("src");
-    std::fs::create_dir_all(src.join("d")).unwrap();
-    std::fs::write(src.join("big"), noise(3 << 20, 1)).unwrap();
-    std::fs::write(src.join("d/small"), b"first").unwrap();
-    let s = src.to_str().unwrap();
-    env.ok(&["backup", s, "-q"]);
-    let out = env.cmd().env("VAULT_NEW_PASSWORD", "second").args(["key", "add", "-q"]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let old = leaked_keys(&env, PASSWORD);
-    assert_eq!(opened_by(&env, &old).0, env.backend().list("data").unwrap().len() + 2, "the old key opens all now");
-
-    let out = env.ok(&["key", "rotate", "--json"]);
-    let r = last_json(out.as_bytes());
-    assert_eq!(r["epoch"], 2, "{out}");
-    assert_eq!(r["granted"].as_array().unwrap().len(), 2, "{out}");
-    std::fs::write(src.join("d/new"), noise(1 << 20, 2)).unwrap();
-    env.ok(&["backup", s, "-q"]);
-    // The second key file follows without its password having been used in the rotation.
-    let out = with_password(&env, "second", &["key", "list", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"epoch\":2"), "{}", String::from_utf8_lossy(&out.stdout));
-    // What was written after the rotation is closed to the old key already.
-    let (packs_before, _, snaps_before) = opened_by(&env, &old);
-
-    let out = env.ok(&["prune", "--reencrypt", "--dry-run"]);
-    assert!(out.contains("re-encrypt"), "{out}");
-    assert_eq!(
-        opened_by(&env, &old),
-        (packs_before, opened_by(&env, &old).1, snaps_before),
-        "a dry run changes nothing"
-    );
-    let out = env.ok(&["prune", "--reencrypt"]);
-    assert!(out.contains("re-encryption:"), "the cost is shown first: {out}");
-    assert_eq!(opened_by(&env, &old), (0, 0, 0), "the old key opens no pack, index file or snapshot");
-    assert!(packs_before > 0 && snaps_before == 1);
-    // Nothing lost: every snapshot restores, with either password, and check reads it all.
-    env.ok(&["check", "--read-data"]);
-    let out = with_password(&env, "second", &["snapshots", "--json"]);
-    let snaps = last_json(&out.stdout);
-    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
-    let target = env.path("out");
-    let out = with_password(&env, "second", &["restore", "latest", "--target", target.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
-    // A second prune --reencrypt has nothing left to do.
-    let out = env.ok(&["prune", "--reencrypt", "--dry-run", "--json"]);
-    assert_eq!(last_json(out.as_bytes())["packs"]["reencrypted"], 0, "{out}");
+fn rotation_and_reencryption_beside_backups_local() {
+    rotation_and_reencryption_beside_backups(Kind::Local);
 }
 
 #[test]
@@ -173,10 +94,32 @@ fn a_forked_or_forged_grant_is_caught() {
     let mut attacker = old.clone();
     attacker.enter_epoch(vault_format::crypto::SecretKey::from_bytes([11; 32]));
     let payload = vault_format::epoch::GrantPayload::from_keys(&attacker, true).unwrap();
-    put(vault_format::epoch::Grant::seal(&payload, second, &public).unwrap());
+    let planted = put(vault_format::epoch::Grant::seal(&payload, second, &public).unwrap());
     let out = with_password(&env, "second", &["snapshots"]);
     assert_eq!(code(&out), 15, "{}", stderr(&out));
     assert!(stderr(&out).contains("two different keys for epoch 2"), "{}", stderr(&out));
+    // The storage hides the genuine grant: this key file used epoch 2's genuine key here
+    // before, so the substitute is refused.
+    let genuine: Vec<String> =
+        b.list("grants").unwrap().into_iter().map(|e| e.path).filter(|p| !p.ends_with(&planted.to_hex())).collect();
+    let hidden: Vec<(String, Vec<u8>)> = genuine.iter().map(|p| (p.clone(), b.read(p).unwrap().to_vec())).collect();
+    for p in &genuine {
+        b.delete(p).unwrap();
+    }
+    let out = with_password(&env, "second", &["snapshots"]);
+    assert_eq!(code(&out), 15, "{}", stderr(&out));
+    assert!(stderr(&out).contains("a grant was replaced"), "{}", stderr(&out));
+    // Or removes every grant: back to epoch 1, whose key leaked.
+    b.delete(&format!("grants/{planted}")).unwrap();
+    let out = with_password(&env, "second", &["snapshots"]);
+    assert_eq!(code(&out), 15, "{}", stderr(&out));
+    assert!(stderr(&out).contains("offers only epoch 1"), "{}", stderr(&out));
+    // With the genuine grants back, all is well again.
+    for (p, bytes) in hidden {
+        b.write(&p, bytes).unwrap();
+    }
+    let out = with_password(&env, "second", &["snapshots"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]

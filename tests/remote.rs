@@ -65,6 +65,8 @@ on_remote_backends!(
     write_only_key_backs_up_but_reads_nothing_of_others,
     write_only_key_cannot_plant_a_parent,
     prune_beside_write_only_backups,
+    after_rotation_and_reencryption_the_old_key_opens_nothing,
+    rotation_and_reencryption_beside_backups,
 );
 
 #[test]

@@ -1,6 +1,9 @@
 //! Key management scenarios, run on every backend.
 
 use super::*;
+use vault_format::crypto::Keys;
+use vault_format::keyfile::KeyFile;
+use vault_format::pack::{decode_header, header_span};
 
 pub fn keys_json(env: &Env, password: &str) -> Vec<serde_json::Value> {
     let out = env.cmd().env("VAULT_PASSWORD", password).args(["key", "list", "--json"]).output().unwrap();
@@ -128,4 +131,158 @@ pub fn removals_of_each_others_key_leave_one(kind: Kind) {
             }
         }
     }
+}
+
+/// The keys the password opens from its key file alone: what a leaked old key gives.
+pub fn leaked_keys(env: &Env, password: &str) -> Keys {
+    let b = env.backend();
+    for e in b.list("keys").unwrap() {
+        let kf = KeyFile::from_json(&b.read(&e.path).unwrap()).unwrap();
+        if let Ok(k) = kf.unwrap_master(password.as_bytes()) {
+            return k;
+        }
+    }
+    panic!("no key file opens");
+}
+
+/// How many packs, index files and snapshots `keys` opens (headers, whole files).
+pub fn opened_by(env: &Env, keys: &Keys) -> (usize, usize, usize) {
+    let b = env.backend();
+    let mut packs = 0;
+    for dir in ["data", "tree"] {
+        for e in b.list(dir).unwrap() {
+            let bytes = b.read(&e.path).unwrap();
+            let span = header_span(&bytes[..5], bytes.len(), &bytes[bytes.len() - 4..]).unwrap();
+            packs += usize::from(decode_header(keys, &bytes[span.clone()], span.start as u64).is_ok());
+        }
+    }
+    let count = |dir: &str, open: &dyn Fn(&[u8]) -> bool| {
+        b.list(dir).unwrap().iter().filter(|e| open(&b.read(&e.path).unwrap())).count()
+    };
+    let index = count("index", &|x| vault_format::index::IndexFile::decode(keys, x).is_ok());
+    let snaps = count("snapshots", &|x| vault_format::snapshot::Snapshot::decode(keys, x).is_ok());
+    (packs, index, snaps)
+}
+
+pub fn with_password(env: &Env, pw: &str, args: &[&str]) -> std::process::Output {
+    env.cmd().env("VAULT_PASSWORD", pw).args(args).output().unwrap()
+}
+
+/// `key rotate`, a backup, `prune --reencrypt`: the old master key opens no pack, index
+/// file or snapshot, and everything restores with either password.
+pub fn after_rotation_and_reencryption_the_old_key_opens_nothing(kind: Kind) {
+    let Some(env) = Env::for_kind(kind) else { return };
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("big"), noise(3 << 20, 1)).unwrap();
+    std::fs::write(src.join("d/small"), b"first").unwrap();
+    let s = src.to_str().unwrap();
+    env.ok(&["backup", s, "-q"]);
+    let out = env.cmd().env("VAULT_NEW_PASSWORD", "second").args(["key", "add", "-q"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old = leaked_keys(&env, PASSWORD);
+    let all_packs = env.backend().list("data").unwrap().len() + env.backend().list("tree").unwrap().len();
+    assert_eq!(opened_by(&env, &old).0, all_packs, "the old key opens all now");
+
+    let out = env.ok(&["key", "rotate", "--json"]);
+    let r = last_json(out.as_bytes());
+    assert_eq!(r["epoch"], 2, "{out}");
+    assert_eq!(r["granted"].as_array().unwrap().len(), 2, "{out}");
+    std::fs::write(src.join("d/new"), noise(1 << 20, 2)).unwrap();
+    env.ok(&["backup", s, "-q"]);
+    // The second key file follows without its password having been used in the rotation.
+    let out = with_password(&env, "second", &["key", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"epoch\":2"), "{}", String::from_utf8_lossy(&out.stdout));
+    // What was written after the rotation is closed to the old key already.
+    let (packs_before, _, snaps_before) = opened_by(&env, &old);
+
+    let out = env.ok(&["prune", "--reencrypt", "--dry-run"]);
+    assert!(out.contains("re-encrypt"), "{out}");
+    assert_eq!(
+        opened_by(&env, &old),
+        (packs_before, opened_by(&env, &old).1, snaps_before),
+        "a dry run changes nothing"
+    );
+    let out = env.ok(&["prune", "--reencrypt"]);
+    assert!(out.contains("re-encryption:"), "the cost is shown first: {out}");
+    assert_eq!(opened_by(&env, &old), (0, 0, 0), "the old key opens no pack, index file or snapshot");
+    assert!(packs_before > 0 && snaps_before == 1);
+    // Nothing lost: every snapshot restores, with either password, and check reads it all.
+    env.ok(&["check", "--read-data"]);
+    let out = with_password(&env, "second", &["snapshots", "--json"]);
+    let snaps = last_json(&out.stdout);
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    let target = env.path("out");
+    let out = with_password(&env, "second", &["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    // A second prune --reencrypt has nothing left to do.
+    let out = env.ok(&["prune", "--reencrypt", "--dry-run", "--json"]);
+    assert_eq!(last_json(out.as_bytes())["packs"]["reencrypted"], 0, "{out}");
+}
+
+/// Backups run in a loop (one held stopped with SIGSTOP across the rotation, so it seals
+/// with the old key after it) while `key rotate` and `prune --reencrypt` run; `check` is
+/// clean throughout, every snapshot restores, and a last `prune --reencrypt` after the
+/// backups leaves the old key nothing.
+pub fn rotation_and_reencryption_beside_backups(kind: Kind) {
+    let Some(env) = Env::for_kind(kind) else { return };
+    env.init();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..4 {
+        std::fs::write(src.join(format!("f{i}")), noise(400_000, i)).unwrap();
+    }
+    let s = src.to_str().unwrap().to_string();
+    env.ok(&["backup", &s, "-q"]);
+    let old = leaked_keys(&env, PASSWORD);
+    // A backup opened with the old epoch, stopped until after the rotation.
+    std::fs::write(src.join("late"), noise(300_000, 40)).unwrap();
+    let mut held = env.cmd().args(["backup", &s, "-q"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(held.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let (stop, s) = (stop.clone(), s.clone());
+        let mut cmd = env.cmd();
+        cmd.args(["backup", &s, "-q"]);
+        let src = src.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::fs::write(src.join("changing"), noise(100_000, 100 + n)).unwrap();
+                let out = cmd.output().unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                n += 1;
+            }
+            n
+        })
+    };
+    env.ok(&["key", "rotate", "-q"]);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+    let out = env.run(&["prune", "--reencrypt", "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["check"]);
+    assert!(out.status.success(), "check beside the backups: {}", stderr(&out));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rounds = looping.join().unwrap();
+    assert!(held.wait().unwrap().success());
+    assert!(rounds > 0);
+    env.ok(&["prune", "--reencrypt", "-q"]);
+    assert_eq!(opened_by(&env, &old), (0, 0, 0), "what the stopped backup sealed with the old key is rewritten too");
+    env.ok(&["check", "--read-data"]);
+    let snaps: serde_json::Value =
+        serde_json::from_str(env.ok(&["snapshots", "--json"]).lines().last().unwrap()).unwrap();
+    for snap in snaps.as_array().unwrap() {
+        let id = snap["id"].as_str().unwrap();
+        let target = env.path(&format!("out-{id}"));
+        env.ok(&["restore", id, "--target", target.to_str().unwrap(), "-q"]);
+    }
+    env.ok(&["backup", &s, "-q"]);
+    let target = env.path("latest");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "-q"]);
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }

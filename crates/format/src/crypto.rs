@@ -440,6 +440,12 @@ impl Keys {
         v
     }
 
+    /// Names the current epoch's keys (the metadata key's id, which full and write-only
+    /// keys of one epoch share) without revealing them.
+    pub fn epoch_key_id(&self) -> SealKeyId {
+        self.metadata_id
+    }
+
     /// The metadata key of epoch 1, which write-only key files wrap.
     pub fn base_metadata_key(&self) -> &SecretKey {
         self.past.first().map_or(&self.metadata, |p| &p.metadata)

@@ -58,6 +58,11 @@ impl Repository {
         self.keys().epoch()
     }
 
+    /// The id of the current epoch's metadata key: names the epoch's keys.
+    pub fn epoch_key_id(&self) -> vault_format::crypto::SealKeyId {
+        self.keys().epoch_key_id()
+    }
+
     /// Installs the epochs granted to the key file that opened (spec §3.2). Grants that
     /// name this key file but do not open or verify are reported in the open notes and
     /// ignored; two grants that disagree on an epoch's key are tampering (or two rotations

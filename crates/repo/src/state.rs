@@ -117,6 +117,22 @@ impl LocalState {
         self.write_if_changed(&self.repository_dir(repo).join("config.json"), json)
     }
 
+    /// The key epoch (number and key id) that key file `key` last used in repository `repo`.
+    pub fn epoch_seen(&self, repo: &Id, key: &KeyId) -> Option<(u32, String)> {
+        let text = std::fs::read_to_string(self.epoch_file(repo, key)).ok()?;
+        let (n, id) = text.trim().split_once(' ')?;
+        Some((n.parse().ok()?, id.to_string()))
+    }
+
+    /// Remembers the key epoch that key file `key` used in repository `repo`.
+    pub fn remember_epoch(&self, repo: &Id, key: &KeyId, epoch: u32, key_id: &str) -> std::io::Result<()> {
+        self.write_if_changed(&self.epoch_file(repo, key), format!("{epoch} {key_id}\n").as_bytes())
+    }
+
+    fn epoch_file(&self, repo: &Id, key: &KeyId) -> PathBuf {
+        self.repository_dir(repo).join(format!("epoch-{}", key.0.to_hex()))
+    }
+
     /// Changes what was seen of `repo` under a lock, so that two vault processes of this
     /// user never drop each other's observations.
     pub fn update_seen(&self, repo: &Id, change: impl FnOnce(&mut Seen)) -> std::io::Result<()> {

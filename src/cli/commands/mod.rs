@@ -160,6 +160,7 @@ pub(crate) fn open_repo_at(g: &GlobalArgs, loc: Location, pw: &PasswordSource, c
     }
     if let Some(s) = &state {
         config_unchanged(&repo, s, g.accept_config_change)?;
+        epoch_not_rolled_back(&repo, s)?;
         notice_tampering(&repo, s)?;
     }
     Ok(Arc::new(repo))
@@ -183,6 +184,28 @@ fn config_unchanged(repo: &Repository, state: &LocalState, accept: bool) -> Resu
         }
         _ => {
             let _ = state.remember_config(&id, &now);
+            Ok(())
+        }
+    }
+}
+
+/// A key epoch older than the one this key file used here before, or another key for the
+/// same epoch, means grants were removed or forged (spec §3.2): writing on would seal new
+/// data with a key the rotation was meant to retire.
+fn epoch_not_rolled_back(repo: &Repository, state: &LocalState) -> Result<()> {
+    let (id, key) = (repo.config().id, repo.key_id());
+    let (epoch, key_id) = (repo.epoch(), repo.epoch_key_id().to_hex());
+    match state.epoch_seen(&id, &key) {
+        Some((before, _)) if before > epoch => Err(RepoError::Tampering(format!(
+            "this key file used key epoch {before} here before, and the repository now offers only epoch {epoch}: grants were removed from the storage"
+        ))
+        .into()),
+        Some((before, old)) if before == epoch && old != key_id => Err(RepoError::Tampering(format!(
+            "key epoch {epoch} has another key than the one this key file used here before: a grant was replaced"
+        ))
+        .into()),
+        _ => {
+            let _ = state.remember_epoch(&id, &key, epoch, &key_id);
             Ok(())
         }
     }

@@ -273,6 +273,7 @@ pub fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progres
     let mut reruns = 0;
     loop {
         let before = state(repo)?;
+        let grants = repo.list_files(StoredKind::Grant)?.len();
         let result = check_once(repo, &opts, progress);
         let after: HashSet<vault_format::Id> = state(repo)?.into_iter().collect();
         let moved = before.iter().any(|name| !after.contains(name));
@@ -282,6 +283,13 @@ pub fn check(repo: &Arc<Repository>, opts: &CheckOptions, progress: &dyn Progres
             Err(crate::OpError::Repo(RepoError::Backend(e))) => e.kind == BackendErrorKind::NotFound,
             Err(_) => false,
         };
+        if failed && repo.list_files(StoredKind::Grant)?.len() != grants {
+            // A `key rotate` meanwhile: what was sealed since needs keys this run was not
+            // given when it opened, which is no damage.
+            return Err(crate::OpError::Unsettled(
+                "the repository's key was rotated during the check, and files sealed with the new key cannot be read by this run; run check again".into(),
+            ));
+        }
         if !(failed && moved) {
             let mut report = result?;
             report.verified_packs.extend(verified);
