@@ -91,7 +91,9 @@ pub fn an_interrupted_backup_resumes(kind: Kind) {
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    while env.repo_size().saturating_sub(base) < total * 2 / 5 && started.elapsed() < std::time::Duration::from_secs(120) {
+    while env.repo_size().saturating_sub(base) < total * 2 / 5
+        && started.elapsed() < std::time::Duration::from_secs(120)
+    {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();

@@ -109,6 +109,7 @@ pub struct PackBuilder {
     kind: BlobKind,
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
+    padding: Padding,
 }
 
 impl PackBuilder {
@@ -117,7 +118,14 @@ impl PackBuilder {
         let mut buf = Vec::with_capacity(capacity);
         buf.extend_from_slice(MAGIC_PACK);
         buf.push(FORMAT_VERSION);
-        PackBuilder { kind, buf, entries: Vec::new() }
+        PackBuilder { kind, buf, entries: Vec::new(), padding: Padding::None }
+    }
+
+    /// Pads the sealed header (spec §9): its length then tells the blob count only to
+    /// within the padding's size class.
+    pub fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
     }
 
     /// The kind of blob this pack holds.
@@ -142,7 +150,7 @@ impl PackBuilder {
     }
 
     fn header_plaintext(&self) -> Vec<u8> {
-        header_plaintext(self.kind, &self.entries)
+        header_plaintext(self.kind, &self.entries, self.padding)
     }
 
     /// The complete pack file and its entries.
@@ -164,7 +172,7 @@ impl PackBuilder {
     }
 }
 
-fn header_plaintext(kind: BlobKind, entries: &[PackEntry]) -> Vec<u8> {
+fn header_plaintext(kind: BlobKind, entries: &[PackEntry], padding: Padding) -> Vec<u8> {
     let mut w = Writer { buf: Vec::with_capacity(3 + entries.len() * 40) };
     w.u8(FORMAT_VERSION);
     w.u8(kind.to_byte());
@@ -174,7 +182,7 @@ fn header_plaintext(kind: BlobKind, entries: &[PackEntry]) -> Vec<u8> {
         w.varint(u64::from(e.length));
         w.varint(u64::from(e.raw_length));
     }
-    blob::encode(&w.finish(), Compression::Off, Padding::None)
+    blob::encode(&w.finish(), Compression::Off, padding)
 }
 
 /// The bytes every pack starts with; blobs follow from offset [`PACK_PREFIX_LEN`].
@@ -187,8 +195,13 @@ pub fn pack_prefix() -> [u8; PACK_PREFIX_LEN] {
 
 /// What follows a pack's last blob: the sealed header and its length. For writers that
 /// stream blobs out as they come (see [`PackBuilder`] for the in-memory form).
-pub fn pack_trailer(keys: &Keys, kind: BlobKind, entries: &[PackEntry]) -> Result<Vec<u8>, getrandom::Error> {
-    let mut sealed = keys.seal(ObjectKind::PackHeader, None, &header_plaintext(kind, entries))?;
+pub fn pack_trailer(
+    keys: &Keys,
+    kind: BlobKind,
+    entries: &[PackEntry],
+    padding: Padding,
+) -> Result<Vec<u8>, getrandom::Error> {
+    let mut sealed = keys.seal(ObjectKind::PackHeader, None, &header_plaintext(kind, entries, padding))?;
     let len = sealed.len() as u32;
     sealed.extend_from_slice(&len.to_le_bytes());
     Ok(sealed)
@@ -307,7 +320,7 @@ mod tests {
                 entries.push(PackEntry { id, offset: bytes.len() as u32, length: sealed.len() as u32, raw_length: raw.len() as u32 });
                 bytes.extend_from_slice(&sealed);
             }
-            bytes.extend_from_slice(&pack_trailer(&k, BlobKind::Data, &entries).unwrap());
+            bytes.extend_from_slice(&pack_trailer(&k, BlobKind::Data, &entries, Padding::Padme).unwrap());
             let (kind, parsed) = parse_pack(&k, &bytes).unwrap();
             prop_assert_eq!(kind, BlobKind::Data);
             prop_assert_eq!(parsed, entries);

@@ -116,6 +116,11 @@ impl IndexedRepository {
         self.index.get(kind, id).or_else(|| self.condemned.get(kind, id))
     }
 
+    /// The size of a pack the live index or a condemned pack's index lists.
+    pub fn pack_size(&self, id: &PackId) -> Option<u64> {
+        self.index.pack(id).or_else(|| self.condemned.pack(id)).map(|p| p.size)
+    }
+
     /// Whether the blob can be read (the live index or a condemned pack holds it).
     pub fn contains(&self, kind: BlobKind, id: &BlobId) -> bool {
         self.index.contains(kind, id) || self.condemned.contains(kind, id)
@@ -124,7 +129,7 @@ impl IndexedRepository {
     /// Reads, decrypts and verifies one blob.
     pub fn read_blob(&self, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.locate(kind, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
-        self.repo.read_blob_at(&loc, id)
+        self.repo.read_blob_within(&loc, id, self.pack_size(&loc.pack))
     }
 
     /// Reads one data blob of a file's content list, which says it holds `length` bytes.
@@ -139,7 +144,7 @@ impl IndexedRepository {
     /// Reads and decodes one tree.
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
         let loc = self.locate(BlobKind::Tree, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
-        self.repo.load_tree_at(&loc, id)
+        self.repo.load_tree_at(&loc, id, self.pack_size(&loc.pack))
     }
 
     /// Reads a whole pack (unverified: its blobs are verified as they are opened).

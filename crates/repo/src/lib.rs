@@ -16,6 +16,7 @@ pub(crate) mod master_index;
 pub(crate) mod object;
 pub(crate) mod object_bytes;
 pub(crate) mod pacer;
+pub(crate) mod pack_reads;
 pub(crate) mod pack_writer;
 pub(crate) mod private_dir;
 pub mod repository;

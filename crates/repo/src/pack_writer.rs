@@ -22,7 +22,7 @@ use super::error::{RepoError, Result};
 use super::master_index::MasterIndex;
 use super::object::StoredObject;
 use super::repository::Repository;
-use vault_format::blob::{Compression, Padding};
+use vault_format::blob::Compression;
 use vault_format::index::{IndexFile, IndexPack};
 use vault_format::pack::{self, BlobKind, PackBuilder};
 use vault_format::tree::Tree;
@@ -84,23 +84,36 @@ impl OpenPack {
     }
 }
 
-/// Small blobs are gathered into pieces of this size before they go out: a write per
-/// 3 KB blob made a backup of many small files four times slower.
+/// Blobs go out in pieces of exactly this size (the last one of a pack excepted): a write
+/// per 3 KB blob made a backup of many small files four times slower, and writes shaped by
+/// blob boundaries would show the storage server each chunk's length (spec §9).
 const STREAM_PIECE: usize = 1 << 20;
+
+/// Adds `bytes` to `piece` and hands every piece that reaches `size` bytes to `emit`, so
+/// what goes out never depends on where one blob ends and the next begins.
+fn shape_pieces<E>(
+    piece: &mut Vec<u8>,
+    mut bytes: &[u8],
+    size: usize,
+    mut emit: impl FnMut(Vec<u8>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    while !bytes.is_empty() {
+        let take = (size - piece.len()).min(bytes.len());
+        piece.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
+        if piece.len() == size {
+            emit(std::mem::replace(piece, Vec::with_capacity(size)))?;
+        }
+    }
+    Ok(())
+}
 
 impl StreamingPack {
     fn append(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.hasher.update(&bytes);
         self.len += bytes.len() as u64;
-        if bytes.len() >= STREAM_PIECE {
-            // A large blob goes out as it is, behind what was gathered so far, not copied.
-            self.flush()?;
-            return Ok(self.out.append(bytes)?);
-        }
-        self.piece.extend_from_slice(&bytes);
-        if self.piece.len() >= STREAM_PIECE {
-            self.flush()?;
-        }
+        let out = &mut self.out;
+        shape_pieces(&mut self.piece, &bytes, STREAM_PIECE, |p| out.append(p))?;
         Ok(())
     }
 
@@ -287,7 +300,8 @@ impl PackWriter {
         let cfg = self.shared.repo.config();
         let (compression, padding) = match kind {
             BlobKind::Data => (self.compression, cfg.padding),
-            BlobKind::Tree => (cfg.compression, Padding::None),
+            // Trees are padded too: a directory's listing length tells its entry count.
+            BlobKind::Tree => (cfg.compression, cfg.padding),
         };
         let sealed = pack::seal_blob(self.shared.repo.keys(), kind, &id, raw, compression, padding)?;
         self.place(kind, id, sealed, raw.len() as u32)?;
@@ -353,7 +367,8 @@ impl PackWriter {
                 Upload::Memory { kind, bytes, entries }
             }
             OpenPack::Streaming(mut s) => {
-                let trailer = pack::pack_trailer(self.shared.repo.keys(), s.kind, &s.entries)?;
+                let padding = self.shared.repo.config().padding;
+                let trailer = pack::pack_trailer(self.shared.repo.keys(), s.kind, &s.entries, padding)?;
                 s.append(trailer)?;
                 s.flush()?;
                 let id = PackId(Id(*s.hasher.finalize().as_bytes()));
@@ -450,12 +465,12 @@ impl Shared {
                 hasher: blake3::Hasher::new(),
                 len: 0,
                 entries: Vec::new(),
-                piece: Vec::new(),
+                piece: Vec::with_capacity(STREAM_PIECE),
             };
             s.append(pack::pack_prefix().to_vec())?;
             return Ok(OpenPack::Streaming(Box::new(s)));
         }
-        Ok(OpenPack::Memory(PackBuilder::new(kind, target + target / 8)))
+        Ok(OpenPack::Memory(PackBuilder::new(kind, target + target / 8).with_padding(self.repo.config().padding)))
     }
 
     fn upload(&self, job: Upload) -> Result<()> {
@@ -535,5 +550,26 @@ mod tests {
             assert_eq!(&repo.read_blob(&index, BlobKind::Data, &id).unwrap(), raw);
             assert!(repo.read_blob(&index, BlobKind::Tree, &id).is_err());
         }
+    }
+
+    #[test]
+    fn streamed_writes_never_follow_blob_boundaries() {
+        // What a storage server that logs write sizes would see: every piece but the last
+        // is exactly the piece size, whatever the blobs' lengths.
+        let size = 1000;
+        let mut piece = Vec::new();
+        let mut written: Vec<usize> = Vec::new();
+        let mut all = Vec::new();
+        for (i, len) in [3usize, 1500, 700, 2200, 999, 1, 4000].into_iter().enumerate() {
+            let blob = vec![i as u8; len];
+            all.extend_from_slice(&blob);
+            let mut out = |p: Vec<u8>| -> std::result::Result<(), ()> {
+                written.push(p.len());
+                Ok(())
+            };
+            shape_pieces(&mut piece, &blob, size, &mut out).unwrap();
+        }
+        assert!(written.iter().all(|&n| n == size), "{written:?}");
+        assert_eq!(written.len() * size + piece.len(), all.len());
     }
 }

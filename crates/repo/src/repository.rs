@@ -9,9 +9,9 @@ use super::backend::{Backend, BackendErrorKind};
 use super::cache::Cache;
 use super::error::{RepoError, Result};
 use super::key_files::{self, OpenOptions};
-use super::master_index::{BlobLocation, MasterIndex};
+use super::master_index::MasterIndex;
 use super::object::{Damaged, StoredKind, StoredObject};
-use super::object_bytes::ObjectBytes;
+use super::pack_reads::TREE_PACK_CACHE_DIR;
 use vault_format::blob::{Compression, Padding};
 use vault_format::check_record::CheckRecord;
 use vault_format::chunker::{Chunker, ChunkerParams};
@@ -21,9 +21,8 @@ use vault_format::crypto::{ContentKeys, Keys, ObjectKind, SecretKey};
 use vault_format::file::SealedDocument;
 use vault_format::index::IndexFile;
 use vault_format::keyfile::{KdfParams, KeyFile, KeyMeta};
-use vault_format::pack::{self, BlobKind, PackEntry};
+use vault_format::pack::BlobKind;
 use vault_format::snapshot::Snapshot;
-use vault_format::tree::Tree;
 use vault_format::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
 
 /// Snapshots with their ids.
@@ -62,20 +61,6 @@ pub struct StoredPack {
 pub fn superseded_index_files(files: &IndexFiles) -> HashSet<IndexId> {
     files.iter().filter_map(|(_, r)| r.as_ref().ok()).flat_map(|f| f.supersedes.iter().copied()).collect()
 }
-
-/// An integrity error about blob `entry` of `pack`.
-fn damaged_blob(kind: BlobKind, pack: &PackId, entry: &PackEntry, reason: impl std::fmt::Display) -> RepoError {
-    RepoError::integrity(Damaged::Blob { kind, id: entry.id, pack: Some(*pack) }, reason)
-}
-
-/// Blob `entry`'s bytes within a pack held whole.
-fn blob_slice(kind: BlobKind, pack: &PackId, data: &ObjectBytes, entry: &PackEntry) -> Result<bytes::Bytes> {
-    let range = entry.offset as usize..(entry.offset as usize).saturating_add(entry.length as usize);
-    data.slice(range).ok_or_else(|| damaged_blob(kind, pack, entry, "it lies outside the pack"))
-}
-
-/// Cache directory for tree packs (data packs are never cached).
-const TREE_PACK_CACHE_DIR: &str = "tree";
 
 /// Choices made once, when a repository is created.
 #[derive(Clone, Debug, Default)]
@@ -614,106 +599,6 @@ impl Repository {
         Ok(out)
     }
 
-    /// A whole pack, not checked against its name: its blobs are authenticated one by one as
-    /// they are opened, and hashing 16 MiB again cost restore a tenth of its CPU time.
-    /// ([`ObjectBytes::stored_id`] hashes it when a caller needs that.)
-    /// `size` is what the index or the listing says the pack holds: only that much is
-    /// read, so a pack the storage enlarged (a "16 MiB" pack padded to 2 GiB) costs no
-    /// more than the real one, and its hash check fails on what was read.
-    pub fn read_pack(&self, kind: BlobKind, id: &PackId, size: u64) -> Result<ObjectBytes> {
-        Ok(self.backend.read_range_parts(&StoredObject::Pack(kind, *id).path(), 0, size)?)
-    }
-
-    /// The header of a whole pack as read by [`Repository::read_pack`] (in pieces).
-    pub fn parse_pack_header(
-        &self,
-        kind: BlobKind,
-        id: &PackId,
-        data: &ObjectBytes,
-    ) -> Result<(BlobKind, Vec<PackEntry>)> {
-        let len = data.len();
-        let prefix = data.slice(0..len.min(pack::PACK_PREFIX_LEN)).unwrap_or_default();
-        let trailer = data.slice(len.saturating_sub(4)..len).unwrap_or_default();
-        let bad = |e| RepoError::integrity(Damaged::Object(StoredObject::Pack(kind, *id)), format!("header: {e}"));
-        let span = pack::header_span(&prefix, len, &trailer).map_err(bad)?;
-        let sealed = data.slice(span.clone()).unwrap_or_default();
-        pack::decode_header(&self.keys, &sealed, span.start as u64).map_err(bad)
-    }
-
-    /// The sealed bytes of blob `entry` out of a pack held whole, authenticated (opened,
-    /// not decompressed): prune copies them into a new pack as they are.
-    pub fn sealed_blob_in(
-        &self,
-        kind: BlobKind,
-        pack: &PackId,
-        data: &ObjectBytes,
-        entry: &PackEntry,
-    ) -> Result<Vec<u8>> {
-        let sealed = blob_slice(kind, pack, data, entry)?;
-        self.keys.open(kind.object_kind(), Some(&entry.id), &sealed).map_err(|e| damaged_blob(kind, pack, entry, e))?;
-        Ok(sealed.to_vec())
-    }
-
-    /// [`Repository::sealed_blob_in`], sealed again with the current epoch's key when an
-    /// older epoch's sealed it (`prune --reencrypt`); a write-only key's blobs stay as they are.
-    pub fn resealed_blob_in(
-        &self,
-        kind: BlobKind,
-        pack: &PackId,
-        data: &ObjectBytes,
-        entry: &PackEntry,
-    ) -> Result<Vec<u8>> {
-        let sealed = blob_slice(kind, pack, data, entry)?;
-        let object = kind.object_kind();
-        let envelope = zeroize::Zeroizing::new(
-            self.keys.open(object, Some(&entry.id), &sealed).map_err(|e| damaged_blob(kind, pack, entry, e))?,
-        );
-        match self.keys.epoch_of(&sealed) {
-            Some(e) if e < self.keys.epoch() => Ok(self.keys.seal(object, Some(&entry.id), &envelope)?),
-            _ => Ok(sealed.to_vec()),
-        }
-    }
-
-    /// Opens one blob of a pack held whole (as read by [`Repository::read_pack`]):
-    /// decrypts it and verifies it against its id.
-    pub fn open_blob_in(
-        &self,
-        kind: BlobKind,
-        pack: &PackId,
-        data: &ObjectBytes,
-        entry: &PackEntry,
-    ) -> Result<Vec<u8>> {
-        if let Some(why) = self.implausible_blob(kind, entry.length, entry.raw_length) {
-            return Err(damaged_blob(kind, pack, entry, why));
-        }
-        let sealed = blob_slice(kind, pack, data, entry)?;
-        pack::open_blob(&self.keys, kind, &entry.id, &sealed, entry.raw_length)
-            .map_err(|e| damaged_blob(kind, pack, entry, e))
-    }
-
-    /// A pack's header, read from its tail without downloading the blobs.
-    pub fn read_pack_header(&self, kind: BlobKind, id: &PackId, size: u64) -> Result<(BlobKind, Vec<PackEntry>)> {
-        let object = StoredObject::Pack(kind, *id);
-        let path = object.path();
-        let bad = |e: String| RepoError::integrity(Damaged::Object(object), e);
-        if size < (pack::PACK_PREFIX_LEN + 4) as u64 {
-            return Err(bad("too short".into()));
-        }
-        let guess = size.min(16 * 1024);
-        let tail = self.backend.read_range(&path, size - guess, guess)?;
-        let hlen = u64::from(pack::header_len_from_tail(&tail[tail.len() - 4..]).map_err(|e| bad(e.to_string()))?);
-        if hlen + 4 + pack::PACK_PREFIX_LEN as u64 > size {
-            return Err(bad("header length exceeds the pack".into()));
-        }
-        let start = size - 4 - hlen;
-        let sealed = if hlen + 4 <= guess {
-            tail.slice((guess - 4 - hlen) as usize..(guess - 4) as usize)
-        } else {
-            self.backend.read_range(&path, start, hlen)?
-        };
-        pack::decode_header(&self.keys, &sealed, start).map_err(|e| bad(e.to_string()))
-    }
-
     /// Writes a record of the packs a `check --read-data` run verified.
     pub fn save_check_record(&self, r: &CheckRecord) -> Result<Id> {
         self.save_document(StoredKind::CheckRecord, r)
@@ -811,82 +696,6 @@ impl Repository {
                 }
                 Ok(())
             }
-        }
-    }
-
-    /// Why an index entry's lengths cannot be those of a data blob of this repository: its
-    /// chunker never cuts more than `max_size` bytes, and sealing adds little. Checked
-    /// before anything is read or decompressed, so a crafted entry costs no gigabyte.
-    fn implausible_blob(&self, kind: BlobKind, length: u32, raw_length: u32) -> Option<String> {
-        let max = self.config.chunker.max_size;
-        let sealed_max = u64::from(max) + u64::from(max) / 8 + 4096;
-        (kind == BlobKind::Data && (raw_length > max || u64::from(length) > sealed_max)).then(|| {
-            format!(
-                "the index says it holds {raw_length} bytes ({length} stored); this repository's chunks are at most {max}"
-            )
-        })
-    }
-
-    /// Reads, decrypts and verifies one blob.
-    pub fn read_blob_at(&self, loc: &BlobLocation, id: &BlobId) -> Result<Vec<u8>> {
-        let object = StoredObject::Pack(loc.kind, loc.pack);
-        let path = object.path();
-        let (offset, len) = (u64::from(loc.offset), u64::from(loc.length));
-        let damaged =
-            |e: String| RepoError::integrity(Damaged::Blob { kind: loc.kind, id: *id, pack: Some(loc.pack) }, e);
-        if let Some(why) = self.implausible_blob(loc.kind, loc.length, loc.raw_length) {
-            return Err(damaged(why));
-        }
-        let open = |sealed: &[u8]| pack::open_blob(&self.keys, loc.kind, id, sealed, loc.raw_length);
-        let cache = self.cache.as_ref().filter(|_| loc.kind == BlobKind::Tree);
-        let Some(cache) = cache else {
-            let sealed = self.backend.read_range(&path, offset, len)?;
-            return open(&sealed).map_err(|e| damaged(e.to_string()));
-        };
-        let tree_packs = TREE_PACK_CACHE_DIR;
-        let pack_id = &loc.pack.0;
-        if let Some(sealed) = cache.read_range(tree_packs, pack_id, offset, len) {
-            match open(&sealed) {
-                Ok(raw) => return Ok(raw),
-                // A damaged cache entry is never trusted: drop it and fetch the pack again.
-                Err(_) => cache.remove(tree_packs, pack_id),
-            }
-        }
-        let bytes = self.backend.read(&path)?;
-        if Id::of_stored_bytes(&bytes) != *pack_id {
-            return Err(RepoError::integrity(Damaged::Object(object), "its bytes do not match its name"));
-        }
-        let sealed = bytes
-            .get(offset as usize..(offset + len) as usize)
-            .ok_or_else(|| damaged("it lies outside the pack".into()))?;
-        let raw = open(sealed).map_err(|e| damaged(e.to_string()))?;
-        cache.put(tree_packs, pack_id, &bytes);
-        Ok(raw)
-    }
-
-    /// Reads, decrypts and verifies the blob `id` wherever the index places it.
-    pub fn read_blob(&self, index: &MasterIndex, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = index.get(kind, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
-        self.read_blob_at(&loc, id)
-    }
-
-    /// Reads and decodes one tree.
-    pub fn load_tree(&self, index: &MasterIndex, id: &BlobId) -> Result<Tree> {
-        let loc = index.get(BlobKind::Tree, id).ok_or_else(|| RepoError::BlobNotIndexed(id.to_hex()))?;
-        self.load_tree_at(&loc, id)
-    }
-
-    /// Reads and decodes the tree `id` stored at `loc`.
-    pub(crate) fn load_tree_at(&self, loc: &BlobLocation, id: &BlobId) -> Result<Tree> {
-        let raw = self.read_blob_at(loc, id)?;
-        Tree::decode(&raw)
-            .map_err(|e| RepoError::integrity(Damaged::Blob { kind: BlobKind::Tree, id: *id, pack: None }, e))
-    }
-
-    /// Stores a tree pack in the local cache (it is written by the pack writer).
-    pub(crate) fn cache_tree_pack(&self, id: &PackId, bytes: &[u8]) {
-        if let Some(c) = &self.cache {
-            c.put(TREE_PACK_CACHE_DIR, &id.0, bytes);
         }
     }
 }

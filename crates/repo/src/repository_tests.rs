@@ -4,6 +4,7 @@
 use super::*;
 use crate::backend::OpenMode;
 use crate::location::Location;
+use crate::master_index::BlobLocation;
 
 fn fast() -> InitOptions {
     InitOptions { kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }, ..Default::default() }

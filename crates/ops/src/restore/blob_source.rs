@@ -251,7 +251,7 @@ impl<'a> BlobSource<'a> {
                 return r;
             }
         }
-        match self.repo.repo().read_blob_at(&loc, id) {
+        match self.repo.repo().read_blob_within(&loc, id, self.repo.pack_size(&loc.pack)) {
             Err(RepoError::Backend(e)) if e.kind == vault_repo::backend::BackendErrorKind::NotFound => {
                 // A prune deleted the pack after this restore loaded the index: the index
                 // as it is now says where the blob went (repacked, or kept for rescue).
