@@ -23,8 +23,29 @@ fn inner(key: &SecretKey, nonce: &[u8]) -> (LessSafeKey, Nonce) {
     (LessSafeKey::new(unbound), Nonce::assume_unique_for_key(n))
 }
 
+/// Bytes of stack overwritten after each seal and open: HChaCha20's state (which starts
+/// as a copy of the key) and ring's ChaCha20 key lie in the frames below the caller's once
+/// they return, and neither library wipes them.
+const STACK_WIPE: usize = 8 * 1024;
+
+/// Overwrites the stack below the caller's frame, where the frames of the call that just
+/// returned lay.
+#[inline(never)]
+fn wipe_stack() {
+    let mut area = [0xa5u8; STACK_WIPE];
+    area.zeroize();
+    std::hint::black_box(&area);
+}
+
 /// Encrypts `msg` in place under `key` and `nonce` (24 bytes) and returns the tag.
 pub(crate) fn seal_in_place(key: &SecretKey, nonce: &[u8], ad: &[u8], msg: &mut [u8]) -> [u8; TAG_LEN] {
+    let tag = seal_inner(key, nonce, ad, msg);
+    wipe_stack();
+    tag
+}
+
+#[inline(never)]
+fn seal_inner(key: &SecretKey, nonce: &[u8], ad: &[u8], msg: &mut [u8]) -> [u8; TAG_LEN] {
     let (k, n) = inner(key, nonce);
     let mut out = [0u8; TAG_LEN];
     // Fails only for inputs beyond ChaCha20's 256 GiB per nonce, far above any object.
@@ -36,6 +57,13 @@ pub(crate) fn seal_in_place(key: &SecretKey, nonce: &[u8], ad: &[u8], msg: &mut 
 
 /// Opens `ciphertext || tag` sealed under `key` and `nonce`.
 pub(crate) fn open(key: &SecretKey, nonce: &[u8], ad: &[u8], ct_and_tag: &[u8]) -> Result<Vec<u8>> {
+    let r = open_inner(key, nonce, ad, ct_and_tag);
+    wipe_stack();
+    r
+}
+
+#[inline(never)]
+fn open_inner(key: &SecretKey, nonce: &[u8], ad: &[u8], ct_and_tag: &[u8]) -> Result<Vec<u8>> {
     let (k, n) = inner(key, nonce);
     let mut buf = ct_and_tag.to_vec();
     let len = k.open_in_place(n, Aad::from(ad), &mut buf).map_err(|_| FormatError::Authentication)?.len();
