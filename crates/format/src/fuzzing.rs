@@ -86,6 +86,19 @@ pub fn records(data: &[u8]) {
     one::<WaitRecord>(&k, data);
     one::<Tombstone>(&k, data);
     one::<CheckRecord>(&k, data);
+    one::<super::epoch::MemberRecord>(&k, data);
+    let _ = super::epoch::MemberRecord::decode_origin(&k, data);
+    // Grants: header parsing, opening with a fixed agreement secret, and the payload's chain.
+    let secret = super::epoch::AgreementSecret::from_kek(&SecretKey::from_bytes([0x43; 32]));
+    if let Ok(g) = super::epoch::Grant::parse(data) {
+        let _ = g.open(&secret);
+    }
+    if let Ok(p) = serde_json::from_slice::<super::epoch::GrantPayload>(data)
+        && let Some(m) = k.master()
+    {
+        let _ = p.verify(m, true);
+        let _ = p.verify(m, false);
+    }
 }
 
 /// A fuzz entry point.
