@@ -510,7 +510,7 @@ fn key_epochs() {
     let m2 = SecretKey::from_bytes(std::array::from_fn(|i| 0x60 + i as u8));
     let mut k2 = k.clone();
     k2.enter_epoch(m2.clone());
-    let payload = GrantPayload::from_keys(&k2, true).unwrap();
+    let payload = GrantPayload::from_keys(&k2, None).unwrap();
     let recipient = vault_format::KeyId(Id([5u8; 32]));
     let ephemeral: [u8; 32] = std::array::from_fn(|i| 0x70 + i as u8);
     let grant = Grant::seal_with(&payload, recipient, &agreement.public(), ephemeral, &nonce(14));
@@ -545,6 +545,7 @@ fn key_epochs() {
         key_file: recipient,
         access: "full".into(),
         agreement_key: h(&agreement.public()),
+        writer: None,
     };
     let member_file = file::seal_with_nonce(&k2, MemberRecord::KIND, &member.to_json(), Compression::Off, &nonce(16));
     assert_eq!(MemberRecord::decode_origin(&k2, &member_file).unwrap(), (member.clone(), true));

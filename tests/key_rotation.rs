@@ -7,6 +7,7 @@ mod common;
 use common::key_scenarios::*;
 use common::*;
 use vault_format::crypto::Keys;
+use vault_format::keyfile::KeyFile;
 
 #[test]
 fn after_rotation_and_reencryption_the_old_key_opens_nothing_local() {
@@ -84,7 +85,7 @@ fn a_forked_or_forged_grant_is_caught() {
     // Forged without the old key: its certificate does not verify; noted and ignored.
     let mut stranger = Keys::from_master(vault_format::crypto::SecretKey::from_bytes([9; 32]));
     stranger.enter_epoch(vault_format::crypto::SecretKey::from_bytes([10; 32]));
-    let payload = vault_format::epoch::GrantPayload::from_keys(&stranger, true).unwrap();
+    let payload = vault_format::epoch::GrantPayload::from_keys(&stranger, None).unwrap();
     let forged = put(vault_format::epoch::Grant::seal(&payload, second, &public).unwrap());
     let out = with_password(&env, "second", &["snapshots"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -93,7 +94,7 @@ fn a_forked_or_forged_grant_is_caught() {
     // Forged with the leaked old key: a second epoch 2, which contradicts the genuine one.
     let mut attacker = old.clone();
     attacker.enter_epoch(vault_format::crypto::SecretKey::from_bytes([11; 32]));
-    let payload = vault_format::epoch::GrantPayload::from_keys(&attacker, true).unwrap();
+    let payload = vault_format::epoch::GrantPayload::from_keys(&attacker, None).unwrap();
     let planted = put(vault_format::epoch::Grant::seal(&payload, second, &public).unwrap());
     let out = with_password(&env, "second", &["snapshots"]);
     assert_eq!(code(&out), 15, "{}", stderr(&out));
@@ -147,4 +148,59 @@ fn rotation_refuses_to_leave_a_key_file_behind_unless_asked() {
     env.ok(&["key", "rotate", "-q"]);
     let out = with_password(&env, "second", &["key", "list", "--json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"epoch\":2"));
+}
+
+#[test]
+fn a_write_only_key_cannot_give_another_a_key() {
+    use vault_format::epoch::{Grant, GrantPayload, MemberRecord};
+    use vault_format::keyfile::Unwrapped;
+    let env = Env::new();
+    env.init();
+    let mut ids = Vec::new();
+    for pw in ["w1", "w2"] {
+        let out =
+            env.cmd().env("VAULT_NEW_PASSWORD", pw).args(["key", "add", "--write-only", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        ids.push(serde_json::from_value::<vault_format::KeyId>(last_json(&out.stdout)["id"].clone()).unwrap());
+    }
+    let b = env.backend();
+    // The attacker, write-only key w1: its own keys, and w2's public agreement key (read
+    // here with a full key: the attacker is given more than it could get).
+    let kf = KeyFile::from_json(&b.read(&format!("keys/{}", ids[0])).unwrap()).unwrap();
+    let Ok(Unwrapped::WriteOnly(p1)) = kf.unwrap(b"w1") else { panic!("w1 opens") };
+    let full = leaked_keys(&env, PASSWORD);
+    let public = b
+        .list("members")
+        .unwrap()
+        .iter()
+        .filter_map(|e| MemberRecord::decode_origin(&full, &b.read(&e.path).unwrap()).ok())
+        .find(|(m, _)| m.key_file == ids[1])
+        .unwrap()
+        .0
+        .public_key()
+        .unwrap();
+    let mut attacker = p1.keys();
+    attacker.enter_metadata_epoch(vault_format::crypto::SecretKey::from_bytes([7; 32]));
+    for cert_key in [p1.writer_key.clone(), p1.metadata_key.clone()] {
+        let forged = GrantPayload::from_keys(&attacker, Some(&cert_key)).unwrap();
+        let bytes = Grant::seal(&forged, ids[1], &public).unwrap();
+        b.write(&format!("grants/{}", vault_format::Id::of_stored_bytes(&bytes)), bytes).unwrap();
+    }
+    let out = with_password(&env, "w2", &["key", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"epoch\":1"), "w2 took no forged key");
+    // A genuine rotation reaches w2 all the same, and its backups stay readable to full keys.
+    env.ok(&["key", "rotate", "-q"]);
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), noise(100_000, 5)).unwrap();
+    let out = with_password(&env, "w2", &["backup", src.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = with_password(&env, "w2", &["key", "list", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"epoch\":2"));
+    env.ok(&["check", "--read-data"]);
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "-q"]);
+    assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
 }

@@ -446,6 +446,11 @@ impl Keys {
         self.metadata_id
     }
 
+    /// The data key of the write-only key with id `id`, if these keys hold it.
+    pub fn writer_key(&self, id: SealKeyId) -> Option<&SecretKey> {
+        self.writers.iter().find(|(i, _)| *i == id).map(|(_, k)| k)
+    }
+
     /// The metadata key of epoch 1, which write-only key files wrap.
     pub fn base_metadata_key(&self) -> &SecretKey {
         self.past.first().map_or(&self.metadata, |p| &p.metadata)

@@ -3,9 +3,10 @@
 //!
 //! Each key file has an X25519 agreement key pair derived from its wrapping key (so only its
 //! password opens the secret half); a full key publishes the public half in a member record.
-//! A grant carries the epoch keys from epoch 2 to the newest, each with a certificate made
-//! with the previous epoch's key, so the chain is anchored in what the recipient's own key
-//! file wraps: a grant forged without the previous epoch's key does not verify.
+//! A grant carries the epoch keys from epoch 2 to the newest, each with a certificate that
+//! the recipient checks with what its own key file wraps: for a full key, the previous
+//! epoch's key (a chain from epoch 1's master key); for a write-only key, its own data key,
+//! which only it and full keys hold. A grant forged without those does not verify.
 
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -22,8 +23,8 @@ pub const CONTEXT_GRANT: &str = "vault repository v3 2026-12 grant key";
 /// BLAKE3 derive-key context of the key that certifies a full epoch (from the previous
 /// epoch's authority key).
 pub const CONTEXT_EPOCH_CERT: &str = "vault repository v3 2026-12 epoch certificate";
-/// BLAKE3 derive-key context of the key that certifies a metadata epoch (from the previous
-/// epoch's metadata key).
+/// BLAKE3 derive-key context of the key that certifies a metadata epoch to a write-only
+/// key (from that key's own data key).
 pub const CONTEXT_METADATA_CERT: &str = "vault repository v3 2026-12 metadata epoch certificate";
 
 /// Magic of a grant file.
@@ -71,6 +72,10 @@ pub struct MemberRecord {
     pub access: String,
     /// The X25519 public key, 64 hex digits.
     pub agreement_key: String,
+    /// A write-only key's data key id (16 hex digits): full keys certify its grants with
+    /// that data key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }
 
 impl SealedDocument for MemberRecord {
@@ -137,8 +142,8 @@ impl std::fmt::Debug for GrantPayload {
     }
 }
 
-/// The certificate of epoch `epoch`'s key `next`, made with the previous epoch's `prev`
-/// (a full grant: the previous master key; a write-only grant: the previous metadata key).
+/// The certificate of epoch `epoch`'s key `next`, made with `prev`: for a full grant the
+/// previous epoch's master key, for a write-only grant the recipient's own data key.
 pub fn certificate(full: bool, prev: &SecretKey, epoch: u32, next: &SecretKey) -> [u8; 32] {
     let cert_key = if full {
         let authority = blake3::derive_key(CONTEXT_AUTHORITY, prev.expose());
@@ -153,29 +158,35 @@ pub fn certificate(full: bool, prev: &SecretKey, epoch: u32, next: &SecretKey) -
 }
 
 impl GrantPayload {
-    /// The grant a full key with `keys` gives a key file of this kind: all epochs it holds.
-    pub fn from_keys(keys: &Keys, full: bool) -> Option<GrantPayload> {
-        let chain: Vec<SecretKey> = if full {
-            let mut v = vec![keys.master()?.clone()];
-            v.extend(keys.epoch_masters().iter().cloned());
-            v
-        } else {
-            keys.metadata_keys()
+    /// The grant `keys` gives a key file: to a full key (`writer` none) every epoch's master
+    /// key, which only a full key holds; to the write-only key whose data key is `writer`,
+    /// every epoch's metadata key.
+    pub fn from_keys(keys: &Keys, writer: Option<&SecretKey>) -> Option<GrantPayload> {
+        let full = writer.is_none();
+        let chain: Vec<SecretKey> = match writer {
+            None => {
+                let mut v = vec![keys.master()?.clone()];
+                v.extend(keys.epoch_masters().iter().cloned());
+                v
+            }
+            Some(_) => keys.metadata_keys(),
         };
         let epochs = chain
             .windows(2)
             .enumerate()
             .map(|(i, w)| {
                 let epoch = i as u32 + 2;
-                EpochKey { epoch, key: w[1].clone(), cert: hex::encode(certificate(full, &w[0], epoch, &w[1])) }
+                let by = writer.unwrap_or(&w[0]);
+                EpochKey { epoch, key: w[1].clone(), cert: hex::encode(certificate(full, by, epoch, &w[1])) }
             })
             .collect();
         Some(GrantPayload { version: 1, access: access_label(full).into(), epochs })
     }
 
-    /// Checks the chain from `base` (what the recipient's key file wraps: its epoch-1 master
-    /// key, or a write-only key's epoch-1 metadata key) and returns the epoch keys.
-    pub fn verify(&self, base: &SecretKey, full: bool) -> Result<Vec<SecretKey>> {
+    /// Checks the certificates with `anchor` (what the recipient's key file wraps: a full
+    /// key's epoch-1 master key, from which the chain runs; a write-only key's data key) and
+    /// returns the epoch keys.
+    pub fn verify(&self, anchor: &SecretKey, full: bool) -> Result<Vec<SecretKey>> {
         let bad = |why: String| FormatError::invalid("grant", why);
         if self.version != 1 {
             return Err(FormatError::UnsupportedVersion { what: "grant", version: u64::from(self.version) });
@@ -183,7 +194,7 @@ impl GrantPayload {
         if self.access != access_label(full) {
             return Err(bad(format!("it is for a {} key", self.access)));
         }
-        let mut prev = base.clone();
+        let mut prev = anchor.clone();
         let mut out = Vec::with_capacity(self.epochs.len());
         for (i, e) in self.epochs.iter().enumerate() {
             if e.epoch != i as u32 + 2 {
@@ -196,7 +207,9 @@ impl GrantPayload {
                 return Err(bad(format!("the certificate of epoch {} does not verify", e.epoch)));
             }
             out.push(e.key.clone());
-            prev = e.key.clone();
+            if full {
+                prev = e.key.clone();
+            }
         }
         Ok(out)
     }
@@ -310,7 +323,7 @@ mod tests {
         keys.enter_epoch(SecretKey::from_bytes([5; 32]));
         let me = AgreementSecret::from_kek(&SecretKey::from_bytes([9; 32]));
         let other = AgreementSecret::from_kek(&SecretKey::from_bytes([8; 32]));
-        let payload = GrantPayload::from_keys(&keys, true).unwrap();
+        let payload = GrantPayload::from_keys(&keys, None).unwrap();
         let bytes = Grant::seal(&payload, KeyId(Id([1; 32])), &me.public()).unwrap();
         let g = Grant::parse(&bytes).unwrap();
         let opened = g.open(&me).unwrap();
@@ -331,7 +344,7 @@ mod tests {
         // The attacker knows epoch 1 (a leaked old key) but not epoch 2.
         let mut keys = full_keys();
         keys.enter_epoch(SecretKey::from_bytes([4; 32]));
-        let mut forged = GrantPayload::from_keys(&keys, true).unwrap();
+        let mut forged = GrantPayload::from_keys(&keys, None).unwrap();
         let evil = SecretKey::from_bytes([66; 32]);
         forged.epochs.push(EpochKey {
             epoch: 3,
@@ -339,20 +352,23 @@ mod tests {
             cert: hex::encode(certificate(true, &SecretKey::from_bytes([99; 32]), 3, &evil)),
         });
         assert!(forged.verify(&SecretKey::from_bytes([3; 32]), true).is_err());
-        // Write-only chains: certified with the previous metadata key.
-        let mut w =
-            Keys::write_only(SecretKey::from_bytes([1; 32]), keys.base_metadata_key().clone(), keys.content_keys());
-        let p = GrantPayload::from_keys(&keys, false).unwrap();
-        for k in p.verify(keys.base_metadata_key(), false).unwrap() {
+        // Write-only grants: certified with the recipient's data key, which another
+        // write-only key (holding only the metadata key) does not have.
+        let data_key = SecretKey::from_bytes([1; 32]);
+        let mut w = Keys::write_only(data_key.clone(), keys.base_metadata_key().clone(), keys.content_keys());
+        let p = GrantPayload::from_keys(&keys, Some(&data_key)).unwrap();
+        for k in p.verify(&data_key, false).unwrap() {
             w.enter_metadata_epoch(k);
         }
+        let by_another = GrantPayload::from_keys(&keys, Some(keys.base_metadata_key())).unwrap();
+        assert!(by_another.verify(&data_key, false).is_err());
         let idx = {
             let mut s = keys.clone();
             s.set_shared(true);
             s.seal(ObjectKind::Index, None, b"i").unwrap()
         };
         assert_eq!(w.open(ObjectKind::Index, None, &idx).unwrap(), b"i");
-        assert!(p.verify(keys.base_metadata_key(), true).is_err());
+        assert!(p.verify(&data_key, true).is_err());
     }
 
     #[test]
@@ -378,6 +394,7 @@ mod tests {
             key_file: KeyId(Id([2; 32])),
             access: "full".into(),
             agreement_key: hex::encode([7; 32]),
+            writer: None,
         };
         let back = MemberRecord::decode(&keys, &r.encode(&keys).unwrap()).unwrap();
         assert_eq!(back, r);

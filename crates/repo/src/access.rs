@@ -203,7 +203,7 @@ impl Repository {
             .map_err(|e| RepoError::invalid("key derivation parameters", e))?;
         let bytes = kf.to_json();
         let key_file = KeyId(Id::of_stored_bytes(&bytes));
-        self.admit_key_file(key_file, false, &agreement)?;
+        self.admit_key_file(key_file, Some(&payload.writer_key), &agreement)?;
         self.backend().write(&StoredObject::Key(key_file).path(), bytes)?;
         Ok((key_file, agreement))
     }

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use vault_format::crypto::{Keys, SecretKey};
+use vault_format::crypto::{Keys, SealKeyId, SecretKey};
 use vault_format::epoch::{AgreementSecret, Grant, GrantPayload, MemberRecord};
 use vault_format::file::SealedDocument;
 use vault_format::pack::BlobKind;
@@ -84,9 +84,11 @@ impl Repository {
             })
             .collect();
         let full = self.keys().is_full();
+        // A full key's chain runs from its epoch-1 master key; a write-only key's grants
+        // are certified with its own data key, which no other write-only key holds.
         let base = match (self.keys().master(), self.write_only_payload()) {
             (Some(m), _) => m.clone(),
-            (None, Some(p)) => p.metadata_key.clone(),
+            (None, Some(p)) => p.writer_key.clone(),
             (None, None) => return Ok(()),
         };
         let mut chains: Vec<(Id, Vec<SecretKey>)> = Vec::new();
@@ -162,30 +164,39 @@ impl Repository {
             return Ok(false);
         }
         let Some(public) = self.agreement_public() else { return Ok(false) };
-        self.write_member_record(self.keys(), me, self.is_full(), &public)?;
+        self.write_member_record(self.keys(), me, self.keys().own_writer(), &public)?;
         Ok(true)
     }
 
-    fn write_member_record(&self, keys: &Keys, key_file: KeyId, full: bool, public: &[u8; 32]) -> Result<Id> {
+    /// A member record; `writer` is a write-only key's data key id (none for a full key).
+    fn write_member_record(
+        &self,
+        keys: &Keys,
+        key_file: KeyId,
+        writer: Option<SealKeyId>,
+        public: &[u8; 32],
+    ) -> Result<Id> {
         let record = MemberRecord {
             version: 1,
             created: crate::writers::now_rfc3339(),
             key_file,
-            access: if full { "full" } else { "write-only" }.into(),
+            access: if writer.is_none() { "full" } else { "write-only" }.into(),
             agreement_key: hex::encode(public),
+            writer: writer.map(|w| w.to_hex()),
         };
         self.write_file(StoredKind::MemberRecord, record.encode(keys)?)
     }
 
     /// Admits a new key file (before it is stored): its member record, and a grant of the
-    /// epochs after the first when there are any. Only a full key admits others.
-    pub(crate) fn admit_key_file(&self, key_file: KeyId, full: bool, public: &[u8; 32]) -> Result<()> {
+    /// epochs after the first when there are any. Only a full key admits others; `writer`
+    /// is a write-only key's data key (none for a full key).
+    pub(crate) fn admit_key_file(&self, key_file: KeyId, writer: Option<&SecretKey>, public: &[u8; 32]) -> Result<()> {
         if !self.is_full() {
             return Ok(());
         }
-        self.write_member_record(self.keys(), key_file, full, public)?;
+        self.write_member_record(self.keys(), key_file, writer.map(SealKeyId::of), public)?;
         if self.epoch() > 1 {
-            self.write_grant(self.keys(), key_file, full, public)?;
+            self.write_grant(self.keys(), key_file, writer, public)?;
         }
         Ok(())
     }
@@ -193,16 +204,17 @@ impl Repository {
     /// A grant of the epochs this key holds to its own key file (a write-only key after
     /// `key passwd`: its new key file has no grant of a full key's).
     pub(crate) fn grant_self(&self) -> Result<()> {
+        let writer = self.keys().own_writer().and_then(|id| self.keys().writer_key(id));
         if self.epoch() > 1
             && let Some(public) = self.agreement_public()
         {
-            self.write_grant(self.keys(), self.key_id(), self.is_full(), &public)?;
+            self.write_grant(self.keys(), self.key_id(), writer, &public)?;
         }
         Ok(())
     }
 
-    fn write_grant(&self, keys: &Keys, key_file: KeyId, full: bool, public: &[u8; 32]) -> Result<Id> {
-        let payload = GrantPayload::from_keys(keys, full)
+    fn write_grant(&self, keys: &Keys, key_file: KeyId, writer: Option<&SecretKey>, public: &[u8; 32]) -> Result<Id> {
+        let payload = GrantPayload::from_keys(keys, writer)
             .ok_or_else(|| RepoError::WriteOnly("only a full key grants a full key's epochs".into()))?;
         self.write_file(StoredKind::Grant, Grant::seal(&payload, key_file, public)?)
     }
@@ -223,20 +235,25 @@ impl Repository {
         let mut granted = Vec::new();
         let mut left_out = Vec::new();
         for k in &key_files {
-            // A write-only key's own record gives it only the metadata key, whatever it says.
-            let found = members
-                .iter()
-                .filter(|m| m.record.key_file == *k && m.epoch == Some(epoch))
-                .find_map(|m| Some((m.record.public_key().ok()?, m.by_full_key && m.record.is_full())));
+            // A write-only key's own record gives it only the metadata key, whatever it says;
+            // its grant is certified with its data key, found by the id its record names.
+            let found = members.iter().filter(|m| m.record.key_file == *k && m.epoch == Some(epoch)).find_map(|m| {
+                let public = m.record.public_key().ok()?;
+                if m.by_full_key && m.record.is_full() {
+                    return Some((public, None));
+                }
+                let id = m.record.writer.as_deref().and_then(parse_key_id)?;
+                Some((public, Some(self.keys().writer_key(id)?.clone())))
+            });
             match found {
-                Some((public, full)) => granted.push((*k, full, public)),
+                Some((public, writer)) => granted.push((*k, writer, public)),
                 None if *k == me && opts.dry_run => {}
                 None => left_out.push(*k),
             }
         }
         let mut report = Rotated {
             epoch: epoch + 1,
-            granted: granted.iter().map(|(k, f, _)| (*k, *f)).collect(),
+            granted: granted.iter().map(|(k, w, _)| (*k, w.is_none())).collect(),
             left_out: left_out.clone(),
             grants: Vec::new(),
         };
@@ -257,12 +274,12 @@ impl Repository {
         next.enter_epoch(SecretKey::random()?);
         // Records of the new epoch first (the next rotation grants by them), then this
         // key's grant, then everyone else's.
-        for (k, full, public) in &granted {
-            self.write_member_record(&next, *k, *full, public)?;
+        for (k, writer, public) in &granted {
+            self.write_member_record(&next, *k, writer.as_ref().map(SealKeyId::of), public)?;
         }
         granted.sort_by_key(|(k, _, _)| *k != me);
-        for (k, full, public) in &granted {
-            report.grants.push(self.write_grant(&next, *k, *full, public)?);
+        for (k, writer, public) in &granted {
+            report.grants.push(self.write_grant(&next, *k, writer.as_ref(), public)?);
         }
         self.replace_keys(next);
         Ok(report)
@@ -289,6 +306,13 @@ impl Repository {
         let nonce = self.backend().read_range(&StoredObject::Pack(kind, *pack).path(), offset, 8)?;
         Ok(self.keys().epoch_of(&nonce).is_some_and(|e| e < self.epoch()))
     }
+}
+
+/// A data key id as member records spell it (16 hex digits).
+fn parse_key_id(hex_id: &str) -> Option<SealKeyId> {
+    let mut b = [0u8; vault_format::crypto::SEAL_KEY_ID_LEN];
+    hex::decode_to_slice(hex_id, &mut b).ok()?;
+    Some(SealKeyId(b))
 }
 
 /// Opens a member record and tells whether a full key sealed it.

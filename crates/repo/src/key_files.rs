@@ -358,7 +358,7 @@ impl Repository {
         let (id, bytes, agreement) = wrap_key(self.keys(), password, kdf, meta)?;
         // Member record and grant first: a key file that opens is never left without the
         // newest epoch.
-        self.admit_key_file(id, true, &agreement)?;
+        self.admit_key_file(id, None, &agreement)?;
         self.backend().write(&StoredObject::Key(id).path(), bytes)?;
         Ok((id, agreement))
     }
