@@ -185,6 +185,8 @@ pub fn after_rotation_and_reencryption_the_old_key_opens_nothing(kind: Kind) {
     let all_packs = env.backend().list("data").unwrap().len() + env.backend().list("tree").unwrap().len();
     assert_eq!(opened_by(&env, &old).0, all_packs, "the old key opens all now");
 
+    let dry = last_json(env.ok(&["key", "rotate", "--dry-run", "--json"]).as_bytes());
+    assert_eq!((dry["epoch"].as_u64(), dry["granted"].as_array().unwrap().len()), (Some(2), 2), "{dry}");
     let out = env.ok(&["key", "rotate", "--json"]);
     let r = last_json(out.as_bytes());
     assert_eq!(r["epoch"], 2, "{out}");
@@ -198,7 +200,14 @@ pub fn after_rotation_and_reencryption_the_old_key_opens_nothing(kind: Kind) {
     // What was written after the rotation is closed to the old key already.
     let (packs_before, _, snaps_before) = opened_by(&env, &old);
 
+    let listing = || {
+        let b = env.backend();
+        let dirs = ["writers", "snapshots", "forgotten", "index", "data", "tree", "condemned", "waiting"];
+        dirs.iter().flat_map(|d| b.list(d).unwrap().into_iter().map(|e| e.path)).collect::<Vec<_>>()
+    };
+    let before_dry_run = listing();
     let out = env.ok(&["prune", "--reencrypt", "--dry-run"]);
+    assert_eq!(listing(), before_dry_run, "a dry run stores and deletes nothing");
     assert!(out.contains("re-encrypt"), "{out}");
     assert_eq!(
         opened_by(&env, &old),

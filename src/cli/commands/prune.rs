@@ -72,6 +72,10 @@ pub(crate) fn run(g: &GlobalArgs, a: &PruneArgs) -> Result<ExitCode> {
 /// Seals again with the current key every snapshot an older key epoch sealed (each gets a
 /// new id; the old ones are removed with a tombstone), before the prune rewrites the packs.
 fn reencrypt_snapshots(g: &GlobalArgs, repo: &Arc<Repository>, dry_run: bool) -> Result<()> {
+    if repo.epoch() == 1 {
+        // Never rotated: nothing is sealed with an older key.
+        return Ok(());
+    }
     let (snaps, bad) = vault_ops::select::list(repo, &vault_ops::select::SnapshotFilter::default())?;
     if !bad.is_empty() {
         return Err(OpError::PruneRefused(format!(
@@ -80,10 +84,13 @@ fn reencrypt_snapshots(g: &GlobalArgs, repo: &Arc<Repository>, dry_run: bool) ->
         ))
         .into());
     }
-    let announced = vault_repo::announce(repo, "prune")?;
+    // A dry run writes nothing, not even an announcement.
+    let announced = if dry_run { None } else { Some(vault_repo::announce(repo, "prune")?) };
     let handle = vault_repo::IndexedRepository::load(repo.clone())?;
     let r = vault_ops::rewrite::reencrypt_snapshots(&handle, &snaps, dry_run)?;
-    announced.end()?;
+    if let Some(a) = announced {
+        a.end()?;
+    }
     if !g.json && !g.quiet && !r.replaced.is_empty() {
         let verb = if dry_run { "would seal" } else { "sealed" };
         println!(
