@@ -308,3 +308,93 @@ fn privileged_objects_are_named_and_can_be_left_out() {
         assert_eq!(xattr::get(out.join("capped"), "trusted.vault-test").unwrap().as_deref(), Some(&b"t"[..]));
     }
 }
+
+/// The attack of a user who may write to the target (`--insecure-target`): while root
+/// restores, they swap each directory the restore made for a link to a root-only
+/// directory, over and over. Every step goes through descriptors that follow no link, so
+/// the swapped entries fail one by one and the root-only directory is never touched: not
+/// chmod'ed, nothing created in it.
+#[test]
+fn a_directory_swapped_for_a_link_during_a_restore_redirects_nothing() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (the attacker runs as nobody)");
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for d in ["d", "d/e"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+        for i in 0..150 {
+            std::fs::write(src.join(d).join(format!("f{i}")), noise(2_000, i)).unwrap();
+        }
+        std::fs::set_permissions(src.join(d), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::os::unix::fs::symlink("f0", src.join("d/link")).unwrap();
+    env.ok(&["backup", src.to_str().unwrap(), "-q"]);
+    let victim = env.path("root-only");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(victim.join("secret"), "s").unwrap();
+    // Reachable by nobody: a directory of its own in /tmp that anyone may write to.
+    let shared = tempfile::tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let stop = shared.path().join("stop");
+    let attacker = r#"
+import os, sys, time
+shared, victim, stop = sys.argv[1:4]
+swaps = 0
+while not os.path.exists(stop):
+    for out in os.listdir(shared):
+        for rel in ("d", "d/e"):
+            top = os.path.join(shared, out, rel)
+            try:
+                os.rename(top, top + ".x")
+            except OSError:
+                continue
+            try:
+                os.symlink(victim, top)
+                swaps += 1
+                time.sleep(0.001)
+                os.unlink(top)
+            except OSError:
+                pass
+            try:
+                os.rename(top + ".x", top)
+            except OSError:
+                pass
+    time.sleep(0.0002)
+print(swaps)
+"#;
+    use std::os::unix::process::CommandExt;
+    let spy = std::process::Command::new("python3")
+        .args(["-c", attacker, shared.path().to_str().unwrap(), victim.to_str().unwrap(), stop.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let snap = format!("latest:{}", src.display());
+    let mut refused = 0;
+    for round in 0..12 {
+        let target = shared.path().join(format!("out{round}"));
+        std::fs::create_dir(&target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let out = env.run(&["restore", &snap, "--target", target.to_str().unwrap(), "--insecure-target", "-q"]);
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        if stderr(&out).contains("symbolic links") {
+            refused += 1;
+        }
+        if refused >= 3 {
+            break;
+        }
+    }
+    std::fs::write(&stop, "").unwrap();
+    let swaps: u64 = String::from_utf8(spy.wait_with_output().unwrap().stdout).unwrap().trim().parse().unwrap();
+    let mode = std::fs::metadata(&victim).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o700, "the root-only directory was chmod'ed through a swapped link");
+    let names: Vec<_> = std::fs::read_dir(&victim).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["secret"], "the restore wrote into the root-only directory");
+    assert_eq!(std::fs::read(victim.join("secret")).unwrap(), b"s");
+    assert!(swaps > 0 && refused > 0, "the attack never raced the restore ({swaps} swaps, {refused} refused)");
+}

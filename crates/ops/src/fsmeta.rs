@@ -4,14 +4,16 @@
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use nix::sys::stat::{UtimensatFlags, utimensat};
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, UtimensatFlags, futimens, utimensat};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Group, Uid, User, fchownat};
 
 use vault_format::tree::{Node, NodeKind, Timestamp};
 
@@ -149,33 +151,92 @@ impl XattrFilter {
     }
 }
 
-/// Applies ownership, mode, xattrs and times, in the order that keeps each step from
-/// undoing an earlier one (chown clears setuid bits, so chmod comes after it; times last).
-/// Returns a description of each step that failed.
-pub(crate) fn apply_metadata(path: &Path, node: &Node, opts: ApplyOptions<'_>) -> Vec<String> {
+/// Applies ownership, mode, xattrs and times to the open file or directory `f`, in the
+/// order that keeps each step from undoing an earlier one (chown clears setuid bits, so
+/// chmod comes after it; times last). Returns a description of each step that failed.
+///
+/// Everything goes through the descriptor, so it lands on the inode that was opened,
+/// whatever is at its path by now.
+pub(crate) fn apply_to_open(f: &File, node: &Node, opts: ApplyOptions<'_>) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    use xattr::FileExt;
     let mut problems = Vec::new();
     if opts.ownership
-        && let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid))
+        && let Err(e) = std::os::unix::fs::fchown(f, Some(node.uid), Some(node.gid))
     {
         problems.push(format!("chown: {e}"));
     }
-    if node.kind != NodeKind::Symlink {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if opts.clear_setuid && node.kind == NodeKind::File { node.mode & !0o6000 } else { node.mode };
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
-            problems.push(format!("chmod: {e}"));
-        }
+    if let Err(e) = f.set_permissions(std::fs::Permissions::from_mode(wanted_mode(node, opts))) {
+        problems.push(format!("chmod: {e}"));
     }
     for (k, v) in node.xattrs.iter().filter(|(k, _)| opts.xattrs.allows(k)) {
-        if let Err(e) = xattr::set(path, OsStr::from_bytes(k), v) {
+        if let Err(e) = f.set_xattr(OsStr::from_bytes(k), v) {
             problems.push(format!("xattr {}: {e}", String::from_utf8_lossy(k)));
         }
     }
     let t = TimeSpec::new(node.mtime.sec, i64::from(node.mtime.nsec));
-    if let Err(e) = utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink) {
+    if let Err(e) = futimens(f, &t, &t) {
         problems.push(format!("set times: {e}"));
     }
     problems
+}
+
+/// Applies metadata to the symbolic link, FIFO, device or socket `name` in the directory
+/// `dir`. It is opened without following it (`O_PATH`) and must still be of the node's
+/// kind; ownership and mode then go to that inode (mode through its `/proc/self/fd`
+/// link, which names the inode, not a path). A symbolic link's xattrs and times are set
+/// by name in `dir`, not followed: no call sets them through a descriptor.
+pub(crate) fn apply_at(dir: BorrowedFd<'_>, name: &OsStr, node: &Node, opts: ApplyOptions<'_>) -> Vec<String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let entry = match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(e) => return vec![format!("cannot open: {e}")],
+    };
+    match entry.metadata() {
+        Ok(m) if kind_of(&m) == node.kind => {}
+        Ok(_) => return vec!["changed while being restored".into()],
+        Err(e) => return vec![format!("cannot stat: {e}")],
+    }
+    let mut problems = Vec::new();
+    let (uid, gid) = (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)));
+    if opts.ownership
+        && let Err(e) = fchownat(&entry, "", uid, gid, AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW)
+    {
+        problems.push(format!("chown: {e}"));
+    }
+    let t = TimeSpec::new(node.mtime.sec, i64::from(node.mtime.nsec));
+    let xattrs = node.xattrs.iter().filter(|(k, _)| opts.xattrs.allows(k));
+    if node.kind == NodeKind::Symlink {
+        let by_name = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(name);
+        for (k, v) in xattrs {
+            if let Err(e) = xattr::set(&by_name, OsStr::from_bytes(k), v) {
+                problems.push(format!("xattr {}: {e}", String::from_utf8_lossy(k)));
+            }
+        }
+        if let Err(e) = utimensat(dir, name, &t, &t, UtimensatFlags::NoFollowSymlink) {
+            problems.push(format!("set times: {e}"));
+        }
+        return problems;
+    }
+    let inode = Path::new("/proc/self/fd").join(entry.as_raw_fd().to_string());
+    if let Err(e) = std::fs::set_permissions(&inode, std::fs::Permissions::from_mode(wanted_mode(node, opts))) {
+        problems.push(format!("chmod: {e}"));
+    }
+    for (k, v) in xattrs {
+        if let Err(e) = xattr::set_deref(&inode, OsStr::from_bytes(k), v) {
+            problems.push(format!("xattr {}: {e}", String::from_utf8_lossy(k)));
+        }
+    }
+    if let Err(e) = utimensat(nix::fcntl::AT_FDCWD, &inode, &t, &t, UtimensatFlags::FollowSymlink) {
+        problems.push(format!("set times: {e}"));
+    }
+    problems
+}
+
+fn wanted_mode(node: &Node, opts: ApplyOptions<'_>) -> u32 {
+    if opts.clear_setuid && node.kind == NodeKind::File { node.mode & !0o6000 } else { node.mode }
 }
 
 #[cfg(test)]

@@ -2,18 +2,18 @@
 //! there (`--overwrite`), what to remove (`--delete`), and reading written files back
 //! (`--verify`).
 //!
-//! Nothing found in the target is followed: entries are looked at with `lstat`, files
-//! are opened with `O_NOFOLLOW` and compared by descriptor. A file is changed in place
+//! Nothing found in the target is followed: entries are looked at and opened through
+//! the target's descriptor (`beneath.rs`), and files are compared by descriptor. A file is changed in place
 //! only while it is a regular file with one link (a hard link would carry the change
 //! out of the target); anything else is removed and created anew.
 
-use std::fs::{File, Metadata, OpenOptions};
-use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::fs::{File, Metadata};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::beneath::Beneath;
 use super::write::{Piece, pieces};
 use vault_format::tree::{ContentItem, Node, NodeKind};
 use vault_repo::IndexedRepository;
@@ -69,14 +69,10 @@ fn node_mtime(node: &Node) -> (i64, u32) {
 }
 
 /// What `lstat` says about `path`; `None` when nothing is there.
-pub(super) fn existing(path: &Path) -> std::io::Result<Option<Metadata>> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) => Ok(Some(m)),
-        // A file where the snapshot has a directory on the way (seen in a dry run, which
-        // replaces nothing): nothing is at `path`.
-        Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
-        Err(e) => Err(e),
-    }
+pub(super) fn existing(target: &Beneath, path: &Path) -> std::io::Result<Option<Metadata>> {
+    // A file where the snapshot has a directory on the way (seen in a dry run, which
+    // replaces nothing) counts as nothing at `path`.
+    target.lstat(path)
 }
 
 /// What the restored metadata of a file must be, to tell whether a kept file needs it
@@ -104,6 +100,7 @@ impl Wanted {
 /// the repository) when `IfChanged` has to compare content.
 pub(super) fn decide_file(
     repo: &IndexedRepository,
+    target: &Beneath,
     path: &Path,
     node: &Node,
     overwrite: Option<Overwrite>,
@@ -112,7 +109,7 @@ pub(super) fn decide_file(
     // Without `overwrite` the target was empty (checked before planning): a fresh restore
     // costs no lstat per file, and a name that appeared meanwhile makes the create fail.
     let Some(overwrite) = overwrite else { return Ok(FileAction::Create) };
-    let Some(m) = existing(path)? else { return Ok(FileAction::Create) };
+    let Some(m) = existing(target, path)? else { return Ok(FileAction::Create) };
     let is_file = m.file_type().is_file();
     match overwrite {
         Overwrite::Never => Ok(FileAction::Keep { metadata: false, equal: false }),
@@ -136,7 +133,7 @@ pub(super) fn decide_file(
             if node.content.iter().any(|c| matches!(c, ContentItem::Hole { .. })) {
                 return Ok(FileAction::Replace);
             }
-            let f = match open_same(path, &m) {
+            let f = match open_same(target, path, &m) {
                 Some(f) => f,
                 None => return Ok(FileAction::Replace),
             };
@@ -151,8 +148,8 @@ pub(super) fn decide_file(
 }
 
 /// Opens the regular file at `path` for reading, if it is still the one `m` describes.
-fn open_same(path: &Path, m: &Metadata) -> Option<File> {
-    let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).ok()?;
+fn open_same(target: &Beneath, path: &Path, m: &Metadata) -> Option<File> {
+    let f = target.open_file(path, false).ok()?;
     let now = f.metadata().ok()?;
     (now.file_type().is_file() && now.ino() == m.ino() && now.dev() == m.dev()).then_some(f)
 }
@@ -178,7 +175,13 @@ fn differing_pieces(repo: &IndexedRepository, f: &File, len: u64, node: &Node) -
 }
 
 /// Whether an existing non-file entry (`m`) stays in place of `node`.
-pub(super) fn keep_other(path: &Path, m: &Metadata, node: &Node, overwrite: Option<Overwrite>) -> bool {
+pub(super) fn keep_other(
+    target: &Beneath,
+    path: &Path,
+    m: &Metadata,
+    node: &Node,
+    overwrite: Option<Overwrite>,
+) -> bool {
     match overwrite {
         None | Some(Overwrite::Always) => false,
         Some(Overwrite::Never) => true,
@@ -187,8 +190,7 @@ pub(super) fn keep_other(path: &Path, m: &Metadata, node: &Node, overwrite: Opti
             let ft = m.file_type();
             match node.kind {
                 NodeKind::Symlink => {
-                    ft.is_symlink()
-                        && std::fs::read_link(path).is_ok_and(|t| t.as_os_str().as_encoded_bytes() == node.target)
+                    ft.is_symlink() && target.read_link(path).is_ok_and(|t| t.as_encoded_bytes() == node.target)
                 }
                 NodeKind::Fifo => {
                     use std::os::unix::fs::FileTypeExt;
@@ -202,18 +204,14 @@ pub(super) fn keep_other(path: &Path, m: &Metadata, node: &Node, overwrite: Opti
 
 /// Removes whatever is at `path` (a directory with everything in it; links are removed,
 /// never followed).
-pub(super) fn remove_entry(path: &Path, m: &Metadata) -> std::io::Result<()> {
-    if m.file_type().is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }
+pub(super) fn remove_entry(target: &Beneath, path: &Path) -> std::io::Result<()> {
+    target.remove(path)
 }
 
 /// Reads the restored file at `path` back and compares it with `node`: its length, and
 /// every data piece against its blob id. `Err` names the first difference.
-pub(super) fn verify_file(repo: &IndexedRepository, path: &Path, node: &Node) -> Result<(), String> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("verify: cannot open: {e}"))?;
+pub(super) fn verify_file(repo: &IndexedRepository, target: &Beneath, path: &Path, node: &Node) -> Result<(), String> {
+    let f = target.open_file(path, false).map_err(|e| format!("verify: cannot open: {e}"))?;
     let m = f.metadata().map_err(|e| format!("verify: cannot stat: {e}"))?;
     if !m.file_type().is_file() || m.len() != node.size {
         return Err(format!("verify: {} bytes, the snapshot has {}", m.len(), node.size));

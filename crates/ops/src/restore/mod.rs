@@ -3,13 +3,16 @@
 //! The tree is walked once into a plan; directories and special files are created first,
 //! regular files are then written in parallel, hard links are made, and directory
 //! metadata is applied last, deepest first, so that writing into a directory does not
-//! change its restored mtime. Every blob is verified against its id after decryption; a
+//! change its restored mtime. Every step goes through the target's open descriptor
+//! (`beneath.rs`) and, for metadata, the entry's own: another user who can write in the
+//! target cannot redirect a step outside it by swapping a directory for a link. Every blob is verified against its id after decryption; a
 //! file whose data fails is reported and the rest of the restore goes on.
 //!
 //! Into a target that holds files already (`overwrite`), each file is decided first
 //! (`existing.rs`), so that only the data still missing is fetched: rerun with
 //! `IfChanged`, an interrupted restore redoes only what it had not finished.
 
+mod beneath;
 mod blob_source;
 mod existing;
 mod plan;
@@ -17,9 +20,10 @@ mod write;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::OpenOptions;
+use std::fs::File;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -27,10 +31,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::error::{OpError, Result};
-use super::fsmeta::{ApplyOptions, XattrFilter, apply_metadata, is_privileged_xattr};
+use super::fsmeta::{ApplyOptions, XattrFilter, apply_at, apply_to_open, is_privileged_xattr};
 use super::ls::{Located, locate};
 use super::pattern::PatternSet;
 use super::progress::Progress;
+use beneath::Beneath;
 use blob_source::BlobSource;
 pub use existing::Overwrite;
 use existing::{FileAction, Wanted, decide_file, existing, keep_other, remove_entry, verify_file};
@@ -146,8 +151,8 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
-    let created = prepare_target(&opts.target, opts)?;
-    let result = restore_into(repo, tree, snapshot_label, opts, progress);
+    let (created, target) = prepare_target(&opts.target, opts)?;
+    let result = restore_into(repo, &target, tree, snapshot_label, opts, progress);
     if result.is_err() && created {
         // A restore that failed as a whole leaves no empty target behind (a target that
         // holds something stays).
@@ -166,6 +171,7 @@ enum ProblemClass {
 
 fn restore_into(
     repo: &IndexedRepository,
+    beneath: &Beneath,
     tree: BlobId,
     snapshot_label: &str,
     opts: &RestoreOptions,
@@ -216,7 +222,7 @@ fn restore_into(
     // directory on the way for a link while paths below it are worked on.
     let mut dirs_made = 0u64;
     for (path, _) in &plan.dirs {
-        match make_dir(path, overwrite, dry) {
+        match make_dir(beneath, path, overwrite, dry) {
             Ok(DirOutcome { created, replaced }) => {
                 dirs_made += u64::from(created);
                 report.lock().deleted += u64::from(replaced);
@@ -229,7 +235,7 @@ fn restore_into(
     // missing is read from the repository.
     let mut jobs: Vec<(PathBuf, Node, FileAction, Vec<write::Piece>)> = std::mem::take(&mut plan.files)
         .into_par_iter()
-        .filter_map(|(path, node)| match decide_file(repo, &path, &node, overwrite, wanted) {
+        .filter_map(|(path, node)| match decide_file(repo, beneath, &path, &node, overwrite, wanted) {
             Ok(action) => {
                 let needed = action.needed(&node);
                 Some((path, node, action, needed))
@@ -246,14 +252,14 @@ fn restore_into(
 
     for (path, node) in &plan.special {
         // Without `overwrite` the target was empty: nothing to look at.
-        let found = if overwrite.is_some() { existing(path) } else { Ok(None) };
+        let found = if overwrite.is_some() { existing(beneath, path) } else { Ok(None) };
         match found {
-            Ok(Some(m)) if keep_other(path, &m, node, overwrite) => {
+            Ok(Some(m)) if keep_other(beneath, path, &m, node, overwrite) => {
                 report.lock().unchanged += 1;
                 continue;
             }
-            Ok(Some(m)) if !dry => {
-                if let Err(e) = remove_entry(path, &m) {
+            Ok(Some(_)) if !dry => {
+                if let Err(e) = remove_entry(beneath, path) {
                     problem(path, format!("cannot remove what is there: {e}"), ProblemClass::Local);
                     continue;
                 }
@@ -268,22 +274,24 @@ fn restore_into(
         if dry {
             continue;
         }
-        if let Err(e) = create_special(path, node) {
-            problem(path, format!("cannot create {:?}: {e}", node.kind), ProblemClass::Local);
-            continue;
-        }
-        for p in apply_metadata(path, node, apply) {
-            problem(path, p, ProblemClass::Local);
+        let made = beneath.at(path).and_then(|at| create_special(&at, node).map(|()| at));
+        match made {
+            Ok(at) => {
+                for p in apply_at(at.dir.as_fd(), &at.name, node, apply) {
+                    problem(path, p, ProblemClass::Local);
+                }
+            }
+            Err(e) => problem(path, format!("cannot create {:?}: {e}", node.kind), ProblemClass::Local),
         }
     }
 
     let job = |(path, node, action, needed): &(PathBuf, Node, FileAction, Vec<write::Piece>)| {
         let written: u64 = needed.iter().map(|(_, _, len)| len).sum();
-        let result = restore_file(&source, path, node, action, needed, dry, progress);
+        let result = restore_file(&source, beneath, path, node, action, needed, dry, progress);
         progress.add_bytes(node.size.saturating_sub(written));
         progress.add_files(1);
         match result {
-            Ok(()) => {
+            Ok(file) => {
                 {
                     let mut r = report.lock();
                     match action {
@@ -312,12 +320,21 @@ fn restore_into(
                     _ => (true, opts.verify),
                 };
                 if metadata {
-                    for p in apply_metadata(path, node, apply) {
-                        problem(path, p, ProblemClass::Local);
+                    let file = match file {
+                        Some(f) => Ok(f),
+                        None => open_kept(beneath, path),
+                    };
+                    match file {
+                        Ok(f) => {
+                            for p in apply_to_open(&f, node, apply) {
+                                problem(path, p, ProblemClass::Local);
+                            }
+                        }
+                        Err(e) => problem(path, e, ProblemClass::Local),
                     }
                 }
                 if verify {
-                    match verify_file(repo, path, node) {
+                    match verify_file(repo, beneath, path, node) {
                         Ok(()) => report.lock().verified += 1,
                         Err(m) => problem(path, m, ProblemClass::Local),
                     }
@@ -339,7 +356,7 @@ fn restore_into(
     });
 
     for (path, first) in &plan.links {
-        match link(path, first, overwrite, dry) {
+        match link(beneath, path, first, overwrite, dry) {
             Ok(LinkOutcome::Unchanged) => report.lock().unchanged += 1,
             Ok(LinkOutcome::Linked) => report.lock().hard_links += 1,
             Err(e) => problem(path, e, ProblemClass::Local),
@@ -347,7 +364,7 @@ fn restore_into(
     }
     if opts.delete {
         for listing in &plan.listings {
-            match delete_extra(listing, &sel, dry) {
+            match delete_extra(beneath, listing, &sel, dry) {
                 Ok(n) => report.lock().deleted += n,
                 Err((path, e)) => problem(&path, e, ProblemClass::Local),
             }
@@ -355,8 +372,13 @@ fn restore_into(
     }
     if !dry {
         for (path, node) in plan.dirs.iter().rev() {
-            for p in apply_metadata(path, node, apply) {
-                problem(path, p, ProblemClass::Local);
+            match beneath.open_dir(path) {
+                Ok(d) => {
+                    for p in apply_to_open(&d, node, apply) {
+                        problem(path, p, ProblemClass::Local);
+                    }
+                }
+                Err(e) => problem(path, format!("cannot open directory: {e}"), ProblemClass::Local),
             }
         }
     }
@@ -366,32 +388,46 @@ fn restore_into(
     Ok(r)
 }
 
-/// Writes (or, in a dry run, does not write) one decided file.
+/// Writes (or, in a dry run, does not write) one decided file; returns it open when it
+/// wrote it.
+#[allow(clippy::too_many_arguments)]
 fn restore_file(
     source: &BlobSource<'_>,
+    target: &Beneath,
     path: &Path,
     node: &Node,
     action: &FileAction,
     needed: &[write::Piece],
     dry: bool,
     progress: &dyn Progress,
-) -> Result<(), WriteError> {
+) -> Result<Option<File>, WriteError> {
     if dry {
-        return Ok(());
+        return Ok(None);
     }
-    match action {
-        FileAction::Keep { .. } => Ok(()),
-        FileAction::Create => write_file(source, path, node, needed, false, progress),
+    let written = match action {
+        FileAction::Keep { .. } => return Ok(None),
+        FileAction::Create => write_file(source, target, path, node, needed, false, progress),
         FileAction::Replace => {
-            if let Ok(Some(m)) = existing(path)
-                && let Err(e) = remove_entry(path, &m)
+            if let Ok(Some(_)) = existing(target, path)
+                && let Err(e) = remove_entry(target, path)
             {
                 source.skip(needed);
                 return Err(WriteError::Io(format!("cannot remove what is there: {e}")));
             }
-            write_file(source, path, node, needed, false, progress)
+            write_file(source, target, path, node, needed, false, progress)
         }
-        FileAction::Update { .. } => write_file(source, path, node, needed, true, progress),
+        FileAction::Update { .. } => write_file(source, target, path, node, needed, true, progress),
+    };
+    written.map(Some)
+}
+
+/// A file kept as it was, opened for its metadata: still a regular file, never a link.
+fn open_kept(target: &Beneath, path: &Path) -> Result<File, String> {
+    let f = target.open_file(path, false).map_err(|e| format!("cannot open for its metadata: {e}"))?;
+    match f.metadata() {
+        Ok(m) if m.file_type().is_file() => Ok(f),
+        Ok(_) => Err("changed while being restored".into()),
+        Err(e) => Err(format!("cannot stat: {e}")),
     }
 }
 
@@ -403,17 +439,19 @@ struct DirOutcome {
 
 /// Creates the directory `path` (0700 until its metadata is applied), or takes the one
 /// there.
-fn make_dir(path: &Path, overwrite: Option<Overwrite>, dry: bool) -> Result<DirOutcome, String> {
+fn make_dir(target: &Beneath, path: &Path, overwrite: Option<Overwrite>, dry: bool) -> Result<DirOutcome, String> {
     // Without `overwrite` the target was empty: nothing to look at.
     let found = match overwrite {
-        Some(_) => existing(path).map_err(|e| format!("cannot look at what is there: {e}"))?,
+        Some(_) => existing(target, path).map_err(|e| format!("cannot look at what is there: {e}"))?,
         None => None,
     };
     let mut replaced = false;
     if let Some(m) = found {
         if m.file_type().is_dir() {
             if !dry {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                target
+                    .open_dir(path)
+                    .and_then(|d| d.set_permissions(std::fs::Permissions::from_mode(0o700)))
                     .map_err(|e| format!("cannot take the directory there: {e}"))?;
             }
             return Ok(DirOutcome { created: false, replaced: false });
@@ -422,12 +460,12 @@ fn make_dir(path: &Path, overwrite: Option<Overwrite>, dry: bool) -> Result<DirO
             return Err("is not a directory in the target; kept (--overwrite never)".into());
         }
         if !dry {
-            remove_entry(path, &m).map_err(|e| format!("cannot remove what is there: {e}"))?;
+            remove_entry(target, path).map_err(|e| format!("cannot remove what is there: {e}"))?;
         }
         replaced = true;
     }
     if !dry {
-        std::fs::DirBuilder::new().mode(0o700).create(path).map_err(|e| format!("cannot create directory: {e}"))?;
+        target.mkdir(path, 0o700).map_err(|e| format!("cannot create directory: {e}"))?;
     }
     Ok(DirOutcome { created: true, replaced })
 }
@@ -438,40 +476,49 @@ enum LinkOutcome {
 }
 
 /// Makes `path` a hard link to `first`.
-fn link(path: &Path, first: &Path, overwrite: Option<Overwrite>, dry: bool) -> Result<LinkOutcome, String> {
+fn link(
+    target: &Beneath,
+    path: &Path,
+    first: &Path,
+    overwrite: Option<Overwrite>,
+    dry: bool,
+) -> Result<LinkOutcome, String> {
     use std::os::unix::fs::MetadataExt;
     let found = match overwrite {
-        Some(_) => existing(path).map_err(|e| format!("cannot look at what is there: {e}"))?,
+        Some(_) => existing(target, path).map_err(|e| format!("cannot look at what is there: {e}"))?,
         None => None,
     };
     if let Some(m) = found {
-        let same = std::fs::symlink_metadata(first).is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
+        let same = existing(target, first).ok().flatten().is_some_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
         if same || overwrite == Some(Overwrite::Never) {
             return Ok(LinkOutcome::Unchanged);
         }
         if !dry {
-            remove_entry(path, &m).map_err(|e| format!("cannot remove what is there: {e}"))?;
+            remove_entry(target, path).map_err(|e| format!("cannot remove what is there: {e}"))?;
         }
     }
     if !dry {
-        std::fs::hard_link(first, path).map_err(|e| format!("cannot create hard link to {}: {e}", first.display()))?;
+        target.hard_link(first, path).map_err(|e| format!("cannot create hard link to {}: {e}", first.display()))?;
     }
     Ok(LinkOutcome::Linked)
 }
 
 /// Removes the entries of a restored directory that the snapshot does not have, except
 /// those an exclude pattern matches. Returns how many it removed.
-fn delete_extra(listing: &plan::Listing, sel: &Selector, dry: bool) -> Result<u64, (PathBuf, String)> {
-    let rd = match std::fs::read_dir(&listing.dest) {
-        Ok(rd) => rd,
+fn delete_extra(
+    target: &Beneath,
+    listing: &plan::Listing,
+    sel: &Selector,
+    dry: bool,
+) -> Result<u64, (PathBuf, String)> {
+    let names = match target.names(&listing.dest) {
+        Ok(names) => names,
         // In a dry run the directory may not exist yet.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err((listing.dest.clone(), format!("cannot list for --delete: {e}"))),
     };
     let mut removed = 0;
-    for entry in rd {
-        let entry = entry.map_err(|e| (listing.dest.clone(), format!("cannot list for --delete: {e}")))?;
-        let name = entry.file_name();
+    for name in names {
         if listing.names.contains(&name) {
             continue;
         }
@@ -479,10 +526,9 @@ fn delete_extra(listing: &plan::Listing, sel: &Selector, dry: bool) -> Result<u6
         if sel.excludes.matches(Path::new(&snap_path)) {
             continue;
         }
-        let path = entry.path();
+        let path = listing.dest.join(&name);
         if !dry {
-            let m = std::fs::symlink_metadata(&path).map_err(|e| (path.clone(), format!("cannot remove: {e}")))?;
-            remove_entry(&path, &m).map_err(|e| (path.clone(), format!("cannot remove: {e}")))?;
+            remove_entry(target, &path).map_err(|e| (path.clone(), format!("cannot remove: {e}")))?;
         }
         removed += 1;
     }
@@ -545,9 +591,9 @@ fn insecure_path(target: &Path) -> Option<String> {
     None
 }
 
-/// Checks the target and creates it if needed (not in a dry run); `true` when it was
-/// created.
-fn prepare_target(target: &Path, opts: &RestoreOptions) -> Result<bool> {
+/// Checks the target, creates it if needed (not in a dry run) and opens it; `true` when
+/// it was created.
+fn prepare_target(target: &Path, opts: &RestoreOptions) -> Result<(bool, Beneath)> {
     let err = |reason: String| OpError::Target { path: target.to_path_buf(), reason };
     if !opts.insecure_target
         && let Some(why) = insecure_path(target)
@@ -565,7 +611,9 @@ fn prepare_target(target: &Path, opts: &RestoreOptions) -> Result<bool> {
             }
             false
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.dry_run => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.dry_run => {
+            return Ok((false, Beneath::missing(target)));
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -576,21 +624,15 @@ fn prepare_target(target: &Path, opts: &RestoreOptions) -> Result<bool> {
         }
         Err(e) => return Err(err(e.to_string())),
     };
+    let beneath = Beneath::open(target).map_err(|e| err(format!("cannot open: {e}")))?;
     if opts.dry_run {
-        return Ok(false);
+        return Ok((false, beneath));
     }
     // Prove it is writable before doing any work: a new file of a random name, never
     // through a link.
     let mut tag = [0u8; 8];
     getrandom::fill(&mut tag).map_err(|e| err(e.to_string()))?;
     let probe = target.join(format!(".vault-restore-probe-{}", hex::encode(tag)));
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| err(format!("not writable: {e}")))?;
-    Ok(created)
+    beneath.create_file(&probe).and_then(|_| beneath.remove(&probe)).map_err(|e| err(format!("not writable: {e}")))?;
+    Ok((created, beneath))
 }

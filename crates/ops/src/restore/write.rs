@@ -1,15 +1,17 @@
 //! Writing one file: its data blobs fetched, verified and written at their offsets.
 
 use std::ffi::OsStr;
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
-use nix::sys::stat::{Mode, SFlag, mknod};
+use nix::sys::stat::{Mode, SFlag, mknodat};
+use nix::unistd::{mkfifoat, symlinkat};
 use rayon::prelude::*;
 
 use super::super::progress::Progress;
+use super::beneath::{At, Beneath, io_err};
 use super::blob_source::BlobSource;
 use vault_format::BlobId;
 use vault_format::tree::{ContentItem, Node, NodeKind};
@@ -42,32 +44,37 @@ pub(super) enum WriteError {
     Io(String),
 }
 
-pub(super) fn create_special(path: &Path, node: &Node) -> std::io::Result<()> {
+/// Creates the symbolic link, FIFO, device or socket `node` as `at` (never through a
+/// link: the `*at` calls do not follow the name they create).
+pub(super) fn create_special(at: &At, node: &Node) -> std::io::Result<()> {
     let perm = Mode::from_bits_truncate(node.mode & 0o777);
-    let nix_err = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
-    match node.kind {
-        NodeKind::Symlink => std::os::unix::fs::symlink(OsStr::from_bytes(&node.target), path),
-        NodeKind::Fifo => nix::unistd::mkfifo(path, perm).map_err(nix_err),
-        NodeKind::CharDev => mknod(path, SFlag::S_IFCHR, perm, node.rdev as libc::dev_t).map_err(nix_err),
-        NodeKind::BlockDev => mknod(path, SFlag::S_IFBLK, perm, node.rdev as libc::dev_t).map_err(nix_err),
+    let (dir, name) = (&at.dir, at.name.as_os_str());
+    let r = match node.kind {
+        NodeKind::Symlink => symlinkat(OsStr::from_bytes(&node.target), dir, name),
+        NodeKind::Fifo => mkfifoat(dir, name, perm),
+        NodeKind::CharDev => mknodat(dir, name, SFlag::S_IFCHR, perm, node.rdev as libc::dev_t),
+        NodeKind::BlockDev => mknodat(dir, name, SFlag::S_IFBLK, perm, node.rdev as libc::dev_t),
         // A socket cannot be meaningfully recreated; an inode of the same type keeps `ls` right.
-        NodeKind::Socket => mknod(path, SFlag::S_IFSOCK, perm, 0).map_err(nix_err),
+        NodeKind::Socket => mknodat(dir, name, SFlag::S_IFSOCK, perm, 0),
         NodeKind::File | NodeKind::Dir => Ok(()),
-    }
+    };
+    r.map_err(io_err)
 }
 
 /// Writes `pieces` of `node`'s data to `path`, a new file or (`in_place`) the existing
-/// one whose other stretches already hold the right bytes, and sets its length.
+/// one whose other stretches already hold the right bytes, and sets its length. Returns
+/// the file, open, for its metadata.
 pub(super) fn write_file(
     source: &BlobSource<'_>,
+    target: &Beneath,
     path: &Path,
     node: &Node,
     pieces: &[Piece],
     in_place: bool,
     progress: &dyn Progress,
-) -> Result<(), WriteError> {
+) -> Result<File, WriteError> {
     let io = |what: &str, e: std::io::Error| WriteError::Io(format!("{what}: {e}"));
-    let opened = open_for_writing(path, in_place);
+    let opened = open_for_writing(target, path, in_place);
     let f = match opened {
         Ok(f) => f,
         Err(e) => {
@@ -125,19 +132,15 @@ pub(super) fn write_file(
     if !unread.is_empty() {
         return Err(WriteError::Storage(format!("data could not be read from storage, {}", unread.join("; "))));
     }
-    Ok(())
+    Ok(f)
 }
 
 /// Opens `path` for a restore's writes: created new (never through a link), or the
 /// existing file to be updated in place.
-fn open_for_writing(path: &Path, in_place: bool) -> Result<std::fs::File, WriteError> {
+fn open_for_writing(target: &Beneath, path: &Path, in_place: bool) -> Result<File, WriteError> {
     let io = |what: &str, e: std::io::Error| WriteError::Io(format!("{what}: {e}"));
     if in_place {
-        let f = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| io("cannot open file", e))?;
+        let f = target.open_file(path, true).map_err(|e| io("cannot open file", e))?;
         // Written in place only while it is still the single-link regular file that was
         // compared: a link elsewhere would carry the change out of the target.
         let m = f.metadata().map_err(|e| io("cannot stat file", e))?;
@@ -146,12 +149,6 @@ fn open_for_writing(path: &Path, in_place: bool) -> Result<std::fs::File, WriteE
         }
         Ok(f)
     } else {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| io("cannot create file", e))
+        target.create_file(path).map_err(|e| io("cannot create file", e))
     }
 }
