@@ -108,7 +108,8 @@ pub fn an_interrupted_backup_resumes(kind: Kind) {
     let uploaded = again["stored_bytes_added"].as_u64().unwrap();
     eprintln!("interrupted after storing {kept} bytes of {total}; the rerun uploaded {uploaded}");
     assert!(kept >= total / 3, "{kept}");
-    assert!(uploaded <= total - kept + (64 << 20), "{again}");
+    // Late under load, the interrupt may come when (nearly) everything is stored.
+    assert!(uploaded <= total.saturating_sub(kept) + (64 << 20), "{again}");
     let target = env.path("restored");
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
     super::assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));

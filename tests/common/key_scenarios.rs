@@ -145,17 +145,26 @@ pub fn leaked_keys(env: &Env, password: &str) -> Keys {
     panic!("no key file opens");
 }
 
-/// How many packs, index files and snapshots `keys` opens (headers, whole files).
-pub fn opened_by(env: &Env, keys: &Keys) -> (usize, usize, usize) {
+/// The packs whose header `keys` opens.
+pub fn packs_opened_by(env: &Env, keys: &Keys) -> Vec<String> {
     let b = env.backend();
-    let mut packs = 0;
+    let mut packs = Vec::new();
     for dir in ["data", "tree"] {
         for e in b.list(dir).unwrap() {
             let bytes = b.read(&e.path).unwrap();
             let span = header_span(&bytes[..5], bytes.len(), &bytes[bytes.len() - 4..]).unwrap();
-            packs += usize::from(decode_header(keys, &bytes[span.clone()], span.start as u64).is_ok());
+            if decode_header(keys, &bytes[span.clone()], span.start as u64).is_ok() {
+                packs.push(e.path);
+            }
         }
     }
+    packs
+}
+
+/// How many packs, index files and snapshots `keys` opens (headers, whole files).
+pub fn opened_by(env: &Env, keys: &Keys) -> (usize, usize, usize) {
+    let b = env.backend();
+    let packs = packs_opened_by(env, keys).len();
     let count = |dir: &str, open: &dyn Fn(&[u8]) -> bool| {
         b.list(dir).unwrap().iter().filter(|e| open(&b.read(&e.path).unwrap())).count()
     };
@@ -199,6 +208,7 @@ pub fn after_rotation_and_reencryption_the_old_key_opens_nothing(kind: Kind) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"epoch\":2"), "{}", String::from_utf8_lossy(&out.stdout));
     // What was written after the rotation is closed to the old key already.
     let (packs_before, _, snaps_before) = opened_by(&env, &old);
+    let old_packs = packs_opened_by(&env, &old);
 
     let listing = || {
         let b = env.backend();
@@ -209,6 +219,8 @@ pub fn after_rotation_and_reencryption_the_old_key_opens_nothing(kind: Kind) {
     let out = env.ok(&["prune", "--reencrypt", "--dry-run"]);
     assert_eq!(listing(), before_dry_run, "a dry run stores and deletes nothing");
     assert!(out.contains("re-encrypt"), "{out}");
+    let after = packs_opened_by(&env, &old);
+    assert_eq!(after, old_packs, "a dry run changes nothing (of {before_dry_run:?})");
     assert_eq!(
         opened_by(&env, &old),
         (packs_before, opened_by(&env, &old).1, snaps_before),
@@ -263,7 +275,7 @@ pub fn rotation_and_reencryption_beside_backups(kind: Kind) {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 std::fs::write(src.join("changing"), noise(100_000, 100 + n)).unwrap();
-                let out = cmd.output().unwrap();
+                let out = output_within(&mut cmd);
                 assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
                 n += 1;
             }

@@ -232,7 +232,7 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("run vault")
+        output_within(self.cmd().args(args))
     }
 
     /// Runs and asserts success; returns stdout.
@@ -453,4 +453,61 @@ pub fn xattrs_supported(dir: &Path) -> bool {
 
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// How long one vault command of a test may run (`VAULT_TEST_COMMAND_LIMIT`, seconds).
+fn command_limit() -> std::time::Duration {
+    let secs = std::env::var("VAULT_TEST_COMMAND_LIMIT").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
+    std::time::Duration::from_secs(secs)
+}
+
+/// Runs `cmd` to its end, as `Command::output` does, but a command that hangs past the
+/// limit fails the test with where each of its threads waits (gdb's backtraces where gdb
+/// is installed, the kernel's wait channels otherwise), instead of stalling the suite.
+pub fn output_within(cmd: &mut Command) -> Output {
+    use std::io::Read;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run vault");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > command_limit() {
+            let stacks = thread_stacks(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+            panic!("{cmd:?} still ran after {:?}; its threads:\n{stacks}\nstderr: {err}", command_limit());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+}
+
+fn thread_stacks(pid: u32) -> String {
+    let gdb = Command::new("gdb")
+        .args(["-batch", "-p", &pid.to_string(), "-ex", "thread apply all bt 30"])
+        .stdin(Stdio::null())
+        .output();
+    if let Ok(o) = gdb
+        && o.status.success()
+    {
+        return String::from_utf8_lossy(&o.stdout).into_owned();
+    }
+    let mut s = String::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let p = task.path();
+        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+        s += &format!("{} {} {}\n", read("comm").trim(), read("wchan"), read("stack").replace('\n', " | "));
+    }
+    s
 }

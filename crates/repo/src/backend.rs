@@ -645,7 +645,18 @@ impl Backend {
         self.call_hook("list", dir)?;
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{}/", dir.trim_end_matches('/'));
-        let entries = match self.wait(async { self.op.list_with(&prefix).recursive(true).await }) {
+        // OpenDAL emulates a recursive listing where the service has none (WebDAV, SFTP)
+        // with a lister whose state a retried or timed-out step corrupts: a directory
+        // taken off its queue when a request failed is skipped silently, so a pack went
+        // missing from listings under load. Walk those one directory per request instead;
+        // a failed request is retried whole.
+        let native = self.op.info().capability().list_with_recursive;
+        let listed = if native {
+            self.wait(async { self.op.list_with(&prefix).recursive(true).await })
+        } else {
+            self.wait(list_walk(&self.op, &prefix))
+        };
+        let entries = match listed {
             Ok(v) => v,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.err("list", &prefix, e)),
@@ -669,6 +680,42 @@ impl Backend {
         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
         self.wait(self.op.delete(path)).map_err(|e| self.err("delete", path, e))
     }
+}
+
+/// Every object below `prefix`, listed one directory per request (8 at a time).
+async fn list_walk(op: &Operator, prefix: &str) -> opendal::Result<Vec<opendal::Entry>> {
+    let mut pending = vec![prefix.to_string()];
+    let mut running = tokio::task::JoinSet::new();
+    let mut out = Vec::new();
+    loop {
+        while running.len() < 8
+            && let Some(dir) = pending.pop()
+        {
+            let op = op.clone();
+            running.spawn(async move {
+                let listed = op.list(&dir).await;
+                (dir, listed)
+            });
+        }
+        let Some(done) = running.join_next().await else { break };
+        let (dir, listed) = done.map_err(|e| opendal::Error::new(ErrorKind::Unexpected, e.to_string()))?;
+        let entries = match listed {
+            Ok(v) => v,
+            // A directory removed after its parent was listed holds nothing.
+            Err(e) if e.kind() == ErrorKind::NotFound && dir != prefix => continue,
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            if e.metadata().is_dir() || e.path().ends_with('/') {
+                if e.path() != dir {
+                    pending.push(e.path().to_string());
+                }
+            } else {
+                out.push(e);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(feature = "webdav")]
