@@ -343,7 +343,27 @@ def available_tools():
 
 # ---------------------------------------------------------------- remote storage
 
-REMOTE = {"remote-s3": "s3", "remote-sftp": "sftp"}
+# Workload: (storage kind, round trip in ms added by the latency proxy in front of it).
+REMOTE = {"remote-s3": ("s3", 0), "remote-sftp": ("sftp", 0),
+          "remote-s3-rtt30": ("s3", 30), "remote-sftp-rtt30": ("sftp", 30)}
+PROXY = os.path.join(ROOT, "target/release/examples/latency_proxy")
+
+
+def behind_proxy(srv, kind, rtt_ms):
+    """Starts the latency proxy in front of the server; returns it and the settings that
+    lead every tool through it."""
+    if kind == "s3":
+        upstream = srv["VAULT_TEST_S3_ENDPOINT"].removeprefix("http://")
+    else:
+        upstream = "127.0.0.1:" + srv["VAULT_TEST_SFTP"].rsplit(":", 1)[1]
+    proxy = subprocess.Popen([PROXY, "--to", upstream, "--rtt-ms", str(rtt_ms)], stdout=subprocess.PIPE, text=True)
+    addr = proxy.stdout.readline().strip()
+    srv = dict(srv)
+    if kind == "s3":
+        srv["VAULT_TEST_S3_ENDPOINT"] = f"http://{addr}"
+    else:
+        srv["VAULT_TEST_SFTP"] = srv["VAULT_TEST_SFTP"].rsplit(":", 1)[0] + ":" + addr.rsplit(":", 1)[1]
+    return proxy, srv
 
 
 def test_servers():
@@ -386,9 +406,13 @@ def remote_tools(tools, kind, srv, tag):
 
 def remote_workload(tools, results, wl):
     """Incompressible data backed up to, checked on and restored from a server on
-    loopback; restores in balanced order (A B B A), the median kept."""
-    kind = REMOTE[wl]
+    loopback (behind the latency proxy for the -rtt workloads); restores in balanced
+    order (A B B A), the median kept."""
+    kind, rtt_ms = REMOTE[wl]
     srv = test_servers()
+    proxy = None
+    if rtt_ms:
+        proxy, srv = behind_proxy(srv, kind, rtt_ms)
     os.environ.update({"AWS_ACCESS_KEY_ID": srv["VAULT_TEST_S3_KEY_ID"], "AWS_SECRET_ACCESS_KEY": srv["VAULT_TEST_S3_SECRET"],
                        "AWS_DEFAULT_REGION": srv["VAULT_TEST_S3_REGION"]})
     base = os.path.join(WORK, wl)
@@ -418,6 +442,8 @@ def remote_workload(tools, results, wl):
         secs = sorted(x[0] for x in r)
         record("restore", tname, (secs[(len(secs) - 1) // 2] + secs[len(secs) // 2]) / 2, max(x[1] for x in r))
     shutil.rmtree(base, ignore_errors=True)
+    if proxy:
+        proxy.kill()
 
 
 # ---------------------------------------------------------------- run
