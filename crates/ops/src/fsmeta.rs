@@ -181,11 +181,12 @@ pub(crate) fn apply_to_open(f: &File, node: &Node, opts: ApplyOptions<'_>) -> Ve
     problems
 }
 
-/// Applies metadata to the symbolic link, FIFO, device or socket `name` in the directory
-/// `dir`. It is opened without following it (`O_PATH`) and must still be of the node's
-/// kind; ownership and mode then go to that inode (mode through its `/proc/self/fd`
-/// link, which names the inode, not a path). A symbolic link's xattrs and times are set
-/// by name in `dir`, not followed: no call sets them through a descriptor.
+/// Applies metadata to the entry `name` in the directory `dir`, of any kind, without
+/// reading it (a kept file or a directory may deny that to its owner). It is opened
+/// without following it (`O_PATH`) and must still be of the node's kind; ownership, mode,
+/// xattrs and times then go to that inode (through its `/proc/self/fd` link, which names
+/// the inode, not a path). A symbolic link's xattrs and times are set by name in `dir`,
+/// not followed: no call sets them through a descriptor.
 pub(crate) fn apply_at(dir: BorrowedFd<'_>, name: &OsStr, node: &Node, opts: ApplyOptions<'_>) -> Vec<String> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::PermissionsExt;

@@ -136,6 +136,16 @@ impl Beneath {
         Ok(File::from(self.resolve(self.rel(path)?, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?))
     }
 
+    /// Gives the directory at `path` (not a link) `mode`, without reading it.
+    pub(super) fn chmod_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = File::from(self.resolve(self.rel(path)?, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?);
+        // The descriptor's /proc link names this inode, whatever is at `path` by now.
+        let inode = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string());
+        std::fs::set_permissions(inode, std::fs::Permissions::from_mode(mode))
+    }
+
     /// Creates the directory `path` with `mode`.
     pub(super) fn mkdir(&self, path: &Path, mode: u32) -> io::Result<()> {
         let at = self.at(path)?;
@@ -285,6 +295,22 @@ mod tests {
         let mut names = b.names(&target).unwrap();
         names.sort();
         assert_eq!(names, ["g", "h", "i"].map(OsString::from));
+    }
+
+    #[test]
+    fn a_directory_mode_is_set_without_reading_it_or_following_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let (target, outside) = (t.path().join("target"), t.path().join("outside"));
+        std::fs::create_dir_all(target.join("d")).unwrap();
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::set_permissions(target.join("d"), std::fs::Permissions::from_mode(0o311)).unwrap();
+        symlink(&outside, target.join("link")).unwrap();
+        let b = Beneath::open(&target).unwrap();
+        b.chmod_dir(&target.join("d"), 0o700).unwrap();
+        assert_eq!(std::fs::metadata(target.join("d")).unwrap().mode() & 0o7777, 0o700);
+        assert!(b.chmod_dir(&target.join("link"), 0o777).is_err());
+        assert_ne!(std::fs::metadata(&outside).unwrap().mode() & 0o777, 0o777);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -320,17 +320,16 @@ fn restore_into(
                     _ => (true, opts.verify),
                 };
                 if metadata {
-                    let file = match file {
-                        Some(f) => Ok(f),
-                        None => open_kept(beneath, path),
+                    let problems = match file {
+                        Some(f) => apply_to_open(&f, node, apply),
+                        // Kept as it was: changed by name in its directory, not read.
+                        None => match beneath.at(path) {
+                            Ok(at) => apply_at(at.dir.as_fd(), &at.name, node, apply),
+                            Err(e) => vec![format!("cannot open its directory: {e}")],
+                        },
                     };
-                    match file {
-                        Ok(f) => {
-                            for p in apply_to_open(&f, node, apply) {
-                                problem(path, p, ProblemClass::Local);
-                            }
-                        }
-                        Err(e) => problem(path, e, ProblemClass::Local),
+                    for p in problems {
+                        problem(path, p, ProblemClass::Local);
                     }
                 }
                 if verify {
@@ -372,13 +371,13 @@ fn restore_into(
     }
     if !dry {
         for (path, node) in plan.dirs.iter().rev() {
-            match beneath.open_dir(path) {
-                Ok(d) => {
-                    for p in apply_to_open(&d, node, apply) {
+            match beneath.at(path) {
+                Ok(at) => {
+                    for p in apply_at(at.dir.as_fd(), &at.name, node, apply) {
                         problem(path, p, ProblemClass::Local);
                     }
                 }
-                Err(e) => problem(path, format!("cannot open directory: {e}"), ProblemClass::Local),
+                Err(e) => problem(path, format!("cannot open its directory: {e}"), ProblemClass::Local),
             }
         }
     }
@@ -421,16 +420,6 @@ fn restore_file(
     written.map(Some)
 }
 
-/// A file kept as it was, opened for its metadata: still a regular file, never a link.
-fn open_kept(target: &Beneath, path: &Path) -> Result<File, String> {
-    let f = target.open_file(path, false).map_err(|e| format!("cannot open for its metadata: {e}"))?;
-    match f.metadata() {
-        Ok(m) if m.file_type().is_file() => Ok(f),
-        Ok(_) => Err("changed while being restored".into()),
-        Err(e) => Err(format!("cannot stat: {e}")),
-    }
-}
-
 struct DirOutcome {
     created: bool,
     /// Something else was there and was removed.
@@ -449,10 +438,7 @@ fn make_dir(target: &Beneath, path: &Path, overwrite: Option<Overwrite>, dry: bo
     if let Some(m) = found {
         if m.file_type().is_dir() {
             if !dry {
-                target
-                    .open_dir(path)
-                    .and_then(|d| d.set_permissions(std::fs::Permissions::from_mode(0o700)))
-                    .map_err(|e| format!("cannot take the directory there: {e}"))?;
+                target.chmod_dir(path, 0o700).map_err(|e| format!("cannot take the directory there: {e}"))?;
             }
             return Ok(DirOutcome { created: false, replaced: false });
         }
