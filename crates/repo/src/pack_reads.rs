@@ -71,10 +71,7 @@ impl Repository {
         data: &ObjectBytes,
         entry: &PackEntry,
     ) -> Result<Vec<u8>> {
-        let sealed = blob_slice(kind, pack, data, entry)?;
-        self.keys()
-            .open(kind.object_kind(), Some(&entry.id), &sealed)
-            .map_err(|e| damaged_blob(kind, pack, entry, e))?;
+        let (sealed, _) = self.authenticated_blob_in(kind, pack, data, entry)?;
         Ok(sealed.to_vec())
     }
 
@@ -87,15 +84,30 @@ impl Repository {
         data: &ObjectBytes,
         entry: &PackEntry,
     ) -> Result<Vec<u8>> {
-        let sealed = blob_slice(kind, pack, data, entry)?;
-        let object = kind.object_kind();
-        let envelope = zeroize::Zeroizing::new(
-            self.keys().open(object, Some(&entry.id), &sealed).map_err(|e| damaged_blob(kind, pack, entry, e))?,
-        );
+        let (sealed, envelope) = self.authenticated_blob_in(kind, pack, data, entry)?;
         match self.keys().epoch_of(&sealed) {
-            Some(e) if e < self.keys().epoch() => Ok(self.keys().seal(object, Some(&entry.id), &envelope)?),
+            Some(e) if e < self.keys().epoch() => {
+                Ok(self.keys().seal(kind.object_kind(), Some(&entry.id), &envelope)?)
+            }
             _ => Ok(sealed.to_vec()),
         }
+    }
+
+    /// Blob `entry`'s sealed bytes in a pack held whole, and its envelope (opened, still
+    /// compressed and padded): an error when it does not authenticate.
+    fn authenticated_blob_in(
+        &self,
+        kind: BlobKind,
+        pack: &PackId,
+        data: &ObjectBytes,
+        entry: &PackEntry,
+    ) -> Result<(bytes::Bytes, zeroize::Zeroizing<Vec<u8>>)> {
+        let sealed = blob_slice(kind, pack, data, entry)?;
+        let envelope = self
+            .keys()
+            .open(kind.object_kind(), Some(&entry.id), &sealed)
+            .map_err(|e| damaged_blob(kind, pack, entry, e))?;
+        Ok((sealed, zeroize::Zeroizing::new(envelope)))
     }
 
     /// Opens one blob of a pack held whole (as read by [`Repository::read_pack`]):

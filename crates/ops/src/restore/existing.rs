@@ -68,13 +68,6 @@ fn node_mtime(node: &Node) -> (i64, u32) {
     (node.mtime.sec, node.mtime.nsec)
 }
 
-/// What `lstat` says about `path`; `None` when nothing is there.
-pub(super) fn existing(target: &Beneath, path: &Path) -> std::io::Result<Option<Metadata>> {
-    // A file where the snapshot has a directory on the way (seen in a dry run, which
-    // replaces nothing) counts as nothing at `path`.
-    target.lstat(path)
-}
-
 /// What the restored metadata of a file must be, to tell whether a kept file needs it
 /// applied again.
 #[derive(Clone, Copy)]
@@ -109,7 +102,7 @@ pub(super) fn decide_file(
     // Without `overwrite` the target was empty (checked before planning): a fresh restore
     // costs no lstat per file, and a name that appeared meanwhile makes the create fail.
     let Some(overwrite) = overwrite else { return Ok(FileAction::Create) };
-    let Some(m) = existing(target, path)? else { return Ok(FileAction::Create) };
+    let Some(m) = target.lstat(path)? else { return Ok(FileAction::Create) };
     let is_file = m.file_type().is_file();
     match overwrite {
         Overwrite::Never => Ok(FileAction::Keep { metadata: false, equal: false }),
@@ -200,12 +193,6 @@ pub(super) fn keep_other(
             }
         }
     }
-}
-
-/// Removes whatever is at `path` (a directory with everything in it; links are removed,
-/// never followed).
-pub(super) fn remove_entry(target: &Beneath, path: &Path) -> std::io::Result<()> {
-    target.remove(path)
 }
 
 /// Reads the restored file at `path` back and compares it with `node`: its length, and

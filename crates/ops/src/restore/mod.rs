@@ -38,7 +38,7 @@ use super::progress::Progress;
 use beneath::Beneath;
 use blob_source::BlobSource;
 pub use existing::Overwrite;
-use existing::{FileAction, Wanted, decide_file, existing, keep_other, remove_entry, verify_file};
+use existing::{FileAction, Wanted, decide_file, keep_other, verify_file};
 use plan::{Plan, Selector, plan_leaf, plan_tree};
 use vault_format::BlobId;
 use vault_format::tree::{Node, NodeKind};
@@ -252,14 +252,14 @@ fn restore_into(
 
     for (path, node) in &plan.special {
         // Without `overwrite` the target was empty: nothing to look at.
-        let found = if overwrite.is_some() { existing(beneath, path) } else { Ok(None) };
+        let found = if overwrite.is_some() { beneath.lstat(path) } else { Ok(None) };
         match found {
             Ok(Some(m)) if keep_other(beneath, path, &m, node, overwrite) => {
                 report.lock().unchanged += 1;
                 continue;
             }
             Ok(Some(_)) if !dry => {
-                if let Err(e) = remove_entry(beneath, path) {
+                if let Err(e) = beneath.remove(path) {
                     problem(path, format!("cannot remove what is there: {e}"), ProblemClass::Local);
                     continue;
                 }
@@ -407,11 +407,13 @@ fn restore_file(
         FileAction::Keep { .. } => return Ok(None),
         FileAction::Create => write_file(source, target, path, node, needed, false, progress),
         FileAction::Replace => {
-            if let Ok(Some(_)) = existing(target, path)
-                && let Err(e) = remove_entry(target, path)
-            {
-                source.skip(needed);
-                return Err(WriteError::Io(format!("cannot remove what is there: {e}")));
+            match target.remove(path) {
+                // Gone meanwhile, or a file where the snapshot has a directory on the way.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound && e.raw_os_error() != Some(libc::ENOTDIR) => {
+                    source.skip(needed);
+                    return Err(WriteError::Io(format!("cannot remove what is there: {e}")));
+                }
+                _ => {}
             }
             write_file(source, target, path, node, needed, false, progress)
         }
@@ -431,7 +433,7 @@ struct DirOutcome {
 fn make_dir(target: &Beneath, path: &Path, overwrite: Option<Overwrite>, dry: bool) -> Result<DirOutcome, String> {
     // Without `overwrite` the target was empty: nothing to look at.
     let found = match overwrite {
-        Some(_) => existing(target, path).map_err(|e| format!("cannot look at what is there: {e}"))?,
+        Some(_) => target.lstat(path).map_err(|e| format!("cannot look at what is there: {e}"))?,
         None => None,
     };
     let mut replaced = false;
@@ -446,7 +448,7 @@ fn make_dir(target: &Beneath, path: &Path, overwrite: Option<Overwrite>, dry: bo
             return Err("is not a directory in the target; kept (--overwrite never)".into());
         }
         if !dry {
-            remove_entry(target, path).map_err(|e| format!("cannot remove what is there: {e}"))?;
+            target.remove(path).map_err(|e| format!("cannot remove what is there: {e}"))?;
         }
         replaced = true;
     }
@@ -471,16 +473,16 @@ fn link(
 ) -> Result<LinkOutcome, String> {
     use std::os::unix::fs::MetadataExt;
     let found = match overwrite {
-        Some(_) => existing(target, path).map_err(|e| format!("cannot look at what is there: {e}"))?,
+        Some(_) => target.lstat(path).map_err(|e| format!("cannot look at what is there: {e}"))?,
         None => None,
     };
     if let Some(m) = found {
-        let same = existing(target, first).ok().flatten().is_some_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
+        let same = target.lstat(first).ok().flatten().is_some_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
         if same || overwrite == Some(Overwrite::Never) {
             return Ok(LinkOutcome::Unchanged);
         }
         if !dry {
-            remove_entry(target, path).map_err(|e| format!("cannot remove what is there: {e}"))?;
+            target.remove(path).map_err(|e| format!("cannot remove what is there: {e}"))?;
         }
     }
     if !dry {
@@ -514,7 +516,7 @@ fn delete_extra(
         }
         let path = listing.dest.join(&name);
         if !dry {
-            remove_entry(target, &path).map_err(|e| (path.clone(), format!("cannot remove: {e}")))?;
+            target.remove(&path).map_err(|e| (path.clone(), format!("cannot remove: {e}")))?;
         }
         removed += 1;
     }
