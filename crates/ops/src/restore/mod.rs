@@ -13,14 +13,13 @@
 //! `IfChanged`, an interrupted restore redoes only what it had not finished.
 
 mod beneath;
-mod blob_source;
 mod existing;
+mod fill;
 mod plan;
 mod write;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
@@ -36,14 +35,14 @@ use super::ls::{Located, locate};
 use super::pattern::PatternSet;
 use super::progress::Progress;
 use beneath::Beneath;
-use blob_source::BlobSource;
 pub use existing::Overwrite;
 use existing::{FileAction, Wanted, decide_file, keep_other, verify_file};
+use fill::{FileJob, Filler, Finished, Opening, first_location};
 use plan::{Plan, Selector, plan_leaf, plan_tree};
 use vault_format::BlobId;
 use vault_format::tree::{Node, NodeKind};
 use vault_repo::IndexedRepository;
-use write::{WriteError, create_special, write_file};
+use write::{WriteError, create_special};
 
 #[derive(Clone, Debug, Default)]
 /// What to restore where.
@@ -247,8 +246,7 @@ fn restore_into(
         })
         .collect();
     progress.set_totals(jobs.len() as u64, jobs.iter().map(|(_, n, _, _)| n.size).sum());
-    jobs.sort_by_cached_key(|(_, _, _, needed)| BlobSource::first_location(repo, needed));
-    let source = BlobSource::new(repo, jobs.iter().map(|(_, _, _, needed)| needed.as_slice()));
+    jobs.sort_by_cached_key(|(_, _, _, needed)| first_location(repo, needed));
 
     for (path, node) in &plan.special {
         // Without `overwrite` the target was empty: nothing to look at.
@@ -285,9 +283,9 @@ fn restore_into(
         }
     }
 
-    let job = |(path, node, action, needed): &(PathBuf, Node, FileAction, Vec<write::Piece>)| {
+    let finish = |i: usize, result: Finished| {
+        let (path, node, action, needed) = &jobs[i];
         let written: u64 = needed.iter().map(|(_, _, len)| len).sum();
-        let result = restore_file(&source, beneath, path, node, action, needed, dry, progress);
         progress.add_bytes(node.size.saturating_sub(written));
         progress.add_files(1);
         match result {
@@ -344,15 +342,24 @@ fn restore_into(
             Err(WriteError::Io(m)) => problem(path, m, ProblemClass::Local),
         }
     };
-    // Files are taken in order (not split among threads by halves), so that the packs
-    // they need come in the order the prefetch downloads them.
-    std::thread::scope(|scope| {
-        if !dry {
-            source.prefetch(scope);
-        }
-        jobs.iter().par_bridge().for_each(job);
-        source.close();
-    });
+    // Files whose data is all there (or not to be written) are done first; the others
+    // are written pack by pack.
+    let (writes, done): (Vec<usize>, Vec<usize>) =
+        (0..jobs.len()).partition(|&i| !dry && !matches!(jobs[i].2, FileAction::Keep { .. }));
+    done.into_par_iter().for_each(|i| finish(i, Ok(None)));
+    let file_jobs: Vec<FileJob> = writes
+        .iter()
+        .map(|&i| {
+            let (path, node, action, needed) = &jobs[i];
+            let opening = match action {
+                FileAction::Replace => Opening::Replace,
+                FileAction::Update { .. } => Opening::InPlace,
+                _ => Opening::Create,
+            };
+            FileJob { path, size: node.size, pieces: needed, opening }
+        })
+        .collect();
+    Filler::new(repo, beneath, &file_jobs, progress).run(&|k, result| finish(writes[k], result));
 
     for (path, first) in &plan.links {
         match link(beneath, path, first, overwrite, dry) {
@@ -385,41 +392,6 @@ fn restore_into(
     r.dirs = dirs_made;
     r.privileged = privileged;
     Ok(r)
-}
-
-/// Writes (or, in a dry run, does not write) one decided file; returns it open when it
-/// wrote it.
-#[allow(clippy::too_many_arguments)]
-fn restore_file(
-    source: &BlobSource<'_>,
-    target: &Beneath,
-    path: &Path,
-    node: &Node,
-    action: &FileAction,
-    needed: &[write::Piece],
-    dry: bool,
-    progress: &dyn Progress,
-) -> Result<Option<File>, WriteError> {
-    if dry {
-        return Ok(None);
-    }
-    let written = match action {
-        FileAction::Keep { .. } => return Ok(None),
-        FileAction::Create => write_file(source, target, path, node, needed, false, progress),
-        FileAction::Replace => {
-            match target.remove(path) {
-                // Gone meanwhile, or a file where the snapshot has a directory on the way.
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound && e.raw_os_error() != Some(libc::ENOTDIR) => {
-                    source.skip(needed);
-                    return Err(WriteError::Io(format!("cannot remove what is there: {e}")));
-                }
-                _ => {}
-            }
-            write_file(source, target, path, node, needed, false, progress)
-        }
-        FileAction::Update { .. } => write_file(source, target, path, node, needed, true, progress),
-    };
-    written.map(Some)
 }
 
 struct DirOutcome {
