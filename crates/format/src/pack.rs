@@ -94,7 +94,7 @@ pub fn seal_blob(
 /// Decrypts a blob and checks that its plaintext hashes to `id`.
 pub fn open_blob(keys: &Keys, kind: BlobKind, id: &BlobId, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>> {
     let env = keys.open(kind.object_kind(), Some(id), sealed)?;
-    let raw = blob::decode(&env, raw_length as usize)?;
+    let raw = blob::decode_owned(env, raw_length as usize)?;
     if raw.len() != raw_length as usize {
         return Err(FormatError::invalid("blob", format!("{} bytes, expected {raw_length}", raw.len())));
     }

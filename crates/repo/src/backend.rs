@@ -134,6 +134,8 @@ pub struct Backend {
     up: Option<Arc<Pacer>>,
     /// Packs a writer uploads at once.
     upload_threads: usize,
+    /// Ranges a restore reads at once.
+    download_threads: usize,
     /// `--limit-download`: bytes read wait for it.
     down: Option<Arc<Pacer>>,
 }
@@ -282,6 +284,14 @@ impl Backend {
         // go to tmp/ and are moved into place, as on SFTP.
         let rename_writes = matches!(location, Location::Local(_) | Location::Sftp { .. } | Location::WebDav { .. });
         let streams = matches!(location, Location::Local(_) | Location::Sftp { .. });
+        // A local read costs no round trip: a reader per core and one more. Each SFTP
+        // stream costs the client buffers and the link's cipher on both sides (the CPU,
+        // not the round trip, bounds it on a fast link); an HTTP range costs little.
+        let download_threads = options.download_threads.unwrap_or(match location {
+            Location::Local(_) => 3,
+            Location::Sftp { .. } => 6,
+            _ => 12,
+        });
         Ok(Backend {
             op,
             rt: Arc::new(rt),
@@ -299,6 +309,7 @@ impl Backend {
             ceiling: timeout * 40,
             up: options.limit_upload.map(|r| Arc::new(Pacer::new(r))),
             upload_threads: options.upload_threads.unwrap_or(DEFAULT_UPLOAD_THREADS),
+            download_threads,
             down: options.limit_download.map(|r| Arc::new(Pacer::new(r))),
         })
     }
@@ -306,6 +317,11 @@ impl Backend {
     /// Whether the repository is a local directory, where a read costs no round trip.
     pub fn is_local(&self) -> bool {
         self.local_root.is_some()
+    }
+
+    /// How many ranges a restore reads at once (`-o download-threads=N`).
+    pub fn download_threads(&self) -> usize {
+        self.download_threads
     }
 
     /// How many packs a writer uploads at once (`-o upload-threads=N`).

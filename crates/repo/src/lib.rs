@@ -31,6 +31,7 @@ pub use location::{BackendOptions, KnownHosts, Location, OptionError, storage_se
 pub use master_index::{BlobLocation, MasterIndex};
 pub use object::{Damaged, StoredKind, StoredObject};
 pub use object_bytes::ObjectBytes;
+pub use pack_reads::READ_ALIGN;
 pub use pack_writer::{PackWriter, WriterStats};
 pub use repository::{InitOptions, Repository, StoredPack};
 pub use writers::{Announced, Writer, WriterStatus, announce};

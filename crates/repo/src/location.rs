@@ -270,6 +270,9 @@ pub struct BackendOptions {
     /// Packs uploaded at once (`-o upload-threads=N`, default 3): fewer on a slow link,
     /// more on a distant one.
     pub upload_threads: Option<usize>,
+    /// Ranges a restore reads at once (`-o download-threads=N`; the default depends on
+    /// the storage, see [`crate::Backend::download_threads`]).
+    pub download_threads: Option<usize>,
     /// Upload limit in bytes per second (`--limit-upload`).
     pub limit_upload: Option<u64>,
     /// Download limit in bytes per second (`--limit-download`).
@@ -341,6 +344,14 @@ impl BackendOptions {
                             .ok_or_else(|| bad("expected 1 to 32 threads"))?,
                     )
                 }
+                "download-threads" => {
+                    o.download_threads = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| (1..=64).contains(n))
+                            .ok_or_else(|| bad("expected 1 to 64 threads"))?,
+                    )
+                }
                 "timeout" => {
                     o.timeout_secs =
                         Some(v.parse().ok().filter(|s| *s > 0).ok_or_else(|| bad("expected a number of seconds"))?)
@@ -350,7 +361,7 @@ impl BackendOptions {
                     return Err(OptionError {
                         option: k.to_string(),
                         reason:
-                            "unknown option (known: s3.endpoint, s3.region, azure.endpoint, sftp.key, sftp.known-hosts, timeout, upload-threads)"
+                            "unknown option (known: s3.endpoint, s3.region, azure.endpoint, sftp.key, sftp.known-hosts, timeout, upload-threads, download-threads)"
                                 .into(),
                     });
                 }

@@ -43,7 +43,13 @@ impl Repository {
     /// read, so a pack the storage enlarged (a "16 MiB" pack padded to 2 GiB) costs no
     /// more than the real one, and its hash check fails on what was read.
     pub fn read_pack(&self, kind: BlobKind, id: &PackId, size: u64) -> Result<ObjectBytes> {
-        Ok(self.backend().read_range_parts(&StoredObject::Pack(kind, *id).path(), 0, size)?)
+        self.read_pack_range(kind, id, 0, size)
+    }
+
+    /// `len` bytes of a pack from `offset`, unverified like [`Repository::read_pack`]:
+    /// its blobs are authenticated as they are opened (at offsets less `offset`).
+    pub fn read_pack_range(&self, kind: BlobKind, id: &PackId, offset: u64, len: u64) -> Result<ObjectBytes> {
+        Ok(self.backend().read_range_parts(&StoredObject::Pack(kind, *id).path(), offset, len)?)
     }
 
     /// The header of a whole pack as read by [`Repository::read_pack`] (in pieces).

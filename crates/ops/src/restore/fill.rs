@@ -1,22 +1,23 @@
-//! The data pass of a restore, taken pack by pack: every pack the files need is read
-//! once, and each of its blobs is opened, verified and written into every file (at every
-//! offset) that needs it. Memory is one pack per worker however a backup interleaved its
-//! files in packs, and no pack is fetched twice.
+//! The data pass of a restore, taken pack by pack: what the files need of each pack is
+//! read once, in ranges of up to [`RANGE`] bytes, and each blob is opened, verified and
+//! written into every file (at every offset) that needs it. Memory is a range per worker
+//! however a backup interleaved its files in packs, and no range is fetched twice.
 //!
 //! A file is created when its first blob arrives and is finished (length set, then
 //! handed back for its metadata) by whichever worker writes its last piece. Files partly
 //! written stay open up to a limit; past it a file is closed and opened again for its
 //! next piece, and only if it is still the inode the restore created (`Beneath` resolves
-//! the name; the inode check refuses a swapped file). A pack the restore needs little of
-//! is read blob by blob (by range); a pack that cannot be read whole falls back to that,
-//! so its intact blobs still restore; a pack a prune deleted meanwhile is looked up in
-//! the index as it is now.
+//! the name; the inode check refuses a swapped file). A range spans the blobs needed
+//! and the gaps between them up to [`GAP`], widened to [`READ_ALIGN`] boundaries so that
+//! the storage does not learn each blob's place. A range that cannot be read falls back
+//! to reading its blobs one by one, so the intact ones still restore; a pack a prune
+//! deleted meanwhile is looked up in the index as it is now.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -28,14 +29,13 @@ use super::write::{Piece, WriteError, open_for_writing};
 use vault_format::pack::BlobKind;
 use vault_format::{BlobId, PackId};
 use vault_repo::backend::BackendErrorKind;
-use vault_repo::{BlobLocation, IndexedRepository, RepoError};
+use vault_repo::{BlobLocation, IndexedRepository, READ_ALIGN, RepoError};
 
-/// Packs read at once from remote storage (each is itself read in up to four ranges at
-/// once): enough requests in flight to hide the round trip behind the others' work.
-const WORKERS_REMOTE: usize = 6;
-/// The same from a local directory, where a read costs no round trip: one per core and
-/// one reading.
-const WORKERS_LOCAL: usize = 3;
+/// The longest range read in one request (unless one blob is longer).
+const RANGE: u64 = 4 << 20;
+/// Blobs of a pack this far apart, or less, are read in one range (the bytes between are
+/// read and dropped): cheaper than another request.
+const GAP: u64 = 256 << 10;
 /// Files kept open between their pieces.
 const OPEN_FILES: usize = 256;
 
@@ -96,13 +96,54 @@ struct Target {
     length: u64,
 }
 
-/// One pack's share of the data pass.
-struct PackWork {
+/// The blobs needed from one pack, with where each goes.
+struct PackNeed {
     pack: PackId,
     kind: BlobKind,
-    /// Bytes of the distinct blobs needed from it.
-    needed: u64,
     blobs: Vec<(BlobLocation, BlobId, Vec<Target>)>,
+}
+
+/// One read of the data pass: `len` bytes of a pack from `start`, and its blobs (those of
+/// `pack.blobs` in `blobs`).
+struct RangeWork {
+    pack: usize,
+    start: u64,
+    len: u64,
+    blobs: std::ops::Range<usize>,
+}
+
+/// Cuts a pack's needed blobs (sorted by offset) into ranges.
+fn ranges(pack: usize, need: &PackNeed, size: Option<u64>, out: &mut Vec<RangeWork>) {
+    let end_of = |loc: &BlobLocation| u64::from(loc.offset) + u64::from(loc.length);
+    // Widened to READ_ALIGN within the pack (unknown size: exactly the blobs).
+    let widen = |start: u64, end: u64| match size {
+        Some(size) if end <= size => {
+            (start / READ_ALIGN * READ_ALIGN, end.div_ceil(READ_ALIGN).saturating_mul(READ_ALIGN).min(size))
+        }
+        _ => (start, end),
+    };
+    let mut first = 0;
+    // Where the previous range ended: widened ranges never overlap.
+    let mut read_to = 0;
+    while first < need.blobs.len() {
+        let start = u64::from(need.blobs[first].0.offset);
+        let mut end = end_of(&need.blobs[first].0);
+        let mut last = first + 1;
+        while let Some((loc, _, _)) = need.blobs.get(last) {
+            let next_end = end_of(loc);
+            if u64::from(loc.offset) > end + GAP || next_end - start > RANGE {
+                break;
+            }
+            end = end.max(next_end);
+            last += 1;
+        }
+        let (from, to) = widen(start, end);
+        let to = need.blobs.get(last).map_or(to, |(next, _, _)| to.min(u64::from(next.offset)).max(end));
+        let from = from.max(read_to).min(start);
+        read_to = to;
+        out.push(RangeWork { pack, start: from, len: to - from, blobs: first..last });
+        first = last;
+    }
 }
 
 /// Where a file's data starts (pack and offset): files sorted by it put the packs in the
@@ -114,7 +155,11 @@ pub(super) fn first_location(repo: &IndexedRepository, pieces: &[Piece]) -> Opti
 /// Reads of the data pass, for tests and measurements.
 #[derive(Debug, Default)]
 pub(super) struct FillStats {
-    pub(super) packs_whole: AtomicUsize,
+    /// Ranges read.
+    pub(super) ranges: AtomicUsize,
+    /// Their bytes.
+    pub(super) bytes: AtomicU64,
+    /// Blobs read one by one (their range could not be read).
     pub(super) blobs_alone: AtomicUsize,
 }
 
@@ -123,7 +168,9 @@ pub(super) struct Filler<'a> {
     target: &'a Beneath,
     jobs: &'a [FileJob<'a>],
     files: Vec<FileState>,
-    packs: Vec<PackWork>,
+    packs: Vec<PackNeed>,
+    /// The reads, in order of first use.
+    work: Vec<RangeWork>,
     open: AtomicUsize,
     max_open: usize,
     progress: &'a dyn Progress,
@@ -140,7 +187,7 @@ impl<'a> Filler<'a> {
         jobs: &'a [FileJob<'a>],
         progress: &'a dyn Progress,
     ) -> Self {
-        let mut packs: Vec<PackWork> = Vec::new();
+        let mut packs: Vec<PackNeed> = Vec::new();
         let mut pack_at: HashMap<PackId, usize> = HashMap::new();
         let mut blob_at: HashMap<BlobId, (usize, usize)> = HashMap::new();
         let mut files = Vec::with_capacity(jobs.len());
@@ -157,10 +204,9 @@ impl<'a> Filler<'a> {
                             continue;
                         };
                         let p = *pack_at.entry(loc.pack).or_insert_with(|| {
-                            packs.push(PackWork { pack: loc.pack, kind: loc.kind, needed: 0, blobs: Vec::new() });
+                            packs.push(PackNeed { pack: loc.pack, kind: loc.kind, blobs: Vec::new() });
                             packs.len() - 1
                         });
-                        packs[p].needed += u64::from(loc.length);
                         packs[p].blobs.push((loc, id, Vec::new()));
                         let at = (p, packs[p].blobs.len() - 1);
                         blob_at.insert(id, at);
@@ -176,9 +222,10 @@ impl<'a> Filler<'a> {
                 problems: Mutex::new(problems),
             });
         }
-        for p in &mut packs {
-            // Read front to back: by range, neighbouring blobs share aligned windows.
+        let mut work = Vec::new();
+        for (i, p) in packs.iter_mut().enumerate() {
             p.blobs.sort_by_key(|(loc, _, _)| loc.offset);
+            ranges(i, p, repo.pack_size(&p.pack), &mut work);
         }
         Filler {
             repo,
@@ -186,6 +233,7 @@ impl<'a> Filler<'a> {
             jobs,
             files,
             packs,
+            work,
             open: AtomicUsize::new(0),
             max_open: OPEN_FILES,
             progress,
@@ -202,12 +250,13 @@ impl<'a> Filler<'a> {
             .into_par_iter()
             .filter(|&i| self.files[i].left.load(Ordering::Acquire) == 0)
             .for_each(|i| finish(i, self.finalize(i)));
-        let workers = if self.repo.repo().backend().is_local() { WORKERS_LOCAL } else { WORKERS_REMOTE };
+        // Enough ranges in flight to hide the round trip behind the others' work.
+        let workers = self.repo.repo().backend().download_threads();
         let next = AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            for _ in 0..workers.min(self.packs.len()) {
+            for _ in 0..workers.min(self.work.len()) {
                 scope.spawn(|| {
-                    while let Some(work) = self.packs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    while let Some(work) = self.work.get(next.fetch_add(1, Ordering::Relaxed)) {
                         self.fill_from(work, finish);
                     }
                 });
@@ -215,16 +264,27 @@ impl<'a> Filler<'a> {
         });
     }
 
-    /// Reads one pack (whole, or the blobs needed one by one) and writes its blobs.
-    fn fill_from(&self, work: &PackWork, finish: &(dyn Fn(usize, Finished) + Sync)) {
-        let whole = self.repo.pack_size(&work.pack).is_some_and(|size| work.needed * 2 >= size);
-        let data = if whole { self.repo.read_pack(work.kind, &work.pack).ok() } else { None };
+    /// Reads one range (or, if it cannot be read, its blobs one by one) and writes its
+    /// blobs.
+    fn fill_from(&self, work: &RangeWork, finish: &(dyn Fn(usize, Finished) + Sync)) {
+        let need = &self.packs[work.pack];
+        let data = self.repo.read_pack_range(need.kind, &need.pack, work.start, work.len).ok();
         if data.is_some() {
-            self.stats.packs_whole.fetch_add(1, Ordering::Relaxed);
+            self.stats.ranges.fetch_add(1, Ordering::Relaxed);
+            self.stats.bytes.fetch_add(work.len, Ordering::Relaxed);
         }
-        for (loc, id, targets) in &work.blobs {
+        for (loc, id, targets) in &need.blobs[work.blobs.clone()] {
             let blob = match &data {
-                Some(data) => self.repo.open_blob_in(loc, id, data),
+                Some(data) => {
+                    let within = u32::try_from(work.start)
+                        .ok()
+                        .and_then(|start| loc.offset.checked_sub(start))
+                        .map(|offset| BlobLocation { offset, ..*loc });
+                    match within {
+                        Some(within) => self.repo.open_blob_in(&within, id, data),
+                        None => self.read_alone(loc, id),
+                    }
+                }
                 None => {
                     self.stats.blobs_alone.fetch_add(1, Ordering::Relaxed);
                     self.read_alone(loc, id)
@@ -387,8 +447,66 @@ mod tests {
     use crate::tests::{backup_opts, memory_repo};
     use vault_format::xorshift::xorshift_bytes;
 
+    fn need(blobs: &[(u32, u32)]) -> PackNeed {
+        let blobs = blobs
+            .iter()
+            .enumerate()
+            .map(|(i, &(offset, length))| {
+                let loc = BlobLocation {
+                    pack: PackId(vault_format::Id([1; 32])),
+                    kind: BlobKind::Data,
+                    offset,
+                    length,
+                    raw_length: length,
+                };
+                (loc, BlobId(vault_format::Id([i as u8; 32])), Vec::new())
+            })
+            .collect();
+        PackNeed { pack: PackId(vault_format::Id([1; 32])), kind: BlobKind::Data, blobs }
+    }
+
+    /// Neighbours share a range, a wide gap or the size limit starts another, a blob
+    /// longer than the limit is read alone; ranges are widened to the alignment within
+    /// the pack and never overlap.
+    #[test]
+    fn ranges_group_neighbours_align_and_never_overlap() {
+        const K: u32 = 1024;
+        let n = need(&[
+            (9, 100 * K),               // 0: starts the first range
+            (100 * K + 9, 200 * K),     // 1: adjacent
+            (300 * K + 9 + 200 * K, K), // 2: a gap of 200 KiB: same range
+            (1200 * K, 3000 * K),       // 3: a gap of 700 KiB: a new range
+            (4200 * K, 1100 * K),       // 4: would pass 4 MiB from 3's start: a new range
+            (5300 * K, 5000 * K),       // 5: longer than the limit: alone
+        ]);
+        let mut out = Vec::new();
+        ranges(0, &n, Some(20 << 20), &mut out);
+        let spans: Vec<_> = out.iter().map(|r| (r.start, r.start + r.len, r.blobs.clone())).collect();
+        let a = u64::from(64 * K);
+        assert_eq!(spans[0], (0, (501 * 1024 + 9u64).div_ceil(a) * a, 0..3));
+        assert_eq!(spans[1].2, 3..4);
+        assert_eq!(spans[2].2, 4..5);
+        assert_eq!(spans[3].2, 5..6);
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "{spans:?}");
+        }
+        for (from, to, blobs) in &spans {
+            for (loc, _, _) in &n.blobs[blobs.clone()] {
+                assert!(*from <= u64::from(loc.offset) && u64::from(loc.offset + loc.length) <= *to);
+            }
+            assert!(
+                from % a == 0 || spans.iter().any(|s| s.1 == *from),
+                "{from} is neither aligned nor a neighbour's end"
+            );
+        }
+        // A pack of unknown size: the blobs exactly.
+        let mut out = Vec::new();
+        ranges(0, &need(&[(9, 10)]), None, &mut out);
+        assert_eq!((out[0].start, out[0].len), (9, 10));
+    }
+
     /// Files whose blobs a backup interleaved in shared packs, and one file repeated:
-    /// every pack is read exactly once, each file is finished once, byte for byte, and
+    /// every pack is read once, in few ranges, each file is finished once, byte for byte, and
     /// with one file allowed open at a time files are closed and opened again between
     /// pieces.
     #[test]
@@ -440,7 +558,17 @@ mod tests {
                 .flat_map(|(_, _, p)| p)
                 .map(|(_, id, _)| handle.locate(BlobKind::Data, id).unwrap().pack)
                 .collect();
-            assert_eq!(filler.stats.packs_whole.load(Ordering::Relaxed), packs.len());
+            let pack_bytes: u64 = packs.iter().map(|p| handle.pack_size(p).unwrap()).sum();
+            let ranges = filler.stats.ranges.load(Ordering::Relaxed);
+            assert!(
+                ranges >= packs.len() && ranges as u64 <= pack_bytes.div_ceil(RANGE) + packs.len() as u64,
+                "{ranges}"
+            );
+            assert!(
+                filler.stats.bytes.load(Ordering::Relaxed) <= pack_bytes,
+                "a byte was read twice: {} of {pack_bytes} in {ranges}",
+                filler.stats.bytes.load(Ordering::Relaxed)
+            );
             assert_eq!(filler.stats.blobs_alone.load(Ordering::Relaxed), 0);
             assert_eq!(filler.open.load(Ordering::Relaxed), 0);
             for (name, data) in &want {
