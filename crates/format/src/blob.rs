@@ -163,10 +163,43 @@ fn context(slot: &mut Slot, level: i32) -> Option<&mut zstd::bulk::Compressor<'s
     slot.as_mut().map(|(_, c)| c)
 }
 
-/// [`decode`] of an envelope the caller owns: a stored payload is moved to the front of
-/// the envelope instead of copied into a new buffer (restore and check open gigabytes of
-/// incompressible blobs, each freshly allocated and faulted in otherwise).
-pub fn decode_owned(mut envelope: Vec<u8>, max_len: usize) -> Result<Vec<u8>> {
+/// A decoded blob's bytes, within the buffer that holds them: a stored payload stays
+/// where decryption left it in its envelope (restore and check open gigabytes of
+/// incompressible blobs, each copied out once more otherwise).
+#[derive(Debug, PartialEq, Eq)]
+pub struct BlobBytes {
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+}
+
+impl BlobBytes {
+    /// The bytes as a vector of their own length.
+    pub fn into_vec(mut self) -> Vec<u8> {
+        if self.range.start > 0 {
+            self.buf.copy_within(self.range.clone(), 0);
+        }
+        self.buf.truncate(self.range.len());
+        self.buf
+    }
+}
+
+impl From<Vec<u8>> for BlobBytes {
+    fn from(buf: Vec<u8>) -> Self {
+        BlobBytes { range: 0..buf.len(), buf }
+    }
+}
+
+impl std::ops::Deref for BlobBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // The range lies within the buffer by construction.
+        self.buf.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+/// [`decode`] of an envelope the caller owns: a stored payload is not copied.
+pub fn decode_owned(envelope: Vec<u8>, max_len: usize) -> Result<BlobBytes> {
     let stored = {
         let mut r = Reader::new(&envelope, "envelope");
         match r.u8()? {
@@ -180,13 +213,9 @@ pub fn decode_owned(mut envelope: Vec<u8>, max_len: usize) -> Result<Vec<u8>> {
         }
     };
     match stored {
-        Some((at, len)) => {
-            envelope.copy_within(at..at + len, 0);
-            envelope.truncate(len);
-            Ok(envelope)
-        }
+        Some((at, len)) => Ok(BlobBytes { buf: envelope, range: at..at + len }),
         // Compressed, or refused (and `decode` says why).
-        None => decode(&envelope, max_len),
+        None => decode(&envelope, max_len).map(BlobBytes::from),
     }
 }
 
@@ -324,7 +353,7 @@ mod tests {
             let p = if pad { Padding::Padme } else { Padding::None };
             let env = encode(&data, c, p);
             prop_assert_eq!(decode(&env, data.len()).unwrap(), data.clone());
-            prop_assert_eq!(decode_owned(env, data.len()).unwrap(), data);
+            prop_assert_eq!(decode_owned(env, data.len()).unwrap().into_vec(), data);
         }
 
         #[test]
@@ -336,7 +365,7 @@ mod tests {
         #[test]
         fn decode_owned_agrees(data: Vec<u8>, max_len in 0usize..1 << 12) {
             let borrowed = decode(&data, max_len).map_err(|e| e.to_string());
-            prop_assert_eq!(decode_owned(data, max_len).map_err(|e| e.to_string()), borrowed);
+            prop_assert_eq!(decode_owned(data, max_len).map(BlobBytes::into_vec).map_err(|e| e.to_string()), borrowed);
         }
     }
 }

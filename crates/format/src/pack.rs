@@ -93,6 +93,17 @@ pub fn seal_blob(
 
 /// Decrypts a blob and checks that its plaintext hashes to `id`.
 pub fn open_blob(keys: &Keys, kind: BlobKind, id: &BlobId, sealed: &[u8], raw_length: u32) -> Result<Vec<u8>> {
+    open_blob_bytes(keys, kind, id, sealed, raw_length).map(blob::BlobBytes::into_vec)
+}
+
+/// [`open_blob`], its bytes left where decryption put them.
+pub fn open_blob_bytes(
+    keys: &Keys,
+    kind: BlobKind,
+    id: &BlobId,
+    sealed: &[u8],
+    raw_length: u32,
+) -> Result<blob::BlobBytes> {
     let env = keys.open(kind.object_kind(), Some(id), sealed)?;
     let raw = blob::decode_owned(env, raw_length as usize)?;
     if raw.len() != raw_length as usize {

@@ -156,8 +156,10 @@ fn inspect_whole(repo: &Repository, p: &StoredPack) -> Result<PackState, RepoErr
         Ok((hkind, e)) if hkind == p.kind => e,
         _ => return Ok(PackState::Unreadable(format!("{object}: header is damaged; its blobs cannot be located"))),
     };
-    let checked: Vec<(BlobId, Option<Vec<u8>>)> =
-        entries.par_iter().map(|e| (e.id, repo.open_blob_in(p.kind, &p.id, &data, e).ok())).collect();
+    let checked: Vec<(BlobId, Option<Vec<u8>>)> = entries
+        .par_iter()
+        .map(|e| (e.id, repo.open_blob_in(p.kind, &p.id, &data, e).ok().map(|b| b.into_vec())))
+        .collect();
     let lost = checked.iter().filter(|(_, r)| r.is_none()).count();
     if name_ok && lost == 0 && data.len() as u64 == p.size {
         return Ok(PackState::Good(IndexPack { id: p.id, kind: p.kind, size: p.size, blobs: entries }));

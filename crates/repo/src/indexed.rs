@@ -155,7 +155,12 @@ impl IndexedRepository {
     }
 
     /// Opens the blob `id` out of its pack held whole.
-    pub fn open_blob_in(&self, loc: &BlobLocation, id: &BlobId, data: &ObjectBytes) -> Result<Vec<u8>> {
+    pub fn open_blob_in(
+        &self,
+        loc: &BlobLocation,
+        id: &BlobId,
+        data: &ObjectBytes,
+    ) -> Result<vault_format::blob::BlobBytes> {
         let entry = PackEntry { id: *id, offset: loc.offset, length: loc.length, raw_length: loc.raw_length };
         self.repo.open_blob_in(loc.kind, &loc.pack, data, &entry)
     }

@@ -6,6 +6,7 @@ use super::master_index::{BlobLocation, MasterIndex};
 use super::object::{Damaged, StoredObject};
 use super::object_bytes::ObjectBytes;
 use super::repository::Repository;
+use vault_format::blob::BlobBytes;
 use vault_format::pack::{self, BlobKind, PackEntry};
 use vault_format::tree::Tree;
 use vault_format::{BlobId, Id, PackId};
@@ -124,12 +125,12 @@ impl Repository {
         pack: &PackId,
         data: &ObjectBytes,
         entry: &PackEntry,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<BlobBytes> {
         if let Some(why) = self.implausible_blob(kind, entry.length, entry.raw_length) {
             return Err(damaged_blob(kind, pack, entry, why));
         }
         let sealed = blob_slice(kind, pack, data, entry)?;
-        pack::open_blob(self.keys(), kind, &entry.id, &sealed, entry.raw_length)
+        pack::open_blob_bytes(self.keys(), kind, &entry.id, &sealed, entry.raw_length)
             .map_err(|e| damaged_blob(kind, pack, entry, e))
     }
 

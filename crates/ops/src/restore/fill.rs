@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use super::super::progress::Progress;
 use super::beneath::Beneath;
 use super::write::{Piece, WriteError, open_for_writing};
+use vault_format::blob::BlobBytes;
 use vault_format::pack::BlobKind;
 use vault_format::{BlobId, PackId};
 use vault_repo::backend::BackendErrorKind;
@@ -282,12 +283,12 @@ impl<'a> Filler<'a> {
                         .map(|offset| BlobLocation { offset, ..*loc });
                     match within {
                         Some(within) => self.repo.open_blob_in(&within, id, data),
-                        None => self.read_alone(loc, id),
+                        None => self.read_alone(loc, id).map(BlobBytes::from),
                     }
                 }
                 None => {
                     self.stats.blobs_alone.fetch_add(1, Ordering::Relaxed);
-                    self.read_alone(loc, id)
+                    self.read_alone(loc, id).map(BlobBytes::from)
                 }
             };
             for t in targets {
