@@ -3,10 +3,8 @@
 
 mod cli;
 
-use clap::{CommandFactory, FromArgMatches};
-
 use crate::cli::ExitCode;
-use crate::cli::args::{Cli, Command};
+use crate::cli::args::Command;
 use crate::cli::commands;
 use crate::cli::exit::classify;
 
@@ -60,7 +58,7 @@ fn main() {
             default_hook(info);
         }
     }));
-    let parsed = Cli::command().try_get_matches().and_then(|m| Ok((Cli::from_arg_matches(&m)?, m)));
+    let parsed = cli::args::parse_with_all_options(std::env::args_os());
     let (mut cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {

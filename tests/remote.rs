@@ -60,6 +60,7 @@ on_remote_backends!(
     a_future_dated_parent_is_not_adopted,
     restore_into_a_changed_target,
     an_interrupted_restore_resumes,
+    a_restore_downloads_each_pack_once,
     streams_are_backed_up,
     an_interrupted_backup_resumes,
     write_only_key_backs_up_but_reads_nothing_of_others,

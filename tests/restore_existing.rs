@@ -17,6 +17,11 @@ fn restore_never_writes_through_links_local() {
 }
 
 #[test]
+fn a_restore_downloads_each_pack_once_local() {
+    a_restore_downloads_each_pack_once(Kind::Local);
+}
+
+#[test]
 fn an_interrupted_restore_resumes_local() {
     an_interrupted_restore_resumes(Kind::Local);
 }

@@ -32,8 +32,8 @@ pub(crate) struct GlobalArgs {
     )]
     pub repo: Option<String>,
     /// Backend option KEY=VALUE (repeatable): s3.endpoint, s3.region, azure.endpoint, sftp.key,
-    /// sftp.known-hosts, timeout, upload-threads
-    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    /// sftp.known-hosts, timeout, upload-threads, download-threads
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE", value_parser = record_option)]
     pub options: Vec<String>,
     /// Local cache directory (default: $XDG_CACHE_HOME/vault or ~/.cache/vault)
     #[arg(long, env = "VAULT_CACHE_DIR", hide_env_values = true, global = true, value_name = "DIR")]
@@ -787,5 +787,78 @@ mod tests {
         let mut missing = Vec::new();
         walk(&cmd, "vault", &mut missing);
         assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+}
+
+thread_local! {
+    /// Every `-o` value in the order parsed (see [`options_at_every_level`]).
+    static OPTIONS_SEEN: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn record_option(value: &str) -> Result<String, std::convert::Infallible> {
+    OPTIONS_SEEN.with_borrow_mut(|seen| seen.push(value.to_string()));
+    Ok(value.to_string())
+}
+
+/// Parses the command line, keeping every `-o` given before and after the subcommand's
+/// name. clap keeps a global argument's values of one level only, so `vault -o
+/// s3.endpoint=URL restore -o timeout=60 …` would otherwise lose the endpoint; each
+/// value passes through [`record_option`] as it is parsed, at whatever level.
+pub(crate) fn parse_with_all_options(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<(Cli, clap::ArgMatches), clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    OPTIONS_SEEN.with_borrow_mut(Vec::clear);
+    let matches = Cli::command().try_get_matches_from(&args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let seen = OPTIONS_SEEN.with_borrow_mut(std::mem::take);
+    cli.global.options = in_command_line_order(seen, &args);
+    Ok((cli, matches))
+}
+
+/// `values` (parsed level by level, innermost first) in the order the command line gives
+/// them, so that of two values for one key the later wins.
+fn in_command_line_order(values: Vec<String>, args: &[std::ffi::OsString]) -> Vec<String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let mut used = vec![false; args.len()];
+    let mut placed: Vec<(usize, String)> = values
+        .into_iter()
+        .map(|v| {
+            let found = (0..args.len()).find(|&i| {
+                let prev = i.checked_sub(1).map(|p| args[p].as_str());
+                !used[i]
+                    && ((args[i] == v && matches!(prev, Some("-o" | "--option")))
+                        || args[i] == format!("-o{v}")
+                        || args[i] == format!("-o={v}")
+                        || args[i] == format!("--option={v}"))
+            });
+            if let Some(i) = found {
+                used[i] = true;
+            }
+            (found.unwrap_or(usize::MAX), v)
+        })
+        .collect();
+    placed.sort_by_key(|(i, _)| *i);
+    placed.into_iter().map(|(_, v)| v).collect()
+}
+
+#[cfg(test)]
+mod option_tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> Vec<String> {
+        parse_with_all_options(args.iter().map(std::ffi::OsString::from)).unwrap().0.global.options
+    }
+
+    #[test]
+    fn options_before_and_after_the_subcommand_are_all_kept() {
+        assert_eq!(options(&["vault", "-o", "a=1", "snapshots"]), ["a=1"]);
+        assert_eq!(options(&["vault", "snapshots", "-o", "b=2"]), ["b=2"]);
+        assert_eq!(options(&["vault", "-o", "a=1", "snapshots", "-o", "b=2"]), ["a=1", "b=2"]);
+        assert_eq!(options(&["vault", "-o", "a=1", "-o", "c=3", "key", "list", "-o", "b=2"]), ["a=1", "c=3", "b=2"]);
+        assert_eq!(options(&["vault", "key", "-o", "a=1", "list"]), ["a=1"]);
+        assert_eq!(options(&["vault", "--option=a=1", "snapshots", "-ob=2"]), ["a=1", "b=2"]);
+        assert!(options(&["vault", "snapshots"]).is_empty());
     }
 }

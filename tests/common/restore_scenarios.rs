@@ -162,6 +162,37 @@ pub fn restore_never_writes_through_links(kind: Kind) {
     }
 }
 
+/// Files a backup read at the same time share packs, their blobs interleaved; a restore
+/// still downloads no stored byte twice (it goes pack by pack, writing each blob into
+/// every file that needs it), with one range in flight as with many. (Trees come from the
+/// local cache the backup filled.)
+pub fn a_restore_downloads_each_pack_once(kind: Kind) {
+    let Some(env) = Env::for_kind(kind) else { return };
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("small")).unwrap();
+    for i in 0..4 {
+        std::fs::write(src.join(format!("big{i}")), noise(6 << 20, 40 + i)).unwrap();
+    }
+    std::fs::write(src.join("big0-again"), noise(6 << 20, 40)).unwrap();
+    for i in 0..300 {
+        std::fs::write(src.join(format!("small/f{i}")), noise(500 + i * 37, 1000 + i as u64)).unwrap();
+    }
+    std::fs::write(src.join("empty"), b"").unwrap();
+    env.init();
+    env.ok(&["backup", "--read-concurrency", "4", src.to_str().unwrap()]);
+    let stored = env.repo_size();
+    for threads in ["1", "3", "16"] {
+        let target = env.path(&format!("target-{threads}"));
+        let t = target.to_str().unwrap();
+        let option = format!("download-threads={threads}");
+        let summary = restore_json(&env, &["-o", &option, "latest", "--target", t]);
+        assert_same_tree(&src, &restored(&target, &src));
+        let down = summary["requests"]["bytes_down"].as_u64().unwrap();
+        assert!(down <= stored, "{threads} threads: {down} bytes downloaded of {stored} stored");
+        assert_eq!(summary["files"], 306, "{summary}");
+    }
+}
+
 /// A restore killed part way, then run again with `--overwrite if-changed`, ends equal to
 /// the source and writes only what the first run had not.
 pub fn an_interrupted_restore_resumes(kind: Kind) {
