@@ -136,6 +136,11 @@ pub struct Backend {
     upload_threads: usize,
     /// Ranges a restore reads at once.
     download_threads: usize,
+    /// Ranges are copied into one buffer as they arrive: every piece kept would pin the
+    /// buffer it was cut from (SFTP's reader reserves 2 MiB for each reply of at most
+    /// 256 KiB), and blobs then never straddle pieces. Whole packs, read in parallel
+    /// ranges, stay in pieces.
+    copy_reads: bool,
     /// `--limit-download`: bytes read wait for it.
     down: Option<Arc<Pacer>>,
 }
@@ -284,12 +289,12 @@ impl Backend {
         // go to tmp/ and are moved into place, as on SFTP.
         let rename_writes = matches!(location, Location::Local(_) | Location::Sftp { .. } | Location::WebDav { .. });
         let streams = matches!(location, Location::Local(_) | Location::Sftp { .. });
-        // A local read costs no round trip: a reader per core and one more. Each SFTP
-        // stream costs the client buffers and the link's cipher on both sides (the CPU,
-        // not the round trip, bounds it on a fast link); an HTTP range costs little.
+        // A local read costs no round trip: a reader per core and one more. Remote ones
+        // hold a range each (up to 4 MiB); an SFTP range is a chain of 256 KiB requests,
+        // each waiting a round trip, so more of them are in flight.
         let download_threads = options.download_threads.unwrap_or(match location {
             Location::Local(_) => 3,
-            Location::Sftp { .. } => 6,
+            Location::Sftp { .. } => 16,
             _ => 12,
         });
         Ok(Backend {
@@ -310,6 +315,7 @@ impl Backend {
             up: options.limit_upload.map(|r| Arc::new(Pacer::new(r))),
             upload_threads: options.upload_threads.unwrap_or(DEFAULT_UPLOAD_THREADS),
             download_threads,
+            copy_reads: !matches!(location, Location::Local(_) | Location::Memory(_)),
             down: options.limit_download.map(|r| Arc::new(Pacer::new(r))),
         })
     }
@@ -470,13 +476,22 @@ impl Backend {
         self.counters.reads.fetch_add(requests, Ordering::Relaxed);
         pace(&self.down, len as usize);
         let buf = self.read_afresh(path, || {
-            let read = self.op.read_with(path).range(offset..offset + len);
-            let read = if split {
-                read.concurrent(PARALLEL_READS_PER_OBJECT).chunk(PARALLEL_READ_PIECE as usize)
+            let buf = if self.copy_reads && !split {
+                self.wait(async {
+                    // The length comes from the index; what arrives decides the rest.
+                    let mut into = Vec::with_capacity(len.min(16 << 20) as usize);
+                    self.op.reader(path).await?.read_into(&mut into, offset..offset + len).await?;
+                    Ok(opendal::Buffer::from(into))
+                })?
             } else {
-                read
+                let read = self.op.read_with(path).range(offset..offset + len);
+                let read = if split {
+                    read.concurrent(PARALLEL_READS_PER_OBJECT).chunk(PARALLEL_READ_PIECE as usize)
+                } else {
+                    read
+                };
+                self.wait(async { read.await })?
             };
-            let buf = self.wait(async { read.await })?;
             self.counters.bytes_down.fetch_add(buf.len() as u64, Ordering::Relaxed);
             if (buf.len() as u64) != len {
                 return Err(opendal::Error::new(
