@@ -1,5 +1,6 @@
 //! The data pass of a restore, taken pack by pack: what the files need of each pack is
-//! read once, in ranges of up to [`RANGE`] bytes, and each blob is opened, verified and
+//! read once, in ranges of up to [`RANGE`] bytes ([`RANGE_LOCAL`] from a local
+//! directory), and each blob is opened, verified and
 //! written into every file (at every offset) that needs it. Memory is a range per worker
 //! however a backup interleaved its files in packs, and no pack is fetched twice.
 //!
@@ -32,8 +33,12 @@ use vault_format::{BlobId, PackId};
 use vault_repo::backend::BackendErrorKind;
 use vault_repo::{BlobLocation, IndexedRepository, READ_ALIGN, RepoError};
 
-/// The longest range read in one request (unless one blob is longer).
+/// The longest range read in one request from remote storage (unless one blob is
+/// longer).
 const RANGE: u64 = 4 << 20;
+/// The same from a local directory: a read costs no round trip there, so a smaller
+/// range holds less memory per worker for the same speed.
+const RANGE_LOCAL: u64 = 1 << 20;
 /// Blobs of a pack this far apart, or less, are read in one range (the bytes between are
 /// read and dropped): cheaper than another request.
 const GAP: u64 = 256 << 10;
@@ -114,7 +119,7 @@ struct RangeWork {
 }
 
 /// Cuts a pack's needed blobs (sorted by offset) into ranges.
-fn ranges(pack: usize, need: &PackNeed, size: Option<u64>, out: &mut Vec<RangeWork>) {
+fn ranges(pack: usize, need: &PackNeed, size: Option<u64>, limit: u64, out: &mut Vec<RangeWork>) {
     let end_of = |loc: &BlobLocation| u64::from(loc.offset) + u64::from(loc.length);
     // Widened to READ_ALIGN within the pack (unknown size: exactly the blobs).
     let widen = |start: u64, end: u64| match size {
@@ -130,7 +135,7 @@ fn ranges(pack: usize, need: &PackNeed, size: Option<u64>, out: &mut Vec<RangeWo
         let mut last = first + 1;
         while let Some((loc, _, _)) = need.blobs.get(last) {
             let next_end = end_of(loc);
-            if u64::from(loc.offset) > end + GAP || next_end - start > RANGE {
+            if u64::from(loc.offset) > end + GAP || next_end - start > limit {
                 break;
             }
             end = end.max(next_end);
@@ -221,9 +226,10 @@ impl<'a> Filler<'a> {
             });
         }
         let mut work = Vec::new();
+        let limit = if repo.repo().backend().is_local() { RANGE_LOCAL } else { RANGE };
         for (i, p) in packs.iter_mut().enumerate() {
             p.blobs.sort_by_key(|(loc, _, _)| loc.offset);
-            ranges(i, p, repo.pack_size(&p.pack), &mut work);
+            ranges(i, p, repo.pack_size(&p.pack), limit, &mut work);
         }
         Filler {
             repo,
@@ -478,7 +484,7 @@ mod tests {
             (5300 * K, 5000 * K),       // 5: longer than the limit: alone
         ]);
         let mut out = Vec::new();
-        ranges(0, &n, Some(20 << 20), &mut out);
+        ranges(0, &n, Some(20 << 20), RANGE, &mut out);
         let spans: Vec<_> = out.iter().map(|r| (r.start, r.start + r.len, r.blobs.clone())).collect();
         let a = u64::from(64 * K);
         assert_eq!(spans[0], (0, (501 * 1024 + 9u64).div_ceil(a) * a, 0..3));
@@ -497,7 +503,7 @@ mod tests {
         }
         // A pack of unknown size: the blobs exactly.
         let mut out = Vec::new();
-        ranges(0, &need(&[(9, 10)]), None, &mut out);
+        ranges(0, &need(&[(9, 10)]), None, RANGE, &mut out);
         assert_eq!((out[0].start, out[0].len), (9, 10));
     }
 
@@ -557,7 +563,7 @@ mod tests {
             let pack_bytes: u64 = packs.iter().map(|p| handle.pack_size(p).unwrap()).sum();
             let ranges = filler.stats.ranges.load(Ordering::Relaxed);
             assert!(
-                ranges >= packs.len() && ranges as u64 <= pack_bytes.div_ceil(RANGE) + packs.len() as u64,
+                ranges >= packs.len() && ranges as u64 <= pack_bytes.div_ceil(RANGE_LOCAL) + packs.len() as u64,
                 "{ranges}"
             );
             assert!(
