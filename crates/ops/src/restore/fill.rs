@@ -1,8 +1,8 @@
 //! The data pass of a restore, taken pack by pack: what the files need of each pack is
 //! read once, in ranges of up to [`RANGE`] bytes ([`RANGE_LOCAL`] from a local
-//! directory), and each blob is opened, verified and
-//! written into every file (at every offset) that needs it. Memory is a range per worker
-//! however a backup interleaved its files in packs, and no pack is fetched twice.
+//! directory), and each blob is opened, verified and written into every file (at every
+//! offset) that needs it. Memory is a range per worker however a backup interleaved its
+//! files in packs, and no pack is fetched twice.
 //!
 //! A file is created when its first blob arrives and is finished (length set, then
 //! handed back for its metadata) by whichever worker writes its last piece. Files partly
