@@ -1,12 +1,14 @@
 //! `restore`: recreate a snapshot (or part of it) in a directory.
 //!
 //! The tree is walked once into a plan; directories and special files are created first,
-//! regular files are then written in parallel, hard links are made, and directory
-//! metadata is applied last, deepest first, so that writing into a directory does not
-//! change its restored mtime. Every step goes through the target's open descriptor
-//! (`beneath.rs`) and, for metadata, the entry's own: another user who can write in the
-//! target cannot redirect a step outside it by swapping a directory for a link. Every blob is verified against its id after decryption; a
-//! file whose data fails is reported and the rest of the restore goes on.
+//! regular files are then written pack by pack (`fill.rs`: each pack's blobs go into
+//! every file that needs them), hard links are made, and directory metadata is applied
+//! last, deepest first, so that writing into a directory does not change its restored
+//! mtime. Every step goes through the target's open descriptor (`beneath.rs`) and, for
+//! metadata, the entry's own: another user who can write in the target cannot redirect
+//! a step outside it by swapping a directory for a link. Every blob is verified against
+//! its id after decryption; a file whose data fails is reported and the rest of the
+//! restore goes on.
 //!
 //! Into a target that holds files already (`overwrite`), each file is decided first
 //! (`existing.rs`), so that only the data still missing is fetched: rerun with
