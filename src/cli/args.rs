@@ -791,7 +791,7 @@ mod tests {
 }
 
 thread_local! {
-    /// Every `-o` value in the order parsed (see [`options_at_every_level`]).
+    /// Every `-o` value in the order parsed (see [`parse_with_all_options`]).
     static OPTIONS_SEEN: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

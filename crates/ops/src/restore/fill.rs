@@ -380,10 +380,12 @@ impl<'a> Filler<'a> {
         open_for_writing(self.target, job.path, job.opening == Opening::InPlace)
     }
 
+    /// The file closed between pieces, opened in place again (a single-link regular
+    /// file), and only if it is still the inode this restore wrote.
     fn reopen(&self, file: usize, dev: u64, ino: u64) -> Result<File, String> {
-        let f = self.target.open_file(self.jobs[file].path, true).map_err(|e| format!("cannot open file: {e}"))?;
+        let f = open_for_writing(self.target, self.jobs[file].path, true)?;
         let m = f.metadata().map_err(|e| format!("cannot stat file: {e}"))?;
-        if m.dev() != dev || m.ino() != ino || m.nlink() != 1 {
+        if m.dev() != dev || m.ino() != ino {
             return Err("changed while being restored".into());
         }
         Ok(f)
