@@ -280,30 +280,42 @@ class Restic(Tool):
 
 
 class Rustic(Tool):
-    env = {"RUSTIC_PASSWORD": PASSWORD, "RUSTIC_NO_PROGRESS": "true"}
+    # Remote storage is a profile of OpenDAL options (rustic has no command-line options
+    # for it): `args` is then ["-P", profile] and `config_home` the directory holding it.
+    config_home = None
+
+    @property
+    def env(self):
+        env = {"RUSTIC_PASSWORD": PASSWORD, "RUSTIC_NO_PROGRESS": "true"}
+        if self.config_home:
+            env["XDG_CONFIG_HOME"] = self.config_home
+        return env
+
+    def where(self):
+        return self.args or [*self.where()]
 
     def init(self):
-        return sh(["rustic", "-r", self.repo, "init"], self.env)
+        return sh(["rustic", *self.where(), "init"], self.env)
 
     def backup(self, src):
-        return sh(["rustic", "-r", self.repo, "backup", src], self.env)
+        return sh(["rustic", *self.where(), "backup", src], self.env)
 
     def restore(self, target):
-        return sh(["rustic", "-r", self.repo, "restore", "latest", target], self.env)
+        return sh(["rustic", *self.where(), "restore", "latest", target], self.env)
 
     def restore_again(self, target):
         # rustic compares what the target holds and restores only what differs.
-        return sh(["rustic", "-r", self.repo, "restore", "latest", target], self.env)
+        return sh(["rustic", *self.where(), "restore", "latest", target], self.env)
 
     def check(self):
-        return sh(["rustic", "-r", self.repo, "check", "--read-data"], self.env)
+        return sh(["rustic", *self.where(), "check", "--read-data"], self.env)
 
     def forget_prune(self, keep):
         # rustic keeps condemned packs for a grace period by default; delete at once, as
         # the others do, so that final sizes compare.
         return [
-            sh(["rustic", "-r", self.repo, "forget", "--keep-last", str(keep)], self.env),
-            sh(["rustic", "-r", self.repo, "prune", "--instant-delete"], self.env),
+            sh(["rustic", *self.where(), "forget", "--keep-last", str(keep)], self.env),
+            sh(["rustic", *self.where(), "prune", "--instant-delete"], self.env),
         ]
 
 
@@ -378,9 +390,8 @@ def test_servers():
 
 
 def remote_tools(tools, kind, srv, tag):
-    """The tools that reach this storage, each with its repository there (rustic reaches
-    S3 and SFTP only through a profile of OpenDAL options, borg only SSH with borg on the
-    server: both are left out)."""
+    """The tools that reach this storage, each with its repository there (borg reaches
+    only SSH with borg on the server: it is left out)."""
     out = []
     port = srv["VAULT_TEST_SFTP"].rsplit(":", 1)[1]
     for name, cls in tools:
@@ -398,10 +409,33 @@ def remote_tools(tools, kind, srv, tag):
                    f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 -s sftp")
             args = ["-o", f"sftp.command={ssh}"]
             repo = f"sftp:root@127.0.0.1:{srv['VAULT_TEST_SFTP_DIR']}/bench-{tag}-restic"
+        elif name == "rustic":
+            out.append((name, rustic_profile(kind, srv, port, tag)))
+            continue
         else:
             continue
         out.append((name, cls(name, repo, args)))
     return out
+
+
+def rustic_profile(kind, srv, port, tag):
+    """rustic with a profile that leads it to the same server through OpenDAL."""
+    home = os.path.join(WORK, "rustic-config")
+    os.makedirs(os.path.join(home, "rustic"), exist_ok=True)
+    if kind == "s3":
+        options = {"endpoint": srv["VAULT_TEST_S3_ENDPOINT"], "bucket": srv["VAULT_TEST_S3_BUCKET"],
+                   "region": srv["VAULT_TEST_S3_REGION"], "access_key_id": srv["VAULT_TEST_S3_KEY_ID"],
+                   "secret_access_key": srv["VAULT_TEST_S3_SECRET"], "root": f"/bench-{tag}-rustic"}
+    else:
+        options = {"endpoint": f"ssh://127.0.0.1:{port}", "user": "root", "key": srv["VAULT_TEST_SFTP_KEY"],
+                   "root": f"{srv['VAULT_TEST_SFTP_DIR']}/bench-{tag}-rustic", "known_hosts_strategy": "accept"}
+    profile = f"bench-{kind}-{tag}"
+    with open(os.path.join(home, "rustic", profile + ".toml"), "w") as f:
+        f.write(f'[repository]\nrepository = "opendal:{kind}"\n[repository.options]\n')
+        f.writelines(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
+    t = Rustic("rustic", f"opendal:{kind}", ["-P", profile])
+    t.config_home = home
+    return t
 
 
 def remote_workload(tools, results, wl):

@@ -218,6 +218,25 @@ mod tests {
         assert_eq!(full.sealer_of(&sealed), Some(crate::crypto::Sealer::Metadata));
         let (sealer, plain) = full.open_from(ObjectKind::Snapshot, None, &sealed).unwrap();
         assert_eq!((sealer, plain.as_slice()), (crate::crypto::Sealer::Full, &b"s"[..]));
+        // In place: the metadata key may not open a snapshot, so the bytes are intact
+        // for the epoch-1 key.
+        let mut in_place = sealed.clone();
+        let range = full.open_in_place(ObjectKind::Snapshot, None, &mut in_place).unwrap().unwrap();
+        assert_eq!(&in_place[range], b"s");
+        // An index the metadata key may open: its failed attempt spoils the bytes, and
+        // the caller is told to open a fresh copy, which succeeds.
+        let index = full.seal_with_nonce(&nonce, ObjectKind::Index, None, b"i");
+        let mut in_place = index.clone();
+        assert_eq!(full.open_in_place(ObjectKind::Index, None, &mut in_place).unwrap(), None);
+        assert_eq!(full.open(ObjectKind::Index, None, &index).unwrap(), b"i");
+        // A damaged object whose nonce names no fallback is an authentication failure.
+        let mut bad = full.seal(ObjectKind::Index, None, b"i").unwrap();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(
+            full.open_in_place(ObjectKind::Index, None, &mut bad),
+            Err(crate::error::FormatError::Authentication)
+        ));
     }
 
     #[test]

@@ -64,11 +64,25 @@ pub(crate) fn open(key: &SecretKey, nonce: &[u8], ad: &[u8], ct_and_tag: &[u8]) 
 
 #[inline(never)]
 fn open_inner(key: &SecretKey, nonce: &[u8], ad: &[u8], ct_and_tag: &[u8]) -> Result<Vec<u8>> {
-    let (k, n) = inner(key, nonce);
     let mut buf = ct_and_tag.to_vec();
-    let len = k.open_in_place(n, Aad::from(ad), &mut buf).map_err(|_| FormatError::Authentication)?.len();
+    let len = open_in_place_inner(key, nonce, ad, &mut buf)?;
     buf.truncate(len);
     Ok(buf)
+}
+
+/// Opens `ciphertext || tag` where it lies: the plaintext is its first bytes afterwards,
+/// of the length returned. When the tag does not verify, ring has overwritten the
+/// decrypted bytes with zeros: they can no longer be opened with another key.
+pub(crate) fn open_in_place(key: &SecretKey, nonce: &[u8], ad: &[u8], ct_and_tag: &mut [u8]) -> Result<usize> {
+    let r = open_in_place_inner(key, nonce, ad, ct_and_tag);
+    wipe_stack();
+    r
+}
+
+#[inline(never)]
+fn open_in_place_inner(key: &SecretKey, nonce: &[u8], ad: &[u8], ct_and_tag: &mut [u8]) -> Result<usize> {
+    let (k, n) = inner(key, nonce);
+    k.open_in_place(n, Aad::from(ad), ct_and_tag).map(|p| p.len()).map_err(|_| FormatError::Authentication)
 }
 
 #[cfg(test)]
@@ -90,11 +104,15 @@ mod tests {
             let tag = seal_in_place(&k, &nonce, &ad, &mut ours);
             ours.extend_from_slice(&tag);
             prop_assert_eq!(&ours, &reference);
-            prop_assert_eq!(open(&k, &nonce, &ad, &reference).unwrap(), msg);
+            prop_assert_eq!(&open(&k, &nonce, &ad, &reference).unwrap(), &msg);
+            let mut in_place = reference.clone();
+            let len = open_in_place(&k, &nonce, &ad, &mut in_place).unwrap();
+            prop_assert_eq!(&in_place[..len], &msg[..]);
             let mut bad = reference.clone();
             let last = bad.len() - 1;
             bad[last] ^= 1;
             prop_assert!(matches!(open(&k, &nonce, &ad, &bad), Err(FormatError::Authentication)));
+            prop_assert!(matches!(open_in_place(&k, &nonce, &ad, &mut bad), Err(FormatError::Authentication)));
         }
     }
 }

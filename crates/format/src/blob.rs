@@ -200,23 +200,31 @@ impl std::ops::Deref for BlobBytes {
 
 /// [`decode`] of an envelope the caller owns: a stored payload is not copied.
 pub fn decode_owned(envelope: Vec<u8>, max_len: usize) -> Result<BlobBytes> {
-    let stored = {
-        let mut r = Reader::new(&envelope, "envelope");
-        match r.u8()? {
-            CODEC_STORED => {
-                let payload = r.bytes()?;
-                let zeros = r.take(r.remaining())?.iter().all(|&b| b == 0);
-                let at = payload.as_ptr() as usize - envelope.as_ptr() as usize;
-                (zeros && payload.len() <= max_len).then_some((at, payload.len()))
-            }
-            _ => None,
-        }
-    };
-    match stored {
-        Some((at, len)) => Ok(BlobBytes { buf: envelope, range: at..at + len }),
+    match stored_payload(&envelope, max_len) {
+        Some(range) => Ok(BlobBytes { buf: envelope, range }),
         // Compressed, or refused (and `decode` says why).
         None => decode(&envelope, max_len).map(BlobBytes::from),
     }
+}
+
+/// [`decode`] of an envelope where it lies: a stored payload is borrowed, not copied.
+pub fn decode_borrowed(envelope: &[u8], max_len: usize) -> Result<std::borrow::Cow<'_, [u8]>> {
+    match stored_payload(envelope, max_len) {
+        Some(range) => Ok(std::borrow::Cow::Borrowed(&envelope[range])),
+        None => decode(envelope, max_len).map(std::borrow::Cow::Owned),
+    }
+}
+
+/// Where the payload of a well-formed stored (uncompressed) envelope lies in it.
+fn stored_payload(envelope: &[u8], max_len: usize) -> Option<std::ops::Range<usize>> {
+    let mut r = Reader::new(envelope, "envelope");
+    if r.u8().ok()? != CODEC_STORED {
+        return None;
+    }
+    let payload = r.bytes().ok()?;
+    let zeros = r.take(r.remaining()).ok()?.iter().all(|&b| b == 0);
+    let at = payload.as_ptr() as usize - envelope.as_ptr() as usize;
+    (zeros && payload.len() <= max_len).then_some(at..at + payload.len())
 }
 
 /// Decodes an envelope; `max_len` bounds the decompressed size so that a hostile frame
@@ -365,6 +373,8 @@ mod tests {
         #[test]
         fn decode_owned_agrees(data: Vec<u8>, max_len in 0usize..1 << 12) {
             let borrowed = decode(&data, max_len).map_err(|e| e.to_string());
+            let in_place = decode_borrowed(&data, max_len).map(|b| b.into_owned()).map_err(|e| e.to_string());
+            prop_assert_eq!(&in_place, &borrowed);
             prop_assert_eq!(decode_owned(data, max_len).map(BlobBytes::into_vec).map_err(|e| e.to_string()), borrowed);
         }
     }

@@ -14,6 +14,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use super::FORMAT_VERSION;
 use super::error::{FormatError, Result};
 use super::id::BlobId;
+pub use super::object_kind::ObjectKind;
 
 /// Length of every symmetric key, in bytes.
 pub const KEY_LEN: usize = 32;
@@ -57,43 +58,6 @@ impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
-}
-
-/// The kinds of sealed object. The byte value enters the associated data, so an object of
-/// one kind never decrypts as another.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ObjectKind {
-    /// A key file's wrapped master key.
-    KeyFile = 1,
-    /// The repository config.
-    Config = 2,
-    /// An index file.
-    Index = 3,
-    /// A snapshot.
-    Snapshot = 4,
-    /// A pack's header.
-    PackHeader = 5,
-    /// A data blob (file content).
-    DataBlob = 6,
-    /// A tree blob (a directory listing).
-    TreeBlob = 7,
-    /// A check record.
-    CheckRecord = 8,
-    /// A writer's announcement.
-    Announcement = 9,
-    /// A prune's condemnation.
-    Condemnation = 10,
-    /// A prune's wait record.
-    WaitRecord = 11,
-    /// A forget's tombstone.
-    Tombstone = 12,
-    /// A write-only key's record (its data key, for full keys to read what it wrote).
-    KeyRecord = 13,
-    /// A key file's member record (its agreement key, spec §3.2).
-    MemberRecord = 14,
-    /// A grant of key epochs to one key file (spec §3.2).
-    Grant = 15,
 }
 
 /// Serialises a secret key as 64 hex digits without leaving unwiped copies of them.
@@ -612,6 +576,34 @@ impl Keys {
         }
     }
 
+    /// [`Keys::open`] where the bytes lie, so a large object is not copied first: the
+    /// plaintext is `sealed[range]` afterwards. `Ok(None)` when the key its nonce named
+    /// failed and the epoch-1 key may still open it (one random nonce in 2^64 starts like
+    /// a key id): the failed attempt has spoiled the bytes, so [`Keys::open`] must decide
+    /// on a fresh copy.
+    pub fn open_in_place(
+        &self,
+        kind: ObjectKind,
+        blob: Option<&BlobId>,
+        sealed: &mut [u8],
+    ) -> Result<Option<std::ops::Range<usize>>> {
+        let Some((sealer, key, by_id)) = self.opening_key(sealed) else {
+            return Err(FormatError::ForeignKey);
+        };
+        let fallback = if by_id { self.base_encryption() } else { None };
+        if allowed(kind, sealer) {
+            return match open_in_place(key, kind, blob, sealed) {
+                Err(FormatError::Authentication) if fallback.is_some() => Ok(None),
+                r => r.map(Some),
+            };
+        }
+        // Nothing was decrypted: the bytes are intact for the epoch-1 key.
+        match fallback {
+            Some(e) => open_in_place(e, kind, blob, sealed).map(Some),
+            None => Err(FormatError::Authentication),
+        }
+    }
+
     /// Sealing with a chosen nonce: only for golden vectors and tests. Reusing a nonce under
     /// one key breaks confidentiality, so production code goes through [`Keys::seal`].
     pub fn seal_with_nonce(
@@ -684,6 +676,21 @@ pub fn open(key: &SecretKey, kind: ObjectKind, blob: Option<&BlobId>, sealed: &[
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
     super::aead::open(key, nonce, &associated_data(kind, blob), ct)
+}
+
+/// [`open`] where the bytes lie; the plaintext is `sealed[range]` afterwards.
+fn open_in_place(
+    key: &SecretKey,
+    kind: ObjectKind,
+    blob: Option<&BlobId>,
+    sealed: &mut [u8],
+) -> Result<std::ops::Range<usize>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(FormatError::Truncated("sealed object"));
+    }
+    let (nonce, ct) = sealed.split_at_mut(NONCE_LEN);
+    let len = super::aead::open_in_place(key, nonce, &associated_data(kind, blob), ct)?;
+    Ok(NONCE_LEN..NONCE_LEN + len)
 }
 
 /// The RustCrypto XChaCha20-Poly1305 that [`seal_with_nonce`] must match byte for byte:

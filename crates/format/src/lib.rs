@@ -22,6 +22,7 @@ pub mod fuzzing;
 pub(crate) mod id;
 pub mod index;
 pub mod keyfile;
+mod object_kind;
 pub mod pack;
 pub mod snapshot;
 pub mod tombstone;

@@ -115,6 +115,31 @@ pub fn open_blob_bytes(
     Ok(raw)
 }
 
+/// [`open_blob`] where the sealed bytes lie, so a restore writes a stored blob straight
+/// from the buffer it was downloaded into. `Ok(None)` when the bytes were spoiled by a key
+/// that turned out wrong and [`open_blob`] must decide on a fresh copy (see
+/// [`Keys::open_in_place`]).
+pub fn open_blob_in_place<'a>(
+    keys: &Keys,
+    kind: BlobKind,
+    id: &BlobId,
+    sealed: &'a mut [u8],
+    raw_length: u32,
+) -> Result<Option<std::borrow::Cow<'a, [u8]>>> {
+    let Some(env) = keys.open_in_place(kind.object_kind(), Some(id), sealed)? else {
+        return Ok(None);
+    };
+    let sealed: &'a [u8] = sealed;
+    let raw = blob::decode_borrowed(&sealed[env], raw_length as usize)?;
+    if raw.len() != raw_length as usize {
+        return Err(FormatError::invalid("blob", format!("{} bytes, expected {raw_length}", raw.len())));
+    }
+    if keys.blob_id(&raw) != *id {
+        return Err(FormatError::invalid("blob", format!("content does not hash to {id}")));
+    }
+    Ok(Some(raw))
+}
+
 /// Builds one pack in memory: sealed blobs, then the sealed header listing them.
 pub struct PackBuilder {
     kind: BlobKind,
@@ -315,6 +340,11 @@ mod tests {
             for (e, raw) in parsed.iter().zip(&blobs) {
                 let s = &bytes[e.offset as usize..(e.offset + e.length) as usize];
                 prop_assert_eq!(&open_blob(&k, BlobKind::Data, &e.id, s, e.raw_length).unwrap(), raw);
+                let mut in_place = s.to_vec();
+                let opened = open_blob_in_place(&k, BlobKind::Data, &e.id, &mut in_place, e.raw_length).unwrap();
+                prop_assert_eq!(opened.as_deref(), Some(&raw[..]));
+                let mut wrong_kind = s.to_vec();
+                prop_assert!(open_blob_in_place(&k, BlobKind::Tree, &e.id, &mut wrong_kind, e.raw_length).is_err());
                 prop_assert!(open_blob(&k, BlobKind::Tree, &e.id, s, e.raw_length).is_err());
             }
         }

@@ -165,6 +165,18 @@ impl IndexedRepository {
         self.repo.open_blob_in(loc.kind, &loc.pack, data, &entry)
     }
 
+    /// [`Repository::open_blob_in_place`] of the blob `id` at `loc` (its offset relative
+    /// to `data`).
+    pub fn open_blob_in_place<'a>(
+        &self,
+        loc: &BlobLocation,
+        id: &BlobId,
+        data: &'a mut [u8],
+    ) -> Result<Option<std::borrow::Cow<'a, [u8]>>> {
+        let entry = PackEntry { id: *id, offset: loc.offset, length: loc.length, raw_length: loc.raw_length };
+        self.repo.open_blob_in_place(loc.kind, &loc.pack, data, &entry)
+    }
+
     /// A pack writer that skips blobs this index (or the writer itself) already holds.
     pub fn writer(&self) -> Result<PackWriter> {
         PackWriter::new(self.repo.clone(), self.index.clone())

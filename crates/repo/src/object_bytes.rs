@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use vault_format::Id;
 
@@ -43,6 +43,15 @@ impl ObjectBytes {
         self.0.to_bytes()
     }
 
+    /// The bytes in one buffer of the caller's own, to be changed in place: no copy when
+    /// they came in one piece that nothing else shares (remote ranges, and local reads
+    /// within one of OpenDAL's buffers), one copy otherwise.
+    pub fn into_mut(self) -> BytesMut {
+        let whole = self.0.to_bytes();
+        drop(self);
+        whole.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]))
+    }
+
     /// The name the object's bytes hash to (see [`Id::of_stored_bytes`]).
     pub fn stored_id(&self) -> Id {
         Id::of_stored_parts(self.0.clone())
@@ -64,5 +73,19 @@ mod tests {
         assert!(o.slice(5..11).is_none());
         assert_eq!(&o.to_bytes()[..], b"abcdefghij");
         assert_eq!(o.stored_id(), Id::of_stored_bytes(b"abcdefghij"));
+        assert_eq!(&o.into_mut()[..], b"abcdefghij");
+    }
+
+    #[test]
+    fn one_unshared_piece_becomes_mutable_without_a_copy() {
+        let v = b"0123456789".to_vec();
+        let at = v.as_ptr();
+        let m = ObjectBytes::new(opendal::Buffer::from(v)).into_mut();
+        assert_eq!((m.as_ptr(), &m[..]), (at, &b"0123456789"[..]));
+        // Shared with another holder: copied, the other's bytes untouched.
+        let b = Bytes::from(b"abc".to_vec());
+        let mut m = ObjectBytes::new(opendal::Buffer::from(b.clone())).into_mut();
+        m[0] = b'x';
+        assert_eq!((&m[..], &b[..]), (&b"xbc"[..], &b"abc"[..]));
     }
 }

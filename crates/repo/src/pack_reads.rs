@@ -134,6 +134,29 @@ impl Repository {
             .map_err(|e| damaged_blob(kind, pack, entry, e))
     }
 
+    /// [`Repository::open_blob_in`] where the sealed bytes lie in `data` (a range of the
+    /// pack read with [`ObjectBytes::into_mut`], `entry.offset` relative to it): a stored
+    /// blob is handed out as a slice of `data`, not copied. The blob's own bytes are
+    /// overwritten. `Ok(None)`: a key that turned out wrong spoiled them, and the blob must
+    /// be read afresh and opened with [`Repository::open_blob_in`] (one nonce in 2^64).
+    pub fn open_blob_in_place<'a>(
+        &self,
+        kind: BlobKind,
+        pack: &PackId,
+        data: &'a mut [u8],
+        entry: &PackEntry,
+    ) -> Result<Option<std::borrow::Cow<'a, [u8]>>> {
+        if let Some(why) = self.implausible_blob(kind, entry.length, entry.raw_length) {
+            return Err(damaged_blob(kind, pack, entry, why));
+        }
+        let start = entry.offset as usize;
+        let Some(sealed) = start.checked_add(entry.length as usize).and_then(|end| data.get_mut(start..end)) else {
+            return Err(damaged_blob(kind, pack, entry, "it lies outside the pack"));
+        };
+        pack::open_blob_in_place(self.keys(), kind, &entry.id, sealed, entry.raw_length)
+            .map_err(|e| damaged_blob(kind, pack, entry, e))
+    }
+
     /// A pack's header, read from its tail without downloading the blobs.
     pub fn read_pack_header(&self, kind: BlobKind, id: &PackId, size: u64) -> Result<(BlobKind, Vec<PackEntry>)> {
         let object = StoredObject::Pack(kind, *id);

@@ -14,6 +14,7 @@
 //! to reading its blobs one by one, so the intact ones still restore; a pack a prune
 //! deleted meanwhile is looked up in the index as it is now.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -27,11 +28,10 @@ use rayon::prelude::*;
 use super::super::progress::Progress;
 use super::beneath::Beneath;
 use super::write::{Piece, WriteError, open_for_writing};
-use vault_format::blob::BlobBytes;
 use vault_format::pack::BlobKind;
 use vault_format::{BlobId, PackId};
 use vault_repo::backend::BackendErrorKind;
-use vault_repo::{BlobLocation, IndexedRepository, READ_ALIGN, RepoError};
+use vault_repo::{BlobLocation, IndexedRepository, ObjectBytes, READ_ALIGN, RepoError};
 
 /// The longest range read in one request from remote storage (unless one blob is
 /// longer).
@@ -147,6 +147,21 @@ fn ranges(pack: usize, need: &PackNeed, size: Option<u64>, limit: u64, out: &mut
         out.push(RangeWork { pack, start: from, len: to - from, blobs: first..last });
         first = last;
     }
+}
+
+/// Which of a range's blobs (sorted by offset) share bytes with another.
+fn overlapping(blobs: &[(BlobLocation, BlobId, Vec<Target>)]) -> Vec<bool> {
+    let end_of = |loc: &BlobLocation| u64::from(loc.offset) + u64::from(loc.length);
+    let mut out = vec![false; blobs.len()];
+    let mut end_before = 0;
+    for (i, (loc, _, _)) in blobs.iter().enumerate() {
+        if i > 0 && u64::from(loc.offset) < end_before {
+            out[i] = true;
+            out[i - 1] = true;
+        }
+        end_before = end_before.max(end_of(loc));
+    }
+    out
 }
 
 /// Where a file's data starts (pack and offset): files sorted by it put the packs in the
@@ -269,29 +284,36 @@ impl<'a> Filler<'a> {
     }
 
     /// Reads one range (or, if it cannot be read, its blobs one by one) and writes its
-    /// blobs.
+    /// blobs. Each blob is decrypted where it lies in the range's buffer and written from
+    /// there, so the bytes are not copied on the way.
     fn fill_from(&self, work: &RangeWork, finish: &(dyn Fn(usize, Finished) + Sync)) {
         let need = &self.packs[work.pack];
-        let data = self.repo.read_pack_range(need.kind, &need.pack, work.start, work.len).ok();
+        let mut data =
+            self.repo.read_pack_range(need.kind, &need.pack, work.start, work.len).ok().map(ObjectBytes::into_mut);
         if data.is_some() {
             self.stats.ranges.fetch_add(1, Ordering::Relaxed);
             self.stats.bytes.fetch_add(work.len, Ordering::Relaxed);
         }
-        for (loc, id, targets) in &need.blobs[work.blobs.clone()] {
-            let blob = match &data {
-                Some(data) => {
-                    let within = u32::try_from(work.start)
-                        .ok()
-                        .and_then(|start| loc.offset.checked_sub(start))
-                        .map(|offset| BlobLocation { offset, ..*loc });
-                    match within {
-                        Some(within) => self.repo.open_blob_in(&within, id, data),
-                        None => self.read_alone(loc, id).map(BlobBytes::from),
-                    }
-                }
+        let blobs = &need.blobs[work.blobs.clone()];
+        let shared = overlapping(blobs);
+        for (i, (loc, id, targets)) in blobs.iter().enumerate() {
+            let within = u32::try_from(work.start)
+                .ok()
+                .and_then(|start| loc.offset.checked_sub(start))
+                .map(|offset| BlobLocation { offset, ..*loc });
+            let in_place = match (&mut data, within) {
+                // Blobs whose bytes overlap (only a crafted index says so) are each read on
+                // their own: opening one in place would spoil the other.
+                (Some(data), Some(within)) if !shared[i] => self.repo.open_blob_in_place(&within, id, data).transpose(),
+                _ => None,
+            };
+            let blob = match in_place {
+                Some(opened) => opened,
                 None => {
-                    self.stats.blobs_alone.fetch_add(1, Ordering::Relaxed);
-                    self.read_alone(loc, id).map(BlobBytes::from)
+                    if data.is_none() {
+                        self.stats.blobs_alone.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.read_alone(loc, id).map(Cow::Owned)
                 }
             };
             for t in targets {
@@ -469,6 +491,15 @@ mod tests {
             })
             .collect();
         PackNeed { pack: PackId(vault_format::Id([1; 32])), kind: BlobKind::Data, blobs }
+    }
+
+    /// Every blob that shares a byte with another is found, wherever the other lies.
+    #[test]
+    fn overlapping_blobs_are_found() {
+        let n = need(&[(0, 10), (10, 10), (20, 100), (30, 5), (90, 5), (200, 10), (205, 1)]);
+        assert_eq!(overlapping(&n.blobs), [false, false, true, true, true, true, true]);
+        let n = need(&[(0, 10), (10, 10), (20, 10)]);
+        assert_eq!(overlapping(&n.blobs), [false; 3]);
     }
 
     /// Neighbours share a range, a wide gap or the size limit starts another, a blob
