@@ -136,16 +136,19 @@ pub struct Backend {
     upload_threads: usize,
     /// Ranges a restore reads at once.
     download_threads: usize,
-    /// Ranges are copied into one buffer as they arrive: every piece kept would pin the
-    /// buffer it was cut from (SFTP's reader reserves 2 MiB for each reply of at most
-    /// 256 KiB), and blobs then never straddle pieces. Whole packs, read in parallel
-    /// ranges, stay in pieces.
+    /// Remote reads are copied into buffers of their own as they arrive (one per range,
+    /// one per 4 MiB piece of a whole pack): every piece the service hands over would pin
+    /// the buffer it was cut from (SFTP's reader reserves 2 MiB for each reply of at most
+    /// 256 KiB), and a restore's range arrives in one buffer it may decrypt in place.
     copy_reads: bool,
     /// `--limit-download`: bytes read wait for it.
     down: Option<Arc<Pacer>>,
 }
 
-/// Pieces of a large read from remote storage (see [`Backend::read_range_parts`]).
+/// Reads from remote storage this long or longer go as several requests at once (see
+/// [`Backend::read_range_parts`]); a restore's ranges stay below it and arrive whole.
+const SPLIT_READS_FROM: u64 = 8 << 20;
+/// Pieces of such a read (2 MiB pieces, 8 at once, measured no faster than these).
 const PARALLEL_READ_PIECE: u64 = 4 << 20;
 /// How many of them are in flight at once.
 const PARALLEL_READS_PER_OBJECT: usize = 4;
@@ -471,17 +474,33 @@ impl Backend {
     pub(crate) fn read_range_parts(&self, path: &str, offset: u64, len: u64) -> Result<ObjectBytes, BackendError> {
         // A large read from remote storage goes as several range requests at once: one
         // stream is bound by the round trip and one connection's window, not by the link.
-        let split = self.local_root.is_none() && len >= 2 * PARALLEL_READ_PIECE;
-        let requests = if split { len.div_ceil(PARALLEL_READ_PIECE) } else { 1 };
+        let split = self.local_root.is_none() && len >= SPLIT_READS_FROM;
+        let piece = if split { PARALLEL_READ_PIECE } else { len.max(1) };
+        let requests = len.div_ceil(piece).max(1);
         self.counters.reads.fetch_add(requests, Ordering::Relaxed);
         pace(&self.down, len as usize);
         let buf = self.read_afresh(path, || {
-            let buf = if self.copy_reads && !split {
+            let buf = if self.copy_reads {
+                // Each piece is copied into a buffer of its own as it arrives, and several
+                // are in flight at once for a large read.
+                let pieces = (0..requests).map(|i| {
+                    let start = offset + i * piece;
+                    let end = (start + piece).min(offset + len);
+                    async move {
+                        // The length comes from the index; what arrives decides the rest.
+                        let mut into = Vec::with_capacity((end - start).min(16 << 20) as usize);
+                        self.op.reader(path).await?.read_into(&mut into, start..end).await?;
+                        Ok::<_, opendal::Error>(Bytes::from(into))
+                    }
+                });
                 self.wait(async {
-                    // The length comes from the index; what arrives decides the rest.
-                    let mut into = Vec::with_capacity(len.min(16 << 20) as usize);
-                    self.op.reader(path).await?.read_into(&mut into, offset..offset + len).await?;
-                    Ok(opendal::Buffer::from(into))
+                    use futures::{StreamExt, TryStreamExt};
+                    let parts: Vec<Bytes> =
+                        futures::stream::iter(pieces).buffered(PARALLEL_READS_PER_OBJECT).try_collect().await?;
+                    Ok(match <[Bytes; 1]>::try_from(parts) {
+                        Ok([one]) => opendal::Buffer::from(one),
+                        Err(parts) => opendal::Buffer::from(parts),
+                    })
                 })?
             } else {
                 let read = self.op.read_with(path).range(offset..offset + len);

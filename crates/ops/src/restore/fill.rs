@@ -44,6 +44,17 @@ const RANGE_LOCAL: u64 = 1 << 20;
 const GAP: u64 = 256 << 10;
 /// Files kept open between their pieces.
 const OPEN_FILES: usize = 256;
+/// Bytes to read per worker before another one is worth starting: each worker holds a
+/// connection of its own, and over SFTP each connection is an SSH handshake (a tenth of a
+/// second of CPU and several round trips here), which a small restore does not repay.
+const BYTES_PER_WORKER: u64 = 8 << 20;
+
+/// How many workers read `work` when the storage allows `threads` requests at once.
+fn workers_for(threads: usize, work: &[RangeWork]) -> usize {
+    let bytes: u64 = work.iter().map(|w| w.len).sum();
+    let by_bytes = usize::try_from(bytes.div_ceil(BYTES_PER_WORKER)).unwrap_or(usize::MAX);
+    threads.min(work.len()).min(by_bytes.max(1))
+}
 
 /// How a file of the data pass is opened for its first piece.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,10 +281,10 @@ impl<'a> Filler<'a> {
             .filter(|&i| self.files[i].left.load(Ordering::Acquire) == 0)
             .for_each(|i| finish(i, self.finalize(i)));
         // Enough ranges in flight to hide the round trip behind the others' work.
-        let workers = self.repo.repo().backend().download_threads();
+        let workers = workers_for(self.repo.repo().backend().download_threads(), &self.work);
         let next = AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            for _ in 0..workers.min(self.work.len()) {
+            for _ in 0..workers {
                 scope.spawn(|| {
                     while let Some(work) = self.work.get(next.fetch_add(1, Ordering::Relaxed)) {
                         self.fill_from(work, finish);
@@ -491,6 +502,19 @@ mod tests {
             })
             .collect();
         PackNeed { pack: PackId(vault_format::Id([1; 32])), kind: BlobKind::Data, blobs }
+    }
+
+    /// A small restore starts few workers (connections), a large one all it may.
+    #[test]
+    fn workers_follow_the_bytes_to_read() {
+        let work = |n: usize, len: u64| -> Vec<RangeWork> {
+            (0..n).map(|i| RangeWork { pack: i, start: 0, len, blobs: 0..1 }).collect()
+        };
+        assert_eq!(workers_for(16, &work(5, 4 << 20)), 3);
+        assert_eq!(workers_for(16, &work(1, 100)), 1);
+        assert_eq!(workers_for(16, &work(600, 4 << 20)), 16);
+        assert_eq!(workers_for(3, &work(600, 1 << 20)), 3);
+        assert_eq!(workers_for(16, &work(0, 0)), 0);
     }
 
     /// Every blob that shares a byte with another is found, wherever the other lies.
