@@ -292,7 +292,7 @@ class Rustic(Tool):
         return env
 
     def where(self):
-        return self.args or [*self.where()]
+        return self.args or ["-r", self.repo]
 
     def init(self):
         return sh(["rustic", *self.where(), "init"], self.env)
@@ -351,6 +351,32 @@ def available_tools():
         else:
             print(f"note: {name} is not installed; it is left out of this run", file=sys.stderr)
     return tools
+
+
+# Restores per tool (in balanced order), and the pause before each: this VM's file-system
+# costs drift with every restore and delete before them.
+RESTORE_ROUNDS = int(os.environ.get("VAULT_BENCH_RESTORE_ROUNDS", "3"))
+SETTLE_SECONDS = float(os.environ.get("VAULT_BENCH_SETTLE", "3"))
+
+
+def balanced_restores(inst, target_of):
+    """Every tool restores 2 * RESTORE_ROUNDS times in balanced order (A B C C B A ...),
+    with `sync` and a pause before each; returns {tool: (median seconds, peak RSS)}. The
+    last restore of each tool stays in its target."""
+    runs = {tname: [] for tname, _ in inst}
+    order = list(inst) + list(reversed(inst))
+    for tname, t in order * RESTORE_ROUNDS:
+        target = target_of(tname)
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run(["sync"])
+        time.sleep(SETTLE_SECONDS)
+        runs[tname].append(t.restore(target))
+    out = {}
+    for tname, r in runs.items():
+        secs = sorted(x[0] for x in r)
+        out[tname] = ((secs[(len(secs) - 1) // 2] + secs[len(secs) // 2]) / 2, max(x[1] for x in r))
+        print(f"   restores of {tname}: " + " ".join(f"{x[0]:.2f}" for x in r), file=sys.stderr)
+    return out
 
 
 # ---------------------------------------------------------------- remote storage
@@ -464,17 +490,8 @@ def remote_workload(tools, results, wl):
     for step, fn in (("init", lambda t: t.init()), ("initial", lambda t: t.backup(src)), ("check-data", lambda t: t.check())):
         for tname, t in inst:
             record(step, tname, *fn(t))
-    runs = {tname: [] for tname, _ in inst}
-    order = [t for t in inst] + [t for t in reversed(inst)]
-    for tname, t in order + order:
-        target = os.path.join(base, f"restore-{tname}")
-        shutil.rmtree(target, ignore_errors=True)
-        subprocess.run(["sync"])
-        runs[tname].append(t.restore(target))
-        shutil.rmtree(target, ignore_errors=True)
-    for tname, r in runs.items():
-        secs = sorted(x[0] for x in r)
-        record("restore", tname, (secs[(len(secs) - 1) // 2] + secs[len(secs) // 2]) / 2, max(x[1] for x in r))
+    for tname, (secs, rss) in balanced_restores(inst, lambda n: os.path.join(base, f"restore-{n}")).items():
+        record("restore", tname, secs, rss)
     shutil.rmtree(base, ignore_errors=True)
     if proxy:
         proxy.kill()
@@ -527,11 +544,6 @@ def main():
         edit(src, 1)
         step("edited", lambda t: t.backup(src))
 
-        def restore(t):
-            target = os.path.join(base, f"restore-{t.name}")
-            shutil.rmtree(target, ignore_errors=True)
-            return t.restore(target)
-
         # Restoring onto a complete earlier restore (the rerun of an interrupted one, or
         # a restore onto an older copy): only tools that compare what is there take part
         # (restic 0.14 has no --overwrite; borg extract always writes).
@@ -554,8 +566,9 @@ def main():
             return r
 
         step("copy", copy)
-        subprocess.run(["sync"])
-        step("restore", restore)
+        for tname, (secs, rss) in balanced_restores(inst, lambda n: os.path.join(base, f"restore-{n}")).items():
+            results.append({"workload": wl, "step": "restore", "tool": tname, "seconds": secs, "rss_kib": rss, "source_bytes": src_bytes})
+            print(f"   {wl:<15} {'restore':<12} {tname:<7} {secs:8.2f}s  {rss / 1024:8.1f} MiB (median)", file=sys.stderr)
         step("re-restore", restore_again)
         step("check-data", lambda t: t.check())
         for tname, t in inst:
