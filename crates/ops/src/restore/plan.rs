@@ -21,8 +21,11 @@ pub(super) struct Plan {
     pub(super) links: Vec<(PathBuf, PathBuf)>,
     pub(super) special: Vec<(PathBuf, Node)>,
     /// Every directory the plan restores whole (the target first): where it goes, its
-    /// path in the snapshot, and the names the snapshot gives it, excluded ones too.
+    /// path in the snapshot, and (with `keep_names`) the names the snapshot gives it,
+    /// excluded ones too.
     pub(super) listings: Vec<Listing>,
+    /// Whether listings hold names (`--delete` needs them; 100,000 names are ~6 MB).
+    keep_names: bool,
 }
 
 /// One directory's names in the snapshot.
@@ -46,8 +49,16 @@ impl Selector {
 }
 
 impl Plan {
-    pub(super) fn new() -> Plan {
-        Plan { dirs: Vec::new(), files: Vec::new(), links: Vec::new(), special: Vec::new(), listings: Vec::new() }
+    /// An empty plan; `keep_names`: its listings record every directory's names.
+    pub(super) fn new(keep_names: bool) -> Plan {
+        Plan {
+            dirs: Vec::new(),
+            files: Vec::new(),
+            links: Vec::new(),
+            special: Vec::new(),
+            listings: Vec::new(),
+            keep_names,
+        }
     }
 }
 
@@ -98,7 +109,9 @@ pub(super) fn plan_tree(
         };
         let name = OsStr::from_bytes(&node.name);
         let listing = open.last().map_or(0, |d| d.listing);
-        plan.listings[listing].names.insert(name.to_owned());
+        if plan.keep_names {
+            plan.listings[listing].names.insert(name.to_owned());
+        }
         let p = Path::new(snap_path);
         if sel.excludes.matches(p) {
             return Ok(Flow::Skip);
