@@ -44,8 +44,8 @@ impl ObjectBytes {
     }
 
     /// The bytes in one buffer of the caller's own, to be changed in place: no copy when
-    /// they came in one piece that nothing else shares (remote ranges, and local reads
-    /// within one of OpenDAL's buffers), one copy otherwise.
+    /// they came in one piece that nothing else shares (remote ranges), one copy
+    /// otherwise (local reads, whose buffer OpenDAL's pool keeps the rest of).
     pub fn into_mut(self) -> BytesMut {
         let whole = self.0.to_bytes();
         drop(self);
