@@ -106,13 +106,19 @@ pub fn open_blob_bytes(
 ) -> Result<blob::BlobBytes> {
     let env = keys.open(kind.object_kind(), Some(id), sealed)?;
     let raw = blob::decode_owned(env, raw_length as usize)?;
+    check_plaintext(keys, id, &raw, raw_length)?;
+    Ok(raw)
+}
+
+/// A blob's plaintext has the length the index gives and hashes to its id.
+fn check_plaintext(keys: &Keys, id: &BlobId, raw: &[u8], raw_length: u32) -> Result<()> {
     if raw.len() != raw_length as usize {
         return Err(FormatError::invalid("blob", format!("{} bytes, expected {raw_length}", raw.len())));
     }
-    if keys.blob_id(&raw) != *id {
+    if keys.blob_id(raw) != *id {
         return Err(FormatError::invalid("blob", format!("content does not hash to {id}")));
     }
-    Ok(raw)
+    Ok(())
 }
 
 /// [`open_blob`] where the sealed bytes lie, so a restore writes a stored blob straight
@@ -131,12 +137,7 @@ pub fn open_blob_in_place<'a>(
     };
     let sealed: &'a [u8] = sealed;
     let raw = blob::decode_borrowed(&sealed[env], raw_length as usize)?;
-    if raw.len() != raw_length as usize {
-        return Err(FormatError::invalid("blob", format!("{} bytes, expected {raw_length}", raw.len())));
-    }
-    if keys.blob_id(&raw) != *id {
-        return Err(FormatError::invalid("blob", format!("content does not hash to {id}")));
-    }
+    check_plaintext(keys, id, &raw, raw_length)?;
     Ok(Some(raw))
 }
 

@@ -16,10 +16,19 @@ fn damaged_blob(kind: BlobKind, pack: &PackId, entry: &PackEntry, reason: impl s
     RepoError::integrity(Damaged::Blob { kind, id: entry.id, pack: Some(*pack) }, reason)
 }
 
+/// Where blob `entry`'s bytes lie in its pack (`None` past the address space).
+fn blob_range(entry: &PackEntry) -> Option<std::ops::Range<usize>> {
+    let start = entry.offset as usize;
+    Some(start..start.checked_add(entry.length as usize)?)
+}
+
+fn outside(kind: BlobKind, pack: &PackId, entry: &PackEntry) -> RepoError {
+    damaged_blob(kind, pack, entry, "it lies outside the pack")
+}
+
 /// Blob `entry`'s bytes within a pack held whole.
 fn blob_slice(kind: BlobKind, pack: &PackId, data: &ObjectBytes, entry: &PackEntry) -> Result<bytes::Bytes> {
-    let range = entry.offset as usize..(entry.offset as usize).saturating_add(entry.length as usize);
-    data.slice(range).ok_or_else(|| damaged_blob(kind, pack, entry, "it lies outside the pack"))
+    blob_range(entry).and_then(|r| data.slice(r)).ok_or_else(|| outside(kind, pack, entry))
 }
 
 /// Cache directory for tree packs (data packs are never cached).
@@ -149,10 +158,7 @@ impl Repository {
         if let Some(why) = self.implausible_blob(kind, entry.length, entry.raw_length) {
             return Err(damaged_blob(kind, pack, entry, why));
         }
-        let start = entry.offset as usize;
-        let Some(sealed) = start.checked_add(entry.length as usize).and_then(|end| data.get_mut(start..end)) else {
-            return Err(damaged_blob(kind, pack, entry, "it lies outside the pack"));
-        };
+        let sealed = blob_range(entry).and_then(|r| data.get_mut(r)).ok_or_else(|| outside(kind, pack, entry))?;
         pack::open_blob_in_place(self.keys(), kind, &entry.id, sealed, entry.raw_length)
             .map_err(|e| damaged_blob(kind, pack, entry, e))
     }

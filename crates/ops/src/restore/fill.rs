@@ -129,9 +129,13 @@ struct RangeWork {
     blobs: std::ops::Range<usize>,
 }
 
+/// Where a blob's sealed bytes end in its pack.
+fn end_of(loc: &BlobLocation) -> u64 {
+    u64::from(loc.offset) + u64::from(loc.length)
+}
+
 /// Cuts a pack's needed blobs (sorted by offset) into ranges.
 fn ranges(pack: usize, need: &PackNeed, size: Option<u64>, limit: u64, out: &mut Vec<RangeWork>) {
-    let end_of = |loc: &BlobLocation| u64::from(loc.offset) + u64::from(loc.length);
     // Widened to READ_ALIGN within the pack (unknown size: exactly the blobs).
     let widen = |start: u64, end: u64| match size {
         Some(size) if end <= size => {
@@ -162,7 +166,6 @@ fn ranges(pack: usize, need: &PackNeed, size: Option<u64>, limit: u64, out: &mut
 
 /// Which of a range's blobs (sorted by offset) share bytes with another.
 fn overlapping(blobs: &[(BlobLocation, BlobId, Vec<Target>)]) -> Vec<bool> {
-    let end_of = |loc: &BlobLocation| u64::from(loc.offset) + u64::from(loc.length);
     let mut out = vec![false; blobs.len()];
     let mut end_before = 0;
     for (i, (loc, _, _)) in blobs.iter().enumerate() {
